@@ -1,0 +1,366 @@
+"""Vision encoders behind one interface: PIL images in, one global vector and R region vectors per image out.
+
+Every encoder is an ``nn.Module`` exposing ``hidden_size`` (D), ``num_regions`` (R) and ``grid_size``
+so that models take their dimensions from the encoder, never from literals:
+
+    >>> encoder = load_vision_encoder("efficientnet-lite0", frozen=True)      # offline default
+    >>> out = encoder(images)                # list of N PIL images -> VisionOutput
+    >>> out.global_features.shape, out.region_features.shape                 # [N, 1280], [N, 49, 1280]
+
+Implementations: :class:`HFVisionEncoder` (any Hugging Face vision model or the vision tower of a
+CLIP-like model, by hub name or local folder; global = pooled output or [CLS], regions = patch
+tokens) and :class:`mmie.encoders.efficientnet.EfficientNetLiteEncoder` (offline EfficientNet-Lite;
+global = mean of the grid, regions = the grid cells).
+
+A post has 1..4 images in order. :func:`flatten_post_images` turns a batch of posts' image lists into
+the flat list of real images plus ``image_mask [B, M]``; only real images are encoded, and
+:func:`scatter_to_slots` puts the features back into ``[B, M, ...]`` with zeros in padded slots, which
+every downstream attention and pooling must mask with ``image_mask``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from PIL import Image
+from torch import nn
+
+from mmie.data.schema import MAX_IMAGES
+from mmie.errors import ConfigError
+
+T = TypeVar("T")
+GLOBAL_POOLINGS = ("auto", "pooler", "cls", "mean")
+# Keys of a transformers config that say where it was loaded from, not what it computes.
+_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "architectures"}
+
+
+@dataclass
+class VisionOutput:
+    """Features of N images: ``global_features [N, D]`` and ``region_features [N, R, D]``."""
+
+    global_features: torch.Tensor
+    region_features: torch.Tensor
+
+
+@dataclass
+class PostVisionOutput:
+    """Features of B posts with up to M image slots each; padded slots are zero and ``image_mask`` False."""
+
+    global_features: torch.Tensor  # [B, M, D]
+    region_features: torch.Tensor  # [B, M, R, D]
+    image_mask: torch.Tensor  # [B, M] bool
+
+    @classmethod
+    def from_flat(
+        cls, global_features: torch.Tensor, region_features: torch.Tensor, image_mask: torch.Tensor
+    ) -> PostVisionOutput:
+        """Scatter features of the real images (post-major, slot order) into their ``[B, M]`` slots."""
+        image_mask = image_mask.to(global_features.device)
+        return cls(
+            scatter_to_slots(global_features, image_mask),
+            scatter_to_slots(region_features, image_mask),
+            image_mask,
+        )
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw bytes of a tensor (any dtype, bfloat16 included), without a copy when already on the CPU."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+class VisionEncoder(nn.Module, ABC):
+    """Base of every vision encoder: preprocessing, frozen/fine-tuned handling, identity for the cache.
+
+    Subclasses build their backbone, then call :meth:`_finish_init`, and implement
+    :meth:`preprocess`, :meth:`encode_pixels`, :meth:`preprocessing_config`, :meth:`architecture_config`.
+    """
+
+    hidden_size: int
+    num_regions: int
+    grid_size: tuple[int, int] | None  # (rows, columns) of the regions when they form a grid
+
+    def __init__(self, name: str, frozen: bool) -> None:
+        super().__init__()
+        self.name = name
+        self.frozen = frozen
+        self._fingerprint: str | None = None
+        self.register_load_state_dict_post_hook(_forget_fingerprint)  # new weights, new cache identity
+
+    # --- what a subclass provides -------------------------------------------------------------
+    @abstractmethod
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> float ``pixel_values [N, 3, H, W]`` on the CPU."""
+
+    @abstractmethod
+    def encode_pixels(self, pixel_values: torch.Tensor) -> VisionOutput:
+        """``pixel_values`` (already on the encoder's device) -> features."""
+
+    @abstractmethod
+    def preprocessing_config(self) -> dict[str, Any]:
+        """Every preprocessing parameter that changes the pixels (part of the cache key)."""
+
+    @abstractmethod
+    def architecture_config(self) -> dict[str, Any]:
+        """What computes the features besides the weights: architecture config, pooling choice."""
+
+    # --- shared behaviour ---------------------------------------------------------------------
+    def _finish_init(self) -> None:
+        """Apply the frozen flag and measure D and R with one forward pass on a grey image."""
+        self.set_frozen(self.frozen)
+        # Eval mode keeps BatchNorm statistics still during the probe; loaded encoders also start in
+        # eval mode, like `from_pretrained` models, until `model.train()` switches them.
+        super().train(False)
+        with torch.no_grad():
+            probe = self.encode_pixels(self.preprocess([Image.new("RGB", (64, 64), (128, 128, 128))]))
+        self.hidden_size = int(probe.global_features.shape[-1])
+        self.num_regions = int(probe.region_features.shape[1])
+        if probe.region_features.shape[-1] != self.hidden_size:
+            raise ConfigError(
+                f"vision encoder {self.name!r}: global features have size {self.hidden_size} but regions "
+                f"{probe.region_features.shape[-1]}; choose global_pooling='cls' or 'mean'"
+            )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Frozen: no gradients and eval mode (dropout off, BatchNorm statistics fixed) for good."""
+        self.frozen = frozen
+        self._fingerprint = None
+        for parameter in self.parameters():
+            parameter.requires_grad_(not frozen)
+        if frozen:
+            super().train(False)
+
+    def train(self, mode: bool = True) -> VisionEncoder:
+        # A frozen encoder stays in eval mode when the model around it is put in training mode.
+        return super().train(mode and not self.frozen)
+
+    def forward(self, images: Sequence[Image.Image]) -> VisionOutput:
+        """Encode N PIL images (N may be 0) on the encoder's device."""
+        device = self.device
+        if len(images) == 0:
+            zeros = torch.zeros(0, self.hidden_size, device=device)
+            return VisionOutput(zeros, torch.zeros(0, self.num_regions, self.hidden_size, device=device))
+        pixel_values = self.preprocess(images).to(device)
+        # A frozen encoder builds no autograd graph, which also saves the activations' memory.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.encode_pixels(pixel_values)
+
+    def weights_fingerprint(self) -> str:
+        """sha256 over every parameter and buffer (names, dtypes, shapes, bytes); memoised."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for name, tensor in sorted(self.state_dict().items()):
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+                digest.update(tensor_bytes(tensor))
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything the features depend on (the feature cache hashes this into its key)."""
+        return {
+            "encoder": type(self).__name__,
+            "architecture": self.architecture_config(),
+            "preprocessing": self.preprocessing_config(),
+            "weights_sha256": self.weights_fingerprint(),
+            "hidden_size": self.hidden_size,
+            "num_regions": self.num_regions,
+        }
+
+
+def _forget_fingerprint(module: VisionEncoder, incompatible_keys: Any) -> None:
+    module._fingerprint = None
+
+
+class HFVisionEncoder(VisionEncoder):
+    """A Hugging Face vision model (ViT, DeiT, BEiT, Swin, ConvNeXt, ...) or the vision tower of CLIP/SigLIP.
+
+    ``global_pooling``: ``"auto"`` uses the model's pooled output when its weights were in the
+    checkpoint (CLIP: post-layernorm [CLS]), else the [CLS] token, else the mean of the patches;
+    ``"pooler"``, ``"cls"`` and ``"mean"`` force one. Regions are the patch tokens (prefix tokens such
+    as [CLS] or distillation tokens removed), or the cells of a convolutional feature map.
+    """
+
+    def __init__(self, name_or_path: str, frozen: bool = True, global_pooling: str = "auto") -> None:
+        super().__init__(str(name_or_path), frozen)
+        if global_pooling not in GLOBAL_POOLINGS:
+            raise ConfigError(f"global_pooling must be one of {', '.join(GLOBAL_POOLINGS)}, got {global_pooling!r}")
+        self.model, missing_keys = _load_hf_vision_model(self.name)
+        self.processor = _load_image_processor(self.name)
+        self.requested_pooling = global_pooling
+        self._pooler_loaded = not any("pooler" in key for key in missing_keys)
+        self._num_prefix_tokens = 0
+        self.global_pooling = "mean"
+        self.grid_size = None
+        self._configure_layout()
+        self._finish_init()
+
+    def _configure_layout(self) -> None:
+        """Count prefix tokens and the patch grid from one forward pass at the processor's input size."""
+        with torch.no_grad():
+            pixels = self.preprocess([Image.new("RGB", (64, 64))])
+            out = self.model.eval()(pixel_values=pixels)
+        hidden = out.last_hidden_state
+        patch = getattr(self.model.config, "patch_size", None)
+        if hidden.dim() == 4:  # a convolutional feature map [N, C, H, W]
+            self.grid_size = (int(hidden.shape[2]), int(hidden.shape[3]))
+        elif isinstance(patch, int) and hidden.dim() == 3:
+            rows, columns = pixels.shape[2] // patch, pixels.shape[3] // patch
+            prefix = hidden.shape[1] - rows * columns
+            if prefix >= 0:
+                self._num_prefix_tokens, self.grid_size = prefix, (rows, columns)
+        has_pooler = getattr(out, "pooler_output", None) is not None
+        if self.requested_pooling == "auto":
+            if has_pooler and self._pooler_loaded:
+                self.global_pooling = "pooler"
+            else:
+                self.global_pooling = "cls" if self._num_prefix_tokens > 0 else "mean"
+        else:
+            if self.requested_pooling == "pooler" and not has_pooler:
+                raise ConfigError(f"vision encoder {self.name!r} has no pooled output; use 'cls' or 'mean'")
+            if self.requested_pooling == "cls" and self._num_prefix_tokens == 0:
+                raise ConfigError(f"vision encoder {self.name!r} has no [CLS] token; use 'pooler' or 'mean'")
+            self.global_pooling = self.requested_pooling
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+        return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> VisionOutput:
+        out = self.model(pixel_values=pixel_values.to(self.model.dtype))  # a half-precision model takes half pixels
+        hidden = out.last_hidden_state
+        if hidden.dim() == 4:
+            regions = hidden.flatten(2).transpose(1, 2)
+        else:
+            regions = hidden[:, self._num_prefix_tokens :]
+        if self.global_pooling == "pooler":
+            pooled = out.pooler_output.flatten(1)
+        elif self.global_pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            pooled = regions.mean(dim=1)
+        return VisionOutput(pooled, regions)
+
+    def preprocessing_config(self) -> dict[str, Any]:
+        return {"processor": self.processor.to_dict()}
+
+    def architecture_config(self) -> dict[str, Any]:
+        config = {k: v for k, v in self.model.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+        return {"model_class": type(self.model).__name__, "config": config, "global_pooling": self.global_pooling}
+
+
+def _load_hf_vision_model(name_or_path: str) -> tuple[nn.Module, list[str]]:
+    """The vision model (or, for CLIP-like checkpoints, only its vision tower) and its missing keys."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+        model_class: Any = AutoModel
+        if getattr(config, "vision_config", None) is not None:
+            # CLIPConfig -> CLIPVisionModel, SiglipConfig -> SiglipVisionModel: load the tower alone.
+            tower = type(config).__name__.replace("Config", "VisionModel")
+            model_class = getattr(transformers, tower, None)
+            if model_class is None:
+                raise ConfigError(
+                    f"vision encoder {name_or_path!r}: a multimodal checkpoint ({type(config).__name__}) "
+                    f"whose vision tower mmie cannot load alone; save the vision model to a folder and use that"
+                )
+        model, info = model_class.from_pretrained(name_or_path, output_loading_info=True)
+    except OSError as error:
+        raise ConfigError(
+            f"vision encoder {name_or_path!r}: not a local model folder and not in the Hugging Face cache "
+            f"(mmie never downloads at run time): {error}"
+        ) from None
+    return model, list(info.get("missing_keys", []))
+
+
+def _load_image_processor(name_or_path: str) -> Any:
+    """The model's own image processor, on its Pillow backend (torchvision does not import beside this torch)."""
+    import transformers
+    from transformers import AutoImageProcessor
+
+    # transformers 5 picks the backend by name; 4.x calls the Pillow-based processor the "slow" one.
+    options = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
+    try:
+        return AutoImageProcessor.from_pretrained(name_or_path, **options)
+    except OSError as error:
+        raise ConfigError(f"vision encoder {name_or_path!r}: no image processor config found: {error}") from None
+
+
+# --- factory ---------------------------------------------------------------------------------------
+EFFICIENTNET_ALIASES = {f"efficientnet-lite{k}": k for k in range(5)} | {
+    f"efficientnet_lite{k}": k for k in range(5)
+}
+DEFAULT_VISION_ENCODER = "efficientnet-lite0"
+
+
+def load_vision_encoder(
+    name_or_path: str = DEFAULT_VISION_ENCODER,
+    frozen: bool = True,
+    *,
+    device: str | torch.device | None = None,
+    global_pooling: str = "auto",
+) -> VisionEncoder:
+    """A vision encoder by alias (``efficientnet-lite0``, offline), hub name or local folder.
+
+    ``frozen`` fixes the weights (no gradients, eval mode); otherwise the encoder is fine-tuned with
+    the model. ``device`` defaults to the CPU; move it later with ``.to(device)`` like any module.
+    """
+    name = str(name_or_path)
+    if name.lower() in EFFICIENTNET_ALIASES:
+        from mmie.encoders.efficientnet import EfficientNetLiteEncoder
+
+        encoder: VisionEncoder = EfficientNetLiteEncoder(variant=EFFICIENTNET_ALIASES[name.lower()], frozen=frozen)
+    else:
+        encoder = HFVisionEncoder(name, frozen=frozen, global_pooling=global_pooling)
+    return encoder.to(device) if device is not None else encoder
+
+
+# --- posts with 1..M images --------------------------------------------------------------------------
+def flatten_post_images(
+    posts_images: Sequence[Sequence[T | None]], max_images: int = MAX_IMAGES, *, truncate: bool = False
+) -> tuple[list[T], torch.Tensor]:
+    """A batch of posts' image lists -> (the real images, flat and in order; ``image_mask [B, M]``).
+
+    A ``None`` entry keeps its slot (its position still counts for order) but is masked and not
+    encoded. A post with more than ``max_images`` images is an error unless ``truncate`` keeps the first ones.
+    """
+    if max_images < 1:
+        raise ValueError(f"max_images must be at least 1, got {max_images}")
+    image_mask = torch.zeros(len(posts_images), max_images, dtype=torch.bool)
+    flat: list[T] = []
+    for row, images in enumerate(posts_images):
+        if len(images) > max_images and not truncate:
+            raise ValueError(f"post {row} of the batch has {len(images)} images, more than max_images={max_images}")
+        for slot, image in enumerate(list(images)[:max_images]):
+            if image is not None:
+                flat.append(image)
+                image_mask[row, slot] = True
+    return flat, image_mask
+
+
+def scatter_to_slots(flat: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+    """``flat [N, ...]`` (one row per True of ``image_mask``, row-major) -> ``[B, M, ...]``, zeros elsewhere."""
+    if int(image_mask.sum()) != flat.shape[0]:
+        raise ValueError(f"image_mask has {int(image_mask.sum())} real slots but {flat.shape[0]} feature rows")
+    slots = flat.new_zeros((*image_mask.shape, *flat.shape[1:]))
+    slots[image_mask.to(flat.device)] = flat  # differentiable: gradients reach the fine-tuned encoder
+    return slots
+
+
+def encode_posts(
+    encoder: VisionEncoder, posts_images: Sequence[Sequence[Image.Image | None]], max_images: int = MAX_IMAGES
+) -> PostVisionOutput:
+    """Encode the real images of B posts in one call and return them in ``[B, M]`` slots with the mask."""
+    flat, image_mask = flatten_post_images(posts_images, max_images)
+    out = encoder(flat)
+    return PostVisionOutput.from_flat(out.global_features, out.region_features, image_mask)
