@@ -2,4 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mmie.training.loading import LoadedModel
+
 __version__ = "0.1.0"
+
+
+def load_model(path: str | Path, device: str | None = None) -> LoadedModel:
+    """Load a trained model folder (``<run>/model``) for ``.predict(records)`` / ``.evaluate(records)``.
+
+    Lazy: torch and transformers are imported only when this is called.
+    """
+    from mmie.training.loading import load_model as _load_model
+
+    return _load_model(path, device=device)

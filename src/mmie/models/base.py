@@ -1,0 +1,143 @@
+"""What every mmie model shares: its typed config, its parts, its outputs and its inputs.
+
+A model is an ``nn.Module`` with a text encoder (any Hugging Face ``AutoModel``) and a task head.
+Its ``forward`` takes the batch dict built by :mod:`mmie.training.collate` as keyword arguments and
+returns an output dataclass whose ``loss`` is set only when labels are given. The model never sees
+files: its featurizer (:mod:`mmie.training.features`) turns records into per-example feature dicts.
+
+Multimodal models plug in the same way: they add parts in :meth:`ExtractionModel.build_components`
+(and their configs in :meth:`ExtractionModel.component_configs`), and inputs such as
+``pixel_values``/``image_mask`` through their featurizer and ``forward`` arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from transformers.utils import ModelOutput
+
+from mmie.encoders.text import DEFAULT_TEXT_ENCODER, load_text_encoder, text_encoder_from_config
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from mmie.training.collate import Collator
+    from mmie.training.features import Featurizer
+
+# Parameters whose names start with this belong to the pretrained text encoder; the rest is the
+# task head (trained from scratch, often with a higher learning rate).
+TEXT_ENCODER_PREFIX = "text_encoder."
+
+
+class ModelConfig(BaseModel):
+    """Settings every model has. Subclasses add their own; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    encoder: str = Field(DEFAULT_TEXT_ENCODER, description="text encoder: alias, Hugging Face id or folder")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the task head")
+    max_length: int = Field(128, ge=16, le=4096, description="sub-word tokens per example, specials included")
+
+
+@dataclass
+class TokenClassificationOutput(ModelOutput):
+    """NER output. ``logits``: word-level scores ``[batch, words, labels]`` (CRF emissions);
+    ``predictions``: decoded label ids ``[batch, words]``, -100 past each post's last word."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    predictions: torch.Tensor | None = None
+
+
+@dataclass
+class RelationClassificationOutput(ModelOutput):
+    """RE output. ``logits``: ``[batch, relation labels]``."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class ExtractionModel(nn.Module):
+    """Base class of every registered model."""
+
+    task: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    registry_name: ClassVar[str]
+    # Batch keys padded along their first dimension whose padding the model must see, and the mask
+    # collate builds for each (a multimodal model adds e.g. "pixel_values": "image_mask").
+    length_masks: ClassVar[dict[str, str]] = {"word_starts": "word_mask"}
+
+    def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
+        super().__init__()
+        # Not `self.config`: transformers' Trainer treats a `config` attribute as a PretrainedConfig.
+        self.model_config = config
+        self.labels = list(labels)
+        self.text_encoder = text_encoder
+        self.hidden_size: int = text_encoder.config.hidden_size
+
+    # ------------------------------------------------------------------ building and saving
+
+    @classmethod
+    def build_components(cls, config: ModelConfig, component_configs: dict[str, dict] | None = None) -> dict:
+        """The pretrained parts, keyword arguments of ``__init__``: loaded with their weights, or
+        built empty from ``component_configs`` (a saved model folder) for its weights to load into."""
+        if component_configs is not None:
+            return {"text_encoder": text_encoder_from_config(component_configs["text_encoder"])}
+        return {"text_encoder": load_text_encoder(config.encoder)}
+
+    def component_configs(self) -> dict[str, dict]:
+        """What ``build_components`` needs to rebuild the parts offline, without their weights."""
+        return {"text_encoder": self.text_encoder.config.to_dict()}
+
+    @classmethod
+    def prepare_tokenizer(cls, tokenizer: PreTrainedTokenizerBase, config: ModelConfig) -> ModelConfig:
+        """Add the tokens the model needs (entity markers, ...); returns the config, completed."""
+        return config
+
+    def fit_vocabulary(self, vocabulary_size: int) -> None:
+        """Grow the input embeddings when the tokenizer gained tokens (new rows start near the mean)."""
+        if self.text_encoder.get_input_embeddings().num_embeddings != vocabulary_size:
+            self.text_encoder.resize_token_embeddings(vocabulary_size)
+
+    @classmethod
+    def featurizer(
+        cls, tokenizer: PreTrainedTokenizerBase, config: ModelConfig, labels: list[str]
+    ) -> Featurizer:
+        raise NotImplementedError
+
+    @classmethod
+    def collator(cls, tokenizer: PreTrainedTokenizerBase) -> Collator:
+        """Pads this model's feature dicts into batches (dynamic padding)."""
+        from mmie.training.collate import Collator
+
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return Collator(pad_id, length_masks=cls.length_masks)
+
+    # ------------------------------------------------------------------------- running
+
+    def encode_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Contextual sub-word vectors ``[batch, tokens, hidden]``."""
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.text_encoder(**inputs).last_hidden_state
+
+    def is_head_parameter(self, name: str) -> bool:
+        """True for parameters trained from scratch (not part of a pretrained encoder)."""
+        return not name.startswith(TEXT_ENCODER_PREFIX)
+
+
+def gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``hidden[b, positions[b, i]]``: ``[batch, tokens, d]`` x ``[batch, n]`` -> ``[batch, n, d]``."""
+    index = positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
+    return hidden.gather(1, index)

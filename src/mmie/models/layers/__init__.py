@@ -1,0 +1,1 @@
+"""Reusable model layers: CRF decoder, visual prefix, attention blocks."""

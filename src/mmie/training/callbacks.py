@@ -1,0 +1,98 @@
+"""Trainer callbacks: progress bars in examples per second, epoch timing, and the run's log file.
+
+They replace transformers' own ProgressCallback/PrinterCallback (whose bars count steps and whose
+printer writes raw dicts): training and evaluation bars count examples, and every log entry
+(loss, learning rate, dev scores per epoch) goes to ``train.log`` as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from typing import Any
+
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+
+logger = logging.getLogger("mmie.training")
+
+
+class ExamplesProgressCallback(TrainerCallback):
+    """tqdm bars for training and evaluation, counting examples (so the rate reads examples/s)."""
+
+    def __init__(self, train_examples: int) -> None:
+        self.train_examples = train_examples
+        self.train_bar: tqdm | None = None
+        self.eval_bar: tqdm | None = None
+        # Wall time of each training epoch, evaluation and checkpointing excluded (they run after
+        # on_epoch_end): what the benchmarks report as seconds per epoch.
+        self.epoch_seconds: list[float] = []
+        self._epoch_started: float | None = None
+
+    def _examples_per_step(self, args: Any) -> int:
+        return args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+
+    def _examples_done(self, args: Any, global_step: int) -> int:
+        """Examples seen after ``global_step`` optimizer steps (the last step of an epoch may be short)."""
+        per_step = self._examples_per_step(args)
+        steps_per_epoch = max(1, math.ceil(self.train_examples / per_step))
+        epochs, steps = divmod(global_step, steps_per_epoch)
+        return epochs * self.train_examples + steps * per_step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        # Opened at the first step, not at train begin: on resume the Trainer restores its step
+        # count after on_train_begin.
+        if self.train_bar is not None or not state.is_world_process_zero:
+            return
+        total = self.train_examples * int(args.num_train_epochs)
+        done = min(total, self._examples_done(args, state.global_step))
+        self.train_bar = tqdm(total=total, initial=done, unit="ex", desc="train", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.train_bar is not None:
+            done = min(self.train_bar.total, self._examples_done(args, state.global_step))
+            self.train_bar.update(max(0, done - self.train_bar.n))
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self._epoch_started is not None:
+            self.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+            self._epoch_started = None
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if not state.is_world_process_zero or eval_dataloader is None:
+            return
+        if self.eval_bar is None:
+            total = len(eval_dataloader.dataset) if hasattr(eval_dataloader, "dataset") else None
+            self.eval_bar = tqdm(total=total, unit="ex", desc="dev", leave=False, dynamic_ncols=True)
+        step = min(args.eval_batch_size, (self.eval_bar.total or 1 << 62) - self.eval_bar.n)
+        self.eval_bar.update(step)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.eval_bar is not None:
+            self.eval_bar.close()
+            self.eval_bar = None
+        if metrics and state.is_world_process_zero:
+            shown = {key[5:]: value for key, value in metrics.items() if key in ("eval_f1", "eval_loss")}
+            message = ", ".join(f"{key} {value:.4f}" for key, value in shown.items())
+            # stderr, like the bars: stdout stays for results
+            tqdm.write(f"epoch {state.epoch:.0f}: dev {message}", file=sys.stderr)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.train_bar is not None:
+            self.train_bar.close()
+            self.train_bar = None
+
+
+class LogFileCallback(TrainerCallback):
+    """Every Trainer log entry, as a JSON line, into the ``mmie.training`` logger (train.log)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            entry = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **logs}
+            logger.info("log %s", json.dumps(entry, default=str))

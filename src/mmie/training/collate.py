@@ -1,0 +1,60 @@
+"""Per-example feature dicts -> one batch dict of tensors, padded to the longest example of the batch.
+
+Dynamic padding: each batch is as long as its longest example, never a fixed ``max_length``.
+Every key of the feature dicts becomes a batch key (except ``meta``), so inputs that later models
+add (``pixel_values`` of 1..4 images, cached image features, ...) pass through: values of equal
+shape are stacked, values whose first dimension differs are padded along it. ``length_masks``
+names the keys whose padding must be visible to the model and the mask key to create for them
+(``word_starts`` -> ``word_mask``; a multimodal model adds e.g. ``pixel_values`` -> ``image_mask``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from mmie.training.features import META_KEY
+
+# Padding value per key; any other key pads with 0.
+LABEL_PAD = -100
+DEFAULT_LENGTH_MASKS = {"word_starts": "word_mask"}  # what the text models need (their class says so)
+
+
+class Collator:
+    def __init__(
+        self,
+        pad_token_id: int,
+        pad_values: Mapping[str, float] | None = None,
+        length_masks: Mapping[str, str] | None = None,
+    ) -> None:
+        self.pad_values: dict[str, float] = {"input_ids": pad_token_id, "labels": LABEL_PAD, **(pad_values or {})}
+        self.length_masks = dict(DEFAULT_LENGTH_MASKS if length_masks is None else length_masks)
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {}
+        for key in features[0]:
+            if key == META_KEY:
+                continue
+            values = [torch.as_tensor(feature[key]) for feature in features]
+            batch[key] = self._pad(key, values)
+            if key in self.length_masks:
+                lengths = torch.tensor([len(value) for value in values])
+                longest = int(lengths.max()) if len(lengths) else 0
+                batch[self.length_masks[key]] = torch.arange(longest)[None, :] < lengths[:, None]
+        return batch
+
+    def _pad(self, key: str, values: list[torch.Tensor]) -> torch.Tensor:
+        # An empty list becomes a float tensor: take the dtype of the non-empty ones.
+        dtype = next((value.dtype for value in values if value.numel()), values[0].dtype)
+        values = [value.to(dtype) for value in values]
+        if all(value.shape == values[0].shape for value in values):
+            return torch.stack(values)
+        if any(value.dim() == 0 or value.shape[1:] != values[0].shape[1:] for value in values):
+            raise ValueError(f"feature {key!r}: examples differ in shape beyond the first dimension")
+        longest = max(len(value) for value in values)
+        padded = values[0].new_full((len(values), longest, *values[0].shape[1:]), self.pad_values.get(key, 0))
+        for row, value in enumerate(values):
+            padded[row, : len(value)] = value
+        return padded

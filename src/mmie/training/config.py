@@ -1,0 +1,179 @@
+"""Experiment configs: one YAML file per experiment, validated strictly, overridable with ``--set``.
+
+    task: ner
+    model: {name: bert_crf, encoder: minilm, max_length: 128}
+    data: {format: twitter, train: data/twitter2017/train.txt, dev: data/twitter2017/valid.txt}
+    training: {epochs: 20, batch_size: 16, learning_rate: 4.0e-5}
+
+Unknown keys and wrong types are :class:`mmie.errors.ConfigError` naming the key
+(``training.lerning_rate: unknown key``). The ``model`` section is checked against the config
+class of the named model (:mod:`mmie.models.registry`). Relative data paths are relative to the
+working directory. ``--set training.learning_rate=5e-5`` overrides one key; the value is read as
+YAML (``yaml.safe_load``), so numbers, booleans, lists and null work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+
+from mmie.errors import ConfigError
+from mmie.models.base import ModelConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    train: Path = Field(description="training file")
+    dev: Path | None = Field(None, description="development file: model selection (the best epoch)")
+    test: Path | None = Field(None, description="test file: scored once, with the selected model")
+    format: str | None = Field(None, description="twitter | mnermi | mnre | mremi; detected when null")
+    images: Path | None = Field(None, description="image folder (multimodal models; text models ignore it)")
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(4e-5, gt=0, description="AdamW learning rate of the pretrained encoder")
+    head_learning_rate: float | None = Field(
+        None, gt=0, description="learning rate of the layers trained from scratch (classifier, CRF); "
+        "null: learning_rate"
+    )
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    seed: int = 42
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    device: Literal["auto", "cpu"] = Field("auto", description="auto: the GPU when there is one")
+    logging_steps: int = Field(50, ge=1)
+    report_to: list[Literal["tensorboard"]] = Field(default_factory=list)
+    keep_checkpoints: bool = Field(False, description="keep checkpoint-* folders after a finished run")
+
+
+class ExperimentConfig(_Strict):
+    name: str | None = Field(None, description="run name; default: the config file's stem")
+    task: Literal["ner", "re"]
+    model: SerializeAsAny[ModelConfig]
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    output_dir: Path | None = Field(None, description="run folder; default runs/<name>")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return f"{error['msg']} (got {error.get('input')!r})"
+
+
+def config_error(error: ValidationError, prefix: str = "", source: str | Path | None = None) -> ConfigError:
+    """A ConfigError naming the key of the first problem (and how many more there are)."""
+    problems = error.errors()
+    first = problems[0]
+    key = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    message = f"{key}: {_describe(first)}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem(s))"
+    return ConfigError(f"{source}: {message}" if source else message)
+
+
+# -------------------------------------------------------------------------- overrides
+
+
+def apply_overrides(settings: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """``["training.learning_rate=5e-5", ...]`` applied to a nested dict (a new one is returned)."""
+    import copy
+
+    result = copy.deepcopy(settings)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {override!r}: expected key=value, e.g. training.learning_rate=5e-5")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {key}: the value is not valid YAML: {error}") from None
+        parts = key.strip().split(".")
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def parse_config(settings: Mapping[str, Any], source: str | Path | None = None) -> ExperimentConfig:
+    """Validate a config mapping (model section against the named model's config class)."""
+    from mmie.models.registry import get_model_entry, model_config
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"{source}: {message}" if source else message)
+
+    if not isinstance(settings, Mapping):
+        raise fail(f"expected a mapping of sections, got {type(settings).__name__}")
+    values = dict(settings)
+    model = values.get("model")
+    if model is None:
+        raise fail("model: required key is missing")
+    if not isinstance(model, Mapping) or "name" not in model:
+        raise fail("model.name: required key is missing (one of the registered models)")
+    try:
+        entry = get_model_entry(str(model["name"]))
+        values["model"] = model_config(entry.name, dict(model))
+    except ConfigError as error:
+        raise fail(str(error)) from None
+    try:
+        config = ExperimentConfig.model_validate(values)
+    except ValidationError as error:
+        raise config_error(error, source=source) from None
+    if entry.task != config.task:
+        raise fail(f"model.name: {entry.name!r} is a {entry.task} model but task is {config.task!r}")
+    return config
+
+
+def load_config(
+    config: ExperimentConfig | Mapping[str, Any] | str | Path, overrides: Iterable[str] = ()
+) -> ExperimentConfig:
+    """An ExperimentConfig from a YAML file, a mapping or a config, with ``--set`` overrides applied."""
+    source: Path | None = None
+    overrides = list(overrides)
+    if isinstance(config, ExperimentConfig):
+        if not overrides:
+            return config
+        settings: Any = config.model_dump(mode="json")
+    elif isinstance(config, Mapping):
+        settings = dict(config)
+    else:
+        source = Path(config)
+        if not source.is_file():
+            raise ConfigError(f"{source}: no such config file")
+        try:
+            settings = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{source}: not valid YAML: {error}") from None
+        if settings is None:
+            raise ConfigError(f"{source}: the config file is empty")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{source}: expected a mapping of sections, got {type(settings).__name__}")
+        settings.setdefault("name", source.stem)
+    return parse_config(apply_overrides(settings, overrides), source=source)

@@ -1,0 +1,355 @@
+"""Train one experiment with ``transformers.Trainer``: the run folder, model selection, resume.
+
+    result = mmie.training.train("configs/twitter2017/bert_crf.yaml",
+                                 overrides=["data.train=my/train.txt"], output_dir="runs/crf")
+    result.metrics["dev"]["f1"], result.model_dir
+
+The Trainer does the engineering (devices, mixed precision, distributed runs, checkpoints, RNG
+state, TensorBoard); this module only sets it up. A run folder holds:
+
+    config.yaml      the resolved config (every default written out)
+    train.log        what happened: data sizes, labels, each log entry, final scores
+    checkpoints/     the Trainer's checkpoint-<step> folders (deleted at the end unless
+                     training.keep_checkpoints; their training_args.bin is a pickle the Trainer
+                     writes and never reads back; their rng/optimizer states are loaded by the
+                     Trainer itself with torch.load(weights_only=True))
+    model/           the selected model (mmie.load_model), no pickle in it
+    metrics.json     {"dev": {...}, "test": {...}}, scored by the same code as `mmie evaluate`
+    summary.json     training statistics: best step, epoch times, examples/s
+    tensorboard/     TensorBoard events, with --report-to tensorboard
+
+Model selection: evaluated on dev after every epoch, the best dev F1 is kept (the papers' "select
+the model that performs best on the development set"). Without a dev file the last epoch is kept.
+
+Interruption: the installed Trainer (transformers 5.x) writes a checkpoint folder in place
+(``_save_checkpoint`` is not atomic) and writes ``trainer_state.json`` last. A kill during a save leaves a folder
+without it; ``--resume`` therefore continues from the newest *complete* checkpoint (trainer state
+and weights present) and deletes the incomplete ones. Resuming restores weights, optimizer,
+scheduler, RNG states and the data order, so the run ends with the same scores as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmie.errors import ConfigError
+from mmie.training.config import ExperimentConfig, load_config
+from mmie.training.run_folder import (
+    CHECKPOINTS,
+    add_log_file,
+    last_complete_checkpoint,
+    prepare_run_dir,
+    remove_log_file,
+    write_atomic,
+)
+
+logger = logging.getLogger("mmie.training")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    model_dir: Path
+    metrics: dict  # {"dev": {...}, "test": {...}}
+    summary: dict
+    config: ExperimentConfig
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+def read_split(config: ExperimentConfig, key: str) -> list | None:
+    from mmie.data import read_dataset
+
+    path = getattr(config.data, key)
+    if path is None:
+        return None
+    dataset = read_dataset(path, format=config.data.format)
+    if dataset.task != config.task:
+        raise ConfigError(f"data.{key}: {path} is a {dataset.task} dataset but the task is {config.task}")
+    if not dataset.records:
+        raise ConfigError(f"data.{key}: {path} has no records")
+    logger.info("data.%s: %s (%s), %d records", key, path, dataset.format, len(dataset.records))
+    return list(dataset.records)
+
+
+_TAG_PREFIXES = "BIES"
+
+
+def label_set(task: str, *splits: list | None) -> list[str]:
+    """The labels a model predicts, in a fixed order: NER ``O`` then ``B-``/``I-`` per type
+    (PER, LOC, ORG, MISC first); RE ``None`` then the relations, sorted."""
+    from mmie.data.schema import ENTITY_TYPES, NO_RELATION
+
+    records = [record for split in splits if split for record in split]
+    if task == "ner":
+        tags = {tag for post in records for tag in post.tags or ()} - {"O"}
+        types = {tag[2:] for tag in tags}
+        ordered = [t for t in ENTITY_TYPES if t in types] + sorted(types - set(ENTITY_TYPES))
+        prefixes = {tag[0] for tag in tags} | {"B", "I"}
+        return ["O"] + [f"{p}-{t}" for t in ordered for p in _TAG_PREFIXES if p in prefixes]
+    relations = {str(instance.label) for instance in records if instance.label is not None}
+    return [NO_RELATION] + sorted(relations - {NO_RELATION})
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    def __init__(self, features: list[dict]) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.features[index]
+
+
+# --------------------------------------------------------------------------------- train
+
+
+def train(
+    config: ExperimentConfig | str | Path | dict,
+    output_dir: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    resume: bool = False,
+    *,
+    overwrite: bool = False,
+    report_to: list[str] | None = None,
+) -> RunResult:
+    """Train the experiment ``config`` (a YAML path, a mapping or a config) into a run folder."""
+    config = load_config(config, overrides)
+    updates: dict[str, Any] = {}
+    if report_to is not None:
+        updates["training"] = config.training.model_copy(update={"report_to": list(report_to)})
+    run_dir = Path(output_dir or config.output_dir or Path("runs") / (config.name or config.model.name))
+    config = config.model_copy(update={**updates, "output_dir": run_dir})
+    # Re-validate: report_to values and the output folder go through the same checks as the file.
+    config = load_config(config.model_dump(mode="json"))
+
+    if resume and (run_dir / "metrics.json").is_file() and (run_dir / "model").is_dir():
+        prepare_run_dir(run_dir, config, resume=True, overwrite=False)
+        logger.info("%s: the run is already complete", run_dir)
+        return _finished_result(run_dir, config)
+    prepare_run_dir(run_dir, config, resume, overwrite)
+    handler = add_log_file(run_dir / "train.log")
+    try:
+        return _run(config, run_dir, resume)
+    except KeyboardInterrupt:
+        logger.warning("interrupted; `mmie train ... --output-dir %s --resume` continues the run", run_dir)
+        raise
+    finally:
+        remove_log_file(handler)
+
+
+def _finished_result(run_dir: Path, config: ExperimentConfig) -> RunResult:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    return RunResult(run_dir, run_dir / "model", metrics, summary, config)
+
+
+# ----------------------------------------------------------------------------- the Trainer
+
+
+def _trainer_class() -> type:
+    from transformers import Trainer
+
+    class MmieTrainer(Trainer):
+        """The Trainer with two learning rates: the pretrained encoder's and the new layers'."""
+
+        def __init__(self, *args: Any, head_learning_rate: float | None = None, **kwargs: Any) -> None:
+            self.head_learning_rate = head_learning_rate
+            super().__init__(*args, **kwargs)
+
+        def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+            if self.optimizer is None:
+                model = self.model if model is None else model
+                decay = set(self.get_decay_parameter_names(model))
+                head_lr = self.head_learning_rate or self.args.learning_rate
+                groups: dict[tuple[bool, bool], list] = {}
+                for name, parameter in model.named_parameters():
+                    if parameter.requires_grad:
+                        groups.setdefault((model.is_head_parameter(name), name in decay), []).append(parameter)
+                param_groups = [
+                    {
+                        "params": parameters,
+                        "lr": head_lr if is_head else self.args.learning_rate,
+                        "weight_decay": self.args.weight_decay if decays else 0.0,
+                    }
+                    for (is_head, decays), parameters in sorted(groups.items())
+                ]
+                settings = {
+                    "lr": self.args.learning_rate,
+                    "betas": (self.args.adam_beta1, self.args.adam_beta2),
+                    "eps": self.args.adam_epsilon,
+                }
+                try:
+                    # The fused kernel: on CPU the update of a MiniLM takes ~35 ms instead of ~230.
+                    self.optimizer = torch.optim.AdamW(param_groups, fused=True, **settings)
+                except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+                    self.optimizer = torch.optim.AdamW(param_groups, **settings)
+            return self.optimizer
+
+    return MmieTrainer
+
+
+def _selection_metrics(task: str, labels: list[str], features: list[dict], records: list) -> Any:
+    """compute_metrics for the Trainer: dev F1 (and P/R) from the gathered predictions."""
+    from mmie.evaluation.metrics import ner_scores, re_scores
+    from mmie.training.features import META_KEY
+    from mmie.training.predict import ner_tags
+
+    def compute(evaluation: Any) -> dict[str, float]:
+        predictions = evaluation.predictions
+        if task == "ner":
+            gold = [list(post.tags) for post in records]
+            pred = [ner_tags(row, feature[META_KEY], labels) for row, feature in zip(predictions, features)]
+            scores = ner_scores(gold, pred)
+        else:
+            gold = [str(instance.label) for instance in records]
+            scores = re_scores(gold, [labels[int(i)] for i in predictions.argmax(-1)])
+        return {key: float(scores[key]) for key in ("f1", "precision", "recall")}
+
+    return compute
+
+
+def _keep_predictions(outputs: Any, labels: Any) -> Any:
+    # NER models output (logits [B, W, L], predictions): only the decoded ids are gathered for the metrics.
+    # RE models output logits [B, L], maybe followed by extras (GLRA's relevance): only the logits.
+    if not isinstance(outputs, tuple):
+        return outputs
+    return outputs[0] if outputs[0].dim() == 2 else outputs[-1]
+
+
+def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) -> Any:
+    from transformers import TrainingArguments
+
+    settings = config.training
+    return TrainingArguments(
+        output_dir=str(run_dir / CHECKPOINTS),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio of the training steps
+        lr_scheduler_type="linear",
+        max_grad_norm=settings.max_grad_norm,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        seed=settings.seed,
+        fp16=settings.mixed_precision == "fp16",
+        bf16=settings.mixed_precision == "bf16",
+        use_cpu=settings.device == "cpu",
+        eval_strategy="epoch" if has_dev else "no",
+        save_strategy="epoch",
+        save_total_limit=2,  # the best and the last (the Trainer never deletes the best)
+        load_best_model_at_end=has_dev,
+        metric_for_best_model="f1" if has_dev else None,
+        greater_is_better=True if has_dev else None,
+        logging_strategy="steps",
+        logging_steps=settings.logging_steps,
+        report_to=list(settings.report_to) or "none",
+        disable_tqdm=True,  # ExamplesProgressCallback draws the bars
+        remove_unused_columns=False,  # features are model inputs already
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
+    from transformers import PrinterCallback, ProgressCallback, set_seed
+
+    from mmie.encoders.text import load_tokenizer
+    from mmie.models.registry import create_model, get_model_entry
+    from mmie.training.callbacks import ExamplesProgressCallback, LogFileCallback
+    from mmie.training.predict import Predictor
+    from mmie.training.saving import save_model_folder
+
+    logger.info("run folder %s, config:\n%s", run_dir, config.to_yaml())
+    train_records = read_split(config, "train")
+    dev_records = read_split(config, "dev")
+    test_records = read_split(config, "test")
+    labels = label_set(config.task, train_records, dev_records)
+    logger.info("%d labels: %s", len(labels), " ".join(labels))
+
+    set_seed(config.training.seed)  # the new layers' initial weights depend on it
+    entry = get_model_entry(config.model.name)
+    tokenizer = load_tokenizer(config.model.encoder)
+    model_settings = entry.model_class.prepare_tokenizer(tokenizer, config.model)
+    model = create_model(entry.name, model_settings, labels, tokenizer=tokenizer)
+    featurizer = entry.model_class.featurizer(tokenizer, model_settings, labels)
+    train_features = featurizer.featurize(train_records)
+    dev_features = featurizer.featurize(dev_records) if dev_records else None
+
+    checkpoint = last_complete_checkpoint(run_dir / CHECKPOINTS) if resume else None
+    if resume:
+        logger.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
+    progress = ExamplesProgressCallback(len(train_features))
+    trainer = _trainer_class()(
+        model=model,
+        args=_training_arguments(config, run_dir, dev_records is not None),
+        train_dataset=FeatureDataset(train_features),
+        eval_dataset=FeatureDataset(dev_features) if dev_features else None,
+        data_collator=entry.model_class.collator(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=_selection_metrics(config.task, labels, dev_features, dev_records) if dev_features else None,
+        preprocess_logits_for_metrics=_keep_predictions,
+        head_learning_rate=config.training.head_learning_rate,
+        callbacks=[progress, LogFileCallback()],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    _point_tensorboard_at(trainer, run_dir / "tensorboard")
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    # The Trainer has loaded the best checkpoint's weights (load_best_model_at_end).
+    model_dir = save_model_folder(model, tokenizer, run_dir / "model")
+    predictor = Predictor(model, tokenizer)
+    batch_size = config.training.eval_batch_size
+    metrics = {"dev": predictor.evaluate(dev_records, batch_size, description="dev")} if dev_records else {}
+    if test_records:
+        metrics["test"] = predictor.evaluate(test_records, batch_size, description="test")
+    summary = _summary(trainer, output.metrics, progress.epoch_seconds, len(train_features))
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    for split, scores in metrics.items():
+        logger.info(
+            "%s: f1 %.4f precision %.4f recall %.4f", split, scores["f1"], scores["precision"], scores["recall"]
+        )
+    if not config.training.keep_checkpoints:
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+    return RunResult(run_dir, model_dir, metrics, summary, config)
+
+
+def _point_tensorboard_at(trainer: Any, folder: Path) -> None:
+    """TensorBoard events go to <run>/tensorboard (not inside checkpoints/, which is deleted)."""
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "TensorBoardCallback":
+            callback.logging_dir = str(folder)
+
+
+def _summary(trainer: Any, train_metrics: dict, epoch_seconds: list[float], train_examples: int) -> dict:
+    state = trainer.state
+    best = state.best_model_checkpoint
+    return {
+        "best_step": int(Path(best).name.split("-")[-1]) if best else state.global_step,
+        "best_dev_f1": state.best_metric,
+        "global_step": state.global_step,
+        "epochs": state.epoch,
+        "train_examples": train_examples,
+        "train_runtime": train_metrics.get("train_runtime"),
+        "train_samples_per_second": train_metrics.get("train_samples_per_second"),
+        # Epochs timed in this process (after a resume, only the resumed ones), evaluation excluded.
+        "epoch_seconds": [round(seconds, 3) for seconds in epoch_seconds],
+        "train_examples_per_second": (
+            round(train_examples * len(epoch_seconds) / sum(epoch_seconds), 2) if epoch_seconds else None
+        ),
+    }

@@ -1,0 +1,265 @@
+"""Records -> per-example feature dicts (model inputs), one featurizer per kind of model input.
+
+A feature dict holds the model's inputs as plain lists/ints (``input_ids``, ``attention_mask``, ...,
+``labels`` when asked) plus ``meta``: what decoding needs to map outputs back to the record, never
+given to the model. :mod:`mmie.training.collate` pads them into a batch; multimodal featurizers add
+keys (``pixel_values``, ...) that pass through collate unchanged.
+
+NER (:class:`NerFeaturizer`): words go through the fast tokenizer pre-split
+(``is_split_into_words``); ``word_ids`` maps sub-words to words and each word is represented by its
+first sub-word (``word_starts``), which also carries its label. Words past ``max_length`` (rare on
+tweets), or that tokenize to nothing (stray control characters), get no position: they are not
+trained on and are predicted ``O``.
+
+RE (:class:`RelationFeaturizer`): entity markers are inserted as words around the head and tail
+(:func:`insert_entity_markers`, rules below); when the marked text is longer than ``max_length`` it
+is cut around the entities (:func:`select_words`), so both start markers are always present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mmie.data.schema import Post, RelationInstance, Span
+from mmie.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+META_KEY = "meta"
+# Records tokenized per call of the (Rust, batched) tokenizer.
+_TOKENIZER_BATCH = 512
+
+
+class Featurizer(Protocol):
+    def featurize(self, records: Sequence[Any], with_labels: bool = True) -> list[dict]: ...
+
+
+def _encoder_inputs(encoding: Any, index: int) -> dict:
+    """The tokenizer outputs the encoder takes (input_ids, attention_mask, token_type_ids if any)."""
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    return {key: list(encoding[key][index]) for key in keys if key in encoding}
+
+
+# ------------------------------------------------------------------------------------ NER
+
+
+class NerFeaturizer:
+    """Posts -> sub-word inputs + first-sub-word positions of the words + word labels."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.label_ids = {label: index for index, label in enumerate(labels)}
+        self.max_length = max_length
+
+    def featurize(self, records: Sequence[Post], with_labels: bool = True) -> list[dict]:
+        features = []
+        for offset in range(0, len(records), _TOKENIZER_BATCH):
+            chunk = records[offset : offset + _TOKENIZER_BATCH]
+            encoding = self.tokenizer(
+                [list(post.tokens) for post in chunk],
+                is_split_into_words=True,
+                truncation=True,
+                max_length=self.max_length,
+            )
+            for index, post in enumerate(chunk):
+                features.append(self._feature(post, encoding, index, with_labels))
+        return features
+
+    def _feature(self, post: Post, encoding: Any, index: int, with_labels: bool) -> dict:
+        word_starts, words = first_subwords(encoding.word_ids(index))
+        feature = {**_encoder_inputs(encoding, index), "word_starts": word_starts}
+        if with_labels and post.tags is not None:
+            feature["labels"] = [self._label_id(post, word) for word in words]
+        feature[META_KEY] = {"words": words, "n_words": len(post.tokens)}
+        return feature
+
+    def _label_id(self, post: Post, word: int) -> int:
+        tag = post.tags[word]  # type: ignore[index]
+        if tag not in self.label_ids:
+            raise DataError(
+                f"tag {tag!r} of token {word} is not in the model's label set {sorted(self.label_ids)}",
+                field=f"record {post.id}: tags",
+            )
+        return self.label_ids[tag]
+
+
+def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]]:
+    """``(positions, words)``: the position of each word's first sub-word, and which word it is."""
+    positions, words = [], []
+    previous = None
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous:
+            positions.append(position)
+            words.append(word)
+        previous = word
+    return positions, words
+
+
+# ----------------------------------------------------------------------------- RE markers
+
+
+@dataclass(frozen=True)
+class MarkedText:
+    """Words with markers inserted; ``head_marker``/``tail_marker``: indices of the start markers."""
+
+    words: list[str]
+    head_marker: int
+    tail_marker: int
+    marker_indices: tuple[int, ...]  # every marker word, start and end
+
+
+def insert_entity_markers(tokens: Sequence[str], head: Span, tail: Span, markers: Sequence[str]) -> MarkedText:
+    """Insert ``markers`` = (head start, head end, tail start, tail end) around the two spans.
+
+    The rule, deterministic and always well-formed (every marker pair closes inside the pair
+    around it):
+
+    * disjoint spans: each span is wrapped in its own markers;
+    * nested spans (one inside the other, ``SAP SE`` / ``SAP``): markers go in by position; at one
+      position closing markers come before opening ones, the outer (longer) span opens first and
+      closes last; identical spans: the head is the outer one;
+    * partial overlap (``A [B C) D]`` style crossing): the span that starts later is closed where
+      the earlier one ends and reopened right after, ``<s> A <o> B </o> </s> <o> C </o>``; its
+      first start marker is the one the models read.
+    """
+    head_open, head_close, tail_open, tail_close = markers
+    # Pieces: (start, end, open marker, close marker, is the entity's first piece, which entity).
+    pieces = [(head.start, head.end, head_open, head_close, True, "head")]
+    first, second = (head, tail) if (head.start, -head.end) <= (tail.start, -tail.end) else (tail, head)
+    tail_pieces = [(tail.start, tail.end)]
+    if first.start < second.start < first.end < second.end:  # crossing: split the later span
+        split = [(second.start, first.end), (first.end, second.end)]
+        if second is tail:
+            tail_pieces = split
+        else:
+            pieces = [(s, e, head_open, head_close, i == 0, "head") for i, (s, e) in enumerate(split)]
+    pieces += [(s, e, tail_open, tail_close, i == 0, "tail") for i, (s, e) in enumerate(tail_pieces)]
+
+    words: list[str] = []
+    starts: dict[str, int] = {}
+    marker_indices: list[int] = []
+    stack: list[tuple] = []
+
+    def emit(marker: str) -> None:
+        marker_indices.append(len(words))
+        words.append(marker)
+
+    for position in range(len(tokens) + 1):
+        while stack and stack[-1][1] == position:  # close inner pieces first
+            emit(stack.pop()[3])
+        # Open longer pieces first; on a tie the head (listed first) opens first.
+        for piece in sorted((p for p in pieces if p[0] == position), key=lambda p: -(p[1] - p[0])):
+            if piece[4]:
+                starts[piece[5]] = len(words)
+            emit(piece[2])
+            stack.append(piece)
+        if position < len(tokens):
+            words.append(tokens[position])
+    if stack:
+        raise DataError(f"entity span ends past the {len(tokens)} tokens of the post", field="h/t pos")
+    return MarkedText(words, starts["head"], starts["tail"], tuple(marker_indices))
+
+
+def select_words(
+    lengths: Sequence[int], anchors: Sequence[int], markers: Sequence[int], budget: int
+) -> list[int]:
+    """Indices of the words to keep (in order) so their sub-word ``lengths`` fit in ``budget``.
+
+    Priority: the ``anchors`` (the two start markers) first, then the other ``markers``, then words
+    by distance to the nearest anchor (left first on ties): the text is cut around the entities,
+    from both ends, never blindly from the right. Words too long for what is left are skipped.
+    """
+    first = {index: rank for rank, index in enumerate(anchors)}
+    second = set(markers) - set(anchors)
+
+    def priority(index: int) -> tuple[int, int, int]:
+        if index in first:
+            return (0, first[index], index)
+        if index in second:
+            return (1, 0, index)
+        return (2, min(abs(index - anchor) for anchor in anchors), index)
+
+    kept, used = [], 0
+    for index in sorted(range(len(lengths)), key=priority):
+        if used + lengths[index] <= budget:
+            kept.append(index)
+            used += lengths[index]
+    return sorted(kept)
+
+
+class RelationFeaturizer:
+    """Relation instances -> marked sub-word inputs + start-marker positions + label."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: Sequence[str],
+        max_length: int,
+        markers: Sequence[str],
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.label_ids = {label: index for index, label in enumerate(labels)}
+        self.max_length = max_length
+        self.markers = tuple(markers)
+        self.budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+        if self.budget < 6:  # the markers alone (up to six with a reopened span) must fit
+            raise ConfigError(f"model.max_length: {max_length} leaves no room for the entity markers")
+
+    def featurize(self, records: Sequence[RelationInstance], with_labels: bool = True) -> list[dict]:
+        features = []
+        for offset in range(0, len(records), _TOKENIZER_BATCH):
+            chunk = records[offset : offset + _TOKENIZER_BATCH]
+            marked = [self._mark(instance) for instance in chunk]
+            encoding = self.tokenizer([m.words for m in marked], is_split_into_words=True)
+            for index, (instance, text) in enumerate(zip(chunk, marked)):
+                if len(encoding["input_ids"][index]) > self.max_length:
+                    features.append(self._truncated(instance, text, encoding.word_ids(index), with_labels))
+                else:
+                    features.append(self._feature(instance, text, encoding, index, with_labels))
+        return features
+
+    def _mark(self, instance: RelationInstance) -> MarkedText:
+        try:
+            return insert_entity_markers(instance.post.tokens, instance.head, instance.tail, self.markers)
+        except DataError as error:
+            raise DataError(error.message, field=f"record {instance.id}: {error.field}") from None
+
+    def _feature(
+        self, instance: RelationInstance, text: MarkedText, encoding: Any, index: int, with_labels: bool
+    ) -> dict:
+        word_ids = encoding.word_ids(index)
+        feature = {
+            **_encoder_inputs(encoding, index),
+            "head_start": word_ids.index(text.head_marker),
+            "tail_start": word_ids.index(text.tail_marker),
+        }
+        if with_labels and instance.label is not None:
+            if instance.label not in self.label_ids:
+                raise DataError(
+                    f"relation {instance.label!r} is not in the model's label set",
+                    field=f"record {instance.id}: relation",
+                )
+            feature["labels"] = self.label_ids[instance.label]
+        feature[META_KEY] = {"id": instance.id}
+        return feature
+
+    def _truncated(
+        self, instance: RelationInstance, text: MarkedText, word_ids: Sequence[int | None], with_labels: bool
+    ) -> dict:
+        lengths = [0] * len(text.words)
+        for word in word_ids:
+            if word is not None:
+                lengths[word] += 1
+        kept = select_words(lengths, [text.head_marker, text.tail_marker], text.marker_indices, self.budget)
+        new_index = {old: new for new, old in enumerate(kept)}
+        shortened = MarkedText(
+            [text.words[i] for i in kept],
+            new_index[text.head_marker],
+            new_index[text.tail_marker],
+            tuple(new_index[i] for i in text.marker_indices if i in new_index),
+        )
+        encoding = self.tokenizer([shortened.words], is_split_into_words=True)
+        return self._feature(instance, shortened, encoding, 0, with_labels)

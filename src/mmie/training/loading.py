@@ -1,0 +1,95 @@
+"""Load a saved model folder (see :mod:`mmie.training.saving`) for prediction and evaluation.
+
+    model = mmie.load_model("runs/bert_crf/model")
+    predictions = model.predict(posts)          # prediction-line dicts, in input order
+    scores = model.evaluate(posts)               # metrics, with the by-number-of-images breakdown
+
+Weights come from safetensors and the tokenizer from its JSON files: no pickle is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_model as load_safetensors
+
+from mmie.errors import MmieError
+from mmie.training.predict import Predictor
+from mmie.training.saving import CONFIG_NAME, MODEL_FORMAT, WEIGHTS_NAME
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from mmie.models.base import ExtractionModel
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: the one asked for, else the GPU when there is one, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class LoadedModel:
+    """A trained model with its tokenizer, ready to predict."""
+
+    model: ExtractionModel
+    tokenizer: PreTrainedTokenizerBase
+    path: Path
+
+    def __post_init__(self) -> None:
+        self._predictor = Predictor(self.model, self.tokenizer)
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.model.labels)
+
+    def iter_predictions(self, records: Sequence[Any], batch_size: int = 64, progress: bool = True) -> Iterator[dict]:
+        return self._predictor.iter_predictions(records, batch_size=batch_size, progress=progress)
+
+    def predict(self, records: Sequence[Any], batch_size: int = 64, progress: bool = False) -> list[dict]:
+        return self._predictor.predict(records, batch_size=batch_size, progress=progress)
+
+    def evaluate(self, records: Sequence[Any], batch_size: int = 64, progress: bool = False) -> dict:
+        return self._predictor.evaluate(records, batch_size=batch_size, progress=progress)
+
+
+def read_model_config(path: Path) -> dict:
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise MmieError(f"{path}: not an mmie model folder (no {CONFIG_NAME})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise MmieError(f"{config_path}: not valid JSON: {error}") from None
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        raise MmieError(f"{config_path}: not an mmie model config (format is not {MODEL_FORMAT!r})")
+    return config
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None) -> LoadedModel:
+    """Load the model folder ``path`` (offline: nothing is downloaded)."""
+    from mmie.encoders.text import load_tokenizer
+    from mmie.models.registry import create_model
+
+    path = Path(path)
+    config = read_model_config(path)
+    model = create_model(
+        config["model"], config["model_config"], config["labels"], component_configs=config["components"]
+    )
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise MmieError(f"{path}: the model folder has no {WEIGHTS_NAME}")
+    load_safetensors(model, str(weights), strict=True)
+    model.to(choose_device(device)).eval()
+    return LoadedModel(model, load_tokenizer(str(path)), path)

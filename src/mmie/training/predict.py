@@ -1,0 +1,105 @@
+"""Model outputs -> prediction lines (the documented format of :mod:`mmie.evaluation.predictions`).
+
+One code path for every prediction mmie makes: the final dev/test scores of ``mmie train``,
+``mmie evaluate``, ``mmie predict`` and ``LoadedModel.predict``; so the scores of a run and of its
+saved model agree. Predictions stream out batch by batch in input order, with a progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mmie.evaluation.predictions import ner_prediction, re_prediction, score_predictions
+from mmie.training.features import META_KEY
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from mmie.models.base import ExtractionModel
+
+
+def ner_tags(label_ids: Sequence[int], meta: dict, labels: Sequence[str]) -> list[str]:
+    """Word tags of one post from its decoded label ids; words without a position are ``O``."""
+    tags = ["O"] * meta["n_words"]
+    for word, label_id in zip(meta["words"], label_ids):
+        tags[word] = labels[int(label_id)]
+    return tags
+
+
+def image_relevance(output: Any, batch: dict[str, torch.Tensor]) -> list[list[float]] | None:
+    """Per-image relevance of each example, real images only, for models whose output has one
+    (``relevance [B, M]``: GLRA); None for the others."""
+    relevance = getattr(output, "relevance", None)
+    if relevance is None or "image_mask" not in batch:
+        return None
+    mask = batch["image_mask"].bool().cpu()
+    values = relevance.float().cpu()
+    return [[round(float(v), 6) for v in values[row][mask[row]]] for row in range(len(values))]
+
+
+class Predictor:
+    """Runs a model over records, batch by batch, and yields prediction dicts in input order."""
+
+    def __init__(
+        self,
+        model: ExtractionModel,
+        tokenizer: PreTrainedTokenizerBase,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.featurizer = type(model).featurizer(tokenizer, model.model_config, model.labels)
+        self.collate = type(model).collator(tokenizer)
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    def iter_predictions(
+        self, records: Sequence[Any], batch_size: int = 64, progress: bool = True, description: str = "predict"
+    ) -> Iterator[dict]:
+        was_training = self.model.training
+        self.model.eval()
+        bar = tqdm(total=len(records), unit="ex", desc=description, disable=not progress, dynamic_ncols=True)
+        try:
+            for start in range(0, len(records), batch_size):
+                chunk = records[start : start + batch_size]
+                features = self.featurizer.featurize(chunk, with_labels=False)
+                yield from self._predict_batch(chunk, features)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            self.model.train(was_training)
+
+    @torch.inference_mode()
+    def _predict_batch(self, records: Sequence[Any], features: list[dict]) -> Iterator[dict]:
+        batch = {key: value.to(self.device) for key, value in self.collate(features).items()}
+        output = self.model(**batch)
+        labels = self.model.labels
+        if self.task == "ner":
+            predicted = output.predictions.cpu().tolist()
+            for record, feature, row in zip(records, features, predicted):
+                yield ner_prediction(record, ner_tags(row, feature[META_KEY], labels))
+        else:
+            probabilities = output.logits.float().softmax(-1).cpu().tolist()
+            relevance = image_relevance(output, batch)
+            for index, (record, row) in enumerate(zip(records, probabilities)):
+                best = max(range(len(row)), key=row.__getitem__)
+                scores = {label: round(p, 6) for label, p in zip(labels, row)}
+                extras = {"relevance": relevance[index]} if relevance is not None else {}
+                yield re_prediction(record, labels[best], scores, **extras)
+
+    def predict(self, records: Sequence[Any], batch_size: int = 64, progress: bool = True) -> list[dict]:
+        return list(self.iter_predictions(records, batch_size=batch_size, progress=progress))
+
+    def evaluate(
+        self, records: Sequence[Any], batch_size: int = 64, progress: bool = True, description: str = "evaluate"
+    ) -> dict:
+        """Metrics of the model on labelled records (with the by-number-of-images breakdown)."""
+        predictions = list(self.iter_predictions(records, batch_size, progress, description))
+        return score_predictions(records, predictions, task=self.task)

@@ -1,0 +1,67 @@
+"""Save a trained model as a self-contained folder; nothing in it is a pickle.
+
+    model/
+      config.json          mmie: model name, task, label set, model config, the parts' HF configs
+      model.safetensors    all weights (encoder and head)
+      tokenizer.json ...   the tokenizer, entity markers included
+
+The folder is written next to its destination and moved into place at the end, so an interrupted
+save never leaves a half-written model folder. :func:`mmie.training.loading.load_model` reads it
+back offline: the encoder is rebuilt from its saved config, not downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safetensors.torch import save_model as save_safetensors
+
+import mmie
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from mmie.models.base import ExtractionModel
+
+MODEL_FORMAT = "mmie-model"
+MODEL_FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def model_folder_config(model: ExtractionModel) -> dict:
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "mmie_version": mmie.__version__,
+        "model": model.registry_name,
+        "task": model.task,
+        "labels": list(model.labels),
+        "model_config": model.model_config.model_dump(mode="json"),
+        "components": model.component_configs(),
+    }
+
+
+def save_model_folder(model: ExtractionModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
+    """Write ``model`` and ``tokenizer`` to the folder ``path`` (replacing it, atomically)."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    save_safetensors(model, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+    tokenizer.save_pretrained(str(staging))
+    # Written after the tokenizer: its config.json (not the tokenizer's) is the folder's config.
+    (staging / CONFIG_NAME).write_text(json.dumps(model_folder_config(model), indent=2) + "\n", encoding="utf-8")
+    if path.exists():
+        retired = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, retired)
+        os.replace(staging, path)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, path)
+    return path

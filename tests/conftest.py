@@ -1,0 +1,168 @@
+"""Shared test fixtures: a tiny real BERT encoder (saved and loaded through from_pretrained) and
+small learnable NER / RE datasets written through the real writers.
+
+    def test_something(tiny_bert):          # path of a folder: config.json, model.safetensors,
+        model = AutoModel.from_pretrained(tiny_bert)      # vocab.txt, tokenizer.json (fast)
+
+``make_tiny_bert(path, words)`` builds one with another vocabulary.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from mmie.data.schema import Post, RelationInstance, Span
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# The tiny datasets' vocabulary: names by entity type, and the words around them.
+PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank"]
+PLACES = [["paris"], ["rome"], ["tokyo"], ["new", "york"], ["hong", "kong"]]
+ORGANISATIONS = [["nasa"], ["fifa"], ["unesco"], ["red", "cross"]]
+FILLERS = ["visited", "met", "in", "at", "with", "today", "the", "news", "said", "from", "and", "a", "!", ":"]
+RELATION_WORDS = ["lives", "works", "for", "likes", "sees"]
+TEST_WORDS = sorted(
+    set(PEOPLE + [w for name in PLACES + ORGANISATIONS for w in name] + FILLERS + RELATION_WORDS)
+    | {"bill", "cosby", "sap", "se", "hollywood", "walk", "of", "fame", "star", "on", "rt", "'", "s", "##s"}
+)
+
+
+def make_tiny_bert(path: str | Path, words: Iterable[str] = TEST_WORDS, seed: int = 0) -> str:
+    """Save a 2-layer, hidden-32 BERT with a WordPiece vocabulary of ``words`` to ``path``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocabulary = SPECIAL_TOKENS + [w for w in dict.fromkeys(words) if w not in SPECIAL_TOKENS]
+    (path / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(vocabulary)}, do_lower_case=True)
+    assert len(tokenizer) == len(vocabulary), "the tokenizer did not take the vocabulary"
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocabulary),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(str(path))
+    return str(path)
+
+
+def make_tiny_roberta(path: str | Path, words: Iterable[str] = TEST_WORDS) -> str:
+    """Save a 2-layer RoBERTa with a byte-level BPE tokenizer learnt on ``words`` (its <s>, </s>
+    are special tokens: the case where the entity markers must avoid them)."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe.train_from_iterator([" ".join(words)] * 3, vocab_size=400, special_tokens=specials)
+    bpe.save_model(str(path))
+    tokenizer = RobertaTokenizerFast(vocab=str(path / "vocab.json"), merges=str(path / "merges.txt"))
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    RobertaModel(config).save_pretrained(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    """Tiny models run much faster on one thread than on two contended ones (CI's 2 busy cores)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Folder of a tiny BERT + fast tokenizer over :data:`TEST_WORDS` (load it with from_pretrained)."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+# --------------------------------------------------------------------------- tiny datasets
+
+
+def _images(rng: random.Random, identifier: str) -> list[str]:
+    return [f"{identifier}_{i}.jpg" for i in range(rng.randint(1, 4))]
+
+
+def make_ner_posts(count: int, seed: int = 0) -> list[Post]:
+    """Posts like ``alice visited new york today`` with BIO tags over PER, LOC, ORG."""
+    rng = random.Random(seed)
+    posts = []
+    for index in range(count):
+        tokens: list[str] = []
+        tags: list[str] = []
+
+        def add(words: list[str], kind: str | None) -> None:
+            tokens.extend(words)
+            tags.extend(["O"] * len(words) if kind is None else [f"B-{kind}"] + [f"I-{kind}"] * (len(words) - 1))
+
+        if rng.random() < 0.5:
+            add([rng.choice(["rt", "news", "!"]), ":"], None)
+        add([rng.choice(PEOPLE)], "PER")
+        add([rng.choice(["visited", "met", "said"])], None)
+        kind, names = rng.choice([("LOC", PLACES), ("ORG", ORGANISATIONS)])
+        add(list(rng.choice(names)), kind)
+        add([rng.choice(["today", "with", "and"])], None)
+        if rng.random() < 0.5:
+            add([rng.choice(PEOPLE)], "PER")
+        identifier = f"p{seed}_{index}"
+        posts.append(Post(id=identifier, tokens=tokens, images=_images(rng, identifier), tags=tags))
+    return posts
+
+
+RELATIONS = {"lives": "/per/loc/place_of_residence", "works": "/per/org/member_of", "likes": "None"}
+
+
+def make_re_instances(count: int, seed: int = 0) -> list[RelationInstance]:
+    """``alice lives in paris`` -> place_of_residence; ``bob works for nasa`` -> member_of; ``likes`` -> None."""
+    rng = random.Random(seed)
+    instances = []
+    for index in range(count):
+        verb = rng.choice(list(RELATIONS))
+        person = rng.choice(PEOPLE)
+        other = list(rng.choice(PLACES if verb == "lives" else ORGANISATIONS if verb == "works" else PLACES))
+        middle = {"lives": ["lives", "in"], "works": ["works", "for"], "likes": ["likes"]}[verb]
+        prefix = ["rt", ":"] if rng.random() < 0.5 else []
+        tokens = prefix + [person] + middle + other + [rng.choice(["today", "!"])]
+        head = Span(len(prefix), len(prefix) + 1, person)
+        start = len(prefix) + 1 + len(middle)
+        tail = Span(start, start + len(other), " ".join(other))
+        identifier = f"r{seed}_{index}"
+        post = Post(id=identifier, tokens=tokens, images=_images(rng, identifier))
+        instances.append(RelationInstance(post=post, head=head, tail=tail, label=RELATIONS[verb]))
+    return instances
+
+
+def write_splits(folder: Path, task: str, sizes: dict[str, int]) -> dict[str, Path]:
+    """Write train/dev/test files of a tiny dataset (mnermi / mremi) through the real writer."""
+    from mmie.data import write_dataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for offset, (split, size) in enumerate(sizes.items()):
+        records = make_ner_posts(size, seed=offset) if task == "ner" else make_re_instances(size, seed=offset)
+        paths[split] = folder / f"{split}.txt"
+        write_dataset(records, paths[split], "mnermi" if task == "ner" else "mremi")
+    return paths

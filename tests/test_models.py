@@ -1,0 +1,107 @@
+"""Every registered model: a tiny forward/backward, and save -> load giving the same outputs.
+
+Parametrized over ``list_models()``, so models registered later are covered automatically.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_ner_posts, make_re_instances, make_tiny_roberta
+from mmie.data.schema import Post
+from mmie.encoders.text import load_tokenizer
+from mmie.models import create_model, get_model_entry, list_models, register_model
+from mmie.models.base import ExtractionModel
+from mmie.training.engine import label_set
+from mmie.training.loading import load_model
+from mmie.training.saving import save_model_folder
+
+
+def text_only(records: list) -> list:
+    """The records without image references: the registry contract is tested on text alone
+    (image models mask their empty slots); image pathways are tested in each model's own tests."""
+    for record in records:
+        (record if isinstance(record, Post) else record.post).images = []
+    return records
+
+
+def build(name: str, encoder: str):
+    entry = get_model_entry(name)
+    records = text_only(make_ner_posts(6) if entry.task == "ner" else make_re_instances(6))
+    labels = label_set(entry.task, records)
+    tokenizer = load_tokenizer(encoder)
+    config = entry.model_class.prepare_tokenizer(tokenizer, entry.config_class(name=name, encoder=encoder))
+    torch.manual_seed(0)
+    model = create_model(name, config, labels, tokenizer=tokenizer)
+    features = entry.model_class.featurizer(tokenizer, config, labels).featurize(records)
+    batch = entry.model_class.collator(tokenizer)(features)
+    return model, tokenizer, batch, labels
+
+
+def test_the_baselines_are_registered():
+    assert {"bert_softmax", "bert_crf"} <= set(list_models("ner"))
+    assert {"bert_cls", "mtb"} <= set(list_models("re"))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward(name, tiny_bert):
+    model, tokenizer, batch, labels = build(name, tiny_bert)
+    model.train()
+    output = model(**batch)
+    assert output.loss is not None and torch.isfinite(output.loss)
+    output.loss.backward()
+    encoder_grads = [p.grad for n, p in model.named_parameters() if not model.is_head_parameter(n)]
+    head_grads = [p.grad for n, p in model.named_parameters() if model.is_head_parameter(n)]
+    assert head_grads and all(g is not None for g in head_grads)
+    assert any(g is not None and g.abs().sum() > 0 for g in encoder_grads)
+
+    model.eval()
+    without_labels = {key: value for key, value in batch.items() if key != "labels"}
+    with torch.no_grad():
+        output = model(**without_labels)
+    assert output.loss is None
+    if model.task == "ner":
+        assert output.logits.shape == (*batch["word_mask"].shape, len(labels))
+        assert output.predictions.shape == batch["word_mask"].shape
+        assert (output.predictions[~batch["word_mask"]] == -100).all()
+        assert (output.predictions[batch["word_mask"]] >= 0).all()
+    else:
+        assert output.logits.shape == (len(batch["input_ids"]), len(labels))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_saved_folder_reloads_to_the_same_outputs_without_pickles(name, tiny_bert, tmp_path):
+    model, tokenizer, batch, labels = build(name, tiny_bert)
+    model.eval()
+    folder = save_model_folder(model, tokenizer, tmp_path / "model")
+    assert not [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
+    loaded = load_model(folder, device="cpu")
+    assert loaded.labels == labels and loaded.task == model.task
+    assert len(loaded.tokenizer) == len(tokenizer)
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, loaded.model(**inputs).logits)
+
+
+def test_register_model_checks_the_task():
+    with pytest.raises(TypeError, match="task"):
+
+        @register_model("no_task")
+        class NoTask(ExtractionModel):  # noqa: F841 - registration is the test
+            task = "parsing"
+
+
+@pytest.mark.parametrize("name", ["bert_crf", "mtb"])
+def test_a_roberta_encoder_works_too(name, tmp_path):
+    encoder = make_tiny_roberta(tmp_path / "roberta")
+    model, tokenizer, batch, labels = build(name, encoder)
+    assert tokenizer.add_prefix_space  # pre-split words are encoded as inside a text
+    if model.task == "re":  # RoBERTa's <s> and </s> are its own special tokens: other markers
+        assert model.model_config.markers == ("[E1]", "[/E1]", "[E2]", "[/E2]")
+        marker_ids = tokenizer.convert_tokens_to_ids(["[E1]", "[E2]"])
+        rows = torch.arange(len(batch["input_ids"]))
+        assert (batch["input_ids"][rows, batch["head_start"]] == marker_ids[0]).all()
+        assert (batch["input_ids"][rows, batch["tail_start"]] == marker_ids[1]).all()
+    output = model(**batch)
+    assert torch.isfinite(output.loss) and output.loss > 0

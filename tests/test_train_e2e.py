@@ -1,0 +1,138 @@
+"""train -> save -> load -> evaluate -> predict -> score, for every baseline, on tiny real models.
+
+The tiny datasets are learnable (the relation follows the verb, the entity type the name), so a
+working pipeline reaches a high dev F1 in a few seconds: the test fails if any link is broken.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+import mmie
+from conftest import write_splits
+from mmie.cli import main
+from mmie.data import read_dataset
+from mmie.errors import ConfigError
+from mmie.evaluation.predictions import read_predictions
+from mmie.training import train
+
+BASELINES = [("ner", "bert_softmax"), ("ner", "bert_crf"), ("re", "bert_cls"), ("re", "mtb")]
+SIZES = {"train": 48, "dev": 16, "test": 16}
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("tiny-data")
+    return {task: write_splits(root / task, task, SIZES) for task in ("ner", "re")}
+
+
+def tiny_config(task: str, model: str, encoder: str, paths: dict[str, Path], **training) -> dict:
+    return {
+        "task": task,
+        "model": {"name": model, "encoder": encoder, "max_length": 32},
+        "data": {split: str(path) for split, path in paths.items()},
+        "training": {
+            "epochs": 8,
+            "batch_size": 8,
+            "learning_rate": 3e-3,
+            "head_learning_rate": 1e-2,
+            "warmup_ratio": 0.0,
+            "logging_steps": 5,
+            **training,
+        },
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "model"), BASELINES)
+def test_round_trip(task, model, tiny_bert, datasets, tmp_path, capsys):
+    paths = datasets[task]
+    report_to = ["tensorboard"] if model == "bert_softmax" else None
+    result = train(tiny_config(task, model, tiny_bert, paths), output_dir=tmp_path / "run", report_to=report_to)
+    run = result.run_dir
+
+    # the run folder
+    assert {"config.yaml", "metrics.json", "train.log", "summary.json", "model"} <= {p.name for p in run.iterdir()}
+    assert not (run / "checkpoints").exists()  # removed after a finished run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"dev", "test"} and metrics == result.metrics
+    assert metrics["dev"]["f1"] >= 0.9, metrics["dev"]  # it learnt
+    assert set(metrics["test"]["by_images"]) >= {"1", "2", "3", "4", "single", "multi"}
+    assert "per_type" in metrics["test"] if task == "ner" else "per_relation" in metrics["test"]
+    log = (run / "train.log").read_text()
+    assert '"eval_f1"' in log and "test: f1" in log
+    model_files = {p.name for p in result.model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= model_files
+    assert not [name for name in model_files if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    if report_to:
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    # load -> evaluate: the same numbers as the run
+    test_records = read_dataset(paths["test"]).records
+    loaded = mmie.load_model(result.model_dir)
+    assert loaded.evaluate(test_records) == metrics["test"]
+
+    # CLI: evaluate --json, predict, then score the prediction file
+    capsys.readouterr()
+    main(["evaluate", str(result.model_dir), str(paths["test"]), "--json"])
+    assert json.loads(capsys.readouterr().out) == metrics["test"]
+    predictions = tmp_path / "pred.jsonl"
+    main(["predict", str(result.model_dir), str(paths["test"]), "--out", str(predictions)])
+    lines = read_predictions(predictions)
+    assert [line["id"] for line in lines] == [record.id for record in test_records]
+    assert lines == loaded.predict(test_records)
+    capsys.readouterr()
+    main(["score", str(paths["test"]), str(predictions), "--json"])
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["f1"] == metrics["test"]["f1"]
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics_and_weights(tiny_bert, datasets, tmp_path):
+    config = tiny_config("ner", "bert_crf", tiny_bert, datasets["ner"], epochs=2)
+    first = train(config, output_dir=tmp_path / "first")
+    second = train(config, output_dir=tmp_path / "second")
+    other = train(config, output_dir=tmp_path / "other", overrides=["training.seed=7"])
+    assert first.metrics == second.metrics
+    weights = [load_file(run.model_dir / "model.safetensors") for run in (first, second, other)]
+    assert all((weights[0][key] == weights[1][key]).all() for key in weights[0])
+    assert any((weights[0][key] != weights[2][key]).any() for key in weights[0])
+
+
+def test_interrupted_prediction_file_is_resumed(tiny_bert, datasets, tmp_path):
+    from mmie.training.engine import label_set
+    from mmie.models import create_model
+    from mmie.encoders.text import load_tokenizer
+    from mmie.training.saving import save_model_folder
+
+    records = read_dataset(datasets["ner"]["test"]).records
+    labels = label_set("ner", records)
+    tokenizer = load_tokenizer(tiny_bert)
+    folder = save_model_folder(create_model("bert_crf", {"encoder": tiny_bert}, labels), tokenizer, tmp_path / "m")
+    complete, partial = tmp_path / "complete.jsonl", tmp_path / "partial.jsonl"
+    main(["predict", str(folder), str(datasets["ner"]["test"]), "--out", str(complete)])
+    text = complete.read_text()
+    cut = len("".join(text.splitlines(keepends=True)[:5])) + 10  # 5 lines and a torn sixth
+    partial.write_text(text[:cut])
+    main(["predict", str(folder), str(datasets["ner"]["test"]), "--out", str(partial), "--batch-size", "3"])
+    assert partial.read_text() == text
+
+
+def test_run_folder_and_data_errors(tiny_bert, datasets, tmp_path):
+    config = tiny_config("ner", "bert_crf", tiny_bert, datasets["ner"])
+    wrong_task = {**config, "data": {"train": str(datasets["re"]["train"])}}
+    with pytest.raises(ConfigError, match="data.train: .* is a re dataset but the task is ner"):
+        train(wrong_task, output_dir=tmp_path / "wrong")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        train(config, output_dir=tmp_path / "busy")
+    with pytest.raises(ConfigError, match="not a run folder"):
+        train(config, output_dir=tmp_path / "busy", overwrite=True)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="no run to resume"):
+        train(config, output_dir=tmp_path / "nothing", resume=True)
