@@ -12,11 +12,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load_model(path: str | Path, device: str | None = None) -> LoadedModel:
+def load_model(path: str | Path, device: str | None = None, images: str | Path | None = None) -> LoadedModel:
     """Load a trained model folder (``<run>/model``) for ``.predict(records)`` / ``.evaluate(records)``.
+
+    ``images``: the image folder of the records (image models need it; text models ignore it).
 
     Lazy: torch and transformers are imported only when this is called.
     """
     from mmie.training.loading import load_model as _load_model
 
-    return _load_model(path, device=device)
+    return _load_model(path, device=device, images=images)

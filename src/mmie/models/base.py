@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from mmie.training.collate import Collator
+    from mmie.data.images import ImageDirs
     from mmie.training.features import Featurizer
 
 # Parameters whose names start with this belong to the pretrained text encoder; the rest is the
@@ -106,8 +107,13 @@ class ExtractionModel(nn.Module):
 
     @classmethod
     def featurizer(
-        cls, tokenizer: PreTrainedTokenizerBase, config: ModelConfig, labels: list[str]
+        cls,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ModelConfig,
+        labels: list[str],
+        images: ImageDirs | None = None,
     ) -> Featurizer:
+        """Records -> feature dicts for this model; ``images`` is the image folder (text models ignore it)."""
         raise NotImplementedError
 
     @classmethod

@@ -23,6 +23,7 @@ from mmie.models.registry import register_model
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from mmie.data.images import ImageDirs
     from mmie.training.features import Featurizer
 
 # Head start, head end, tail start, tail end ("s" for subject, "o" for object).
@@ -72,7 +73,11 @@ class MarkedRelationModel(ExtractionModel):
 
     @classmethod
     def featurizer(
-        cls, tokenizer: PreTrainedTokenizerBase, config: ModelConfig, labels: list[str]
+        cls,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ModelConfig,
+        labels: list[str],
+        images: ImageDirs | None = None,
     ) -> Featurizer:
         from mmie.training.features import RelationFeaturizer
 

@@ -20,6 +20,7 @@ from mmie.models.registry import register_model
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from mmie.data.images import ImageDirs
     from mmie.training.features import Featurizer
 
 IGNORE_INDEX = -100
@@ -43,7 +44,11 @@ class BertSoftmaxTagger(ExtractionModel):
 
     @classmethod
     def featurizer(
-        cls, tokenizer: PreTrainedTokenizerBase, config: ModelConfig, labels: list[str]
+        cls,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ModelConfig,
+        labels: list[str],
+        images: ImageDirs | None = None,
     ) -> Featurizer:
         from mmie.training.features import NerFeaturizer
 

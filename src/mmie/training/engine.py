@@ -285,7 +285,7 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     tokenizer = load_tokenizer(config.model.encoder)
     model_settings = entry.model_class.prepare_tokenizer(tokenizer, config.model)
     model = create_model(entry.name, model_settings, labels, tokenizer=tokenizer)
-    featurizer = entry.model_class.featurizer(tokenizer, model_settings, labels)
+    featurizer = entry.model_class.featurizer(tokenizer, model_settings, labels, images=config.data.images)
     train_features = featurizer.featurize(train_records)
     dev_features = featurizer.featurize(dev_records) if dev_records else None
 
@@ -312,7 +312,7 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
 
     # The Trainer has loaded the best checkpoint's weights (load_best_model_at_end).
     model_dir = save_model_folder(model, tokenizer, run_dir / "model")
-    predictor = Predictor(model, tokenizer)
+    predictor = Predictor(model, tokenizer, images=config.data.images)
     batch_size = config.training.eval_batch_size
     metrics = {"dev": predictor.evaluate(dev_records, batch_size, description="dev")} if dev_records else {}
     if test_records:

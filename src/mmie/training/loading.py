@@ -23,6 +23,7 @@ from mmie.training.predict import Predictor
 from mmie.training.saving import CONFIG_NAME, MODEL_FORMAT, WEIGHTS_NAME
 
 if TYPE_CHECKING:
+    from mmie.data.images import ImageDirs
     from transformers import PreTrainedTokenizerBase
 
     from mmie.models.base import ExtractionModel
@@ -42,9 +43,10 @@ class LoadedModel:
     model: ExtractionModel
     tokenizer: PreTrainedTokenizerBase
     path: Path
+    images: ImageDirs | None = None  # image folder(s) the records' image references resolve against
 
     def __post_init__(self) -> None:
-        self._predictor = Predictor(self.model, self.tokenizer)
+        self._predictor = Predictor(self.model, self.tokenizer, images=self.images)
 
     @property
     def task(self) -> str:
@@ -77,8 +79,13 @@ def read_model_config(path: Path) -> dict:
     return config
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None) -> LoadedModel:
-    """Load the model folder ``path`` (offline: nothing is downloaded)."""
+def load_model(
+    path: str | Path, device: str | torch.device | None = None, images: ImageDirs | None = None
+) -> LoadedModel:
+    """Load the model folder ``path`` (offline: nothing is downloaded).
+
+    ``images``: the folder the records' image references resolve against (image models need it).
+    """
     from mmie.encoders.text import load_tokenizer
     from mmie.models.registry import create_model
 
@@ -92,4 +99,4 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
         raise MmieError(f"{path}: the model folder has no {WEIGHTS_NAME}")
     load_safetensors(model, str(weights), strict=True)
     model.to(choose_device(device)).eval()
-    return LoadedModel(model, load_tokenizer(str(path)), path)
+    return LoadedModel(model, load_tokenizer(str(path)), path, images)

@@ -17,6 +17,7 @@ from mmie.evaluation.predictions import ner_prediction, re_prediction, score_pre
 from mmie.training.features import META_KEY
 
 if TYPE_CHECKING:
+    from mmie.data.images import ImageDirs
     from transformers import PreTrainedTokenizerBase
 
     from mmie.models.base import ExtractionModel
@@ -49,10 +50,11 @@ class Predictor:
         model: ExtractionModel,
         tokenizer: PreTrainedTokenizerBase,
         device: torch.device | str | None = None,
+        images: ImageDirs | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.featurizer = type(model).featurizer(tokenizer, model.model_config, model.labels)
+        self.featurizer = type(model).featurizer(tokenizer, model.model_config, model.labels, images=images)
         self.collate = type(model).collator(tokenizer)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
 
