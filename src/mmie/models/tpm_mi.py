@@ -1,0 +1,98 @@
+"""TPM-MI: Temporal Prompt Model with Multiple Images (MNER-MI paper, sec. 4).
+
+A post's m images are read like the frames of a video, and the result is coupled with the text as a
+visual prompt in every layer of BERT:
+
+    v_i  = vision encoder [CLS] / global vector of image i; zero vector for a missing image   (sec. 4.3)
+    C    = V + T,  T = (t_1 .. t_m) learnable temporal position embeddings                    (sec. 4.3)
+    U    = TransformerEncoder(C), self-attention over the real images only                    (sec. 4.3)
+    P^l  = W_p^l U                       one prompt token per image for each layer l           (eq. 1)
+    K_p^l = phi_k^l P^l ;  V_p^l = phi_v^l P^l                                                 (eq. 3)
+    H^l  = softmax(Q^l [K_p^l; K^l]^T / sqrt d) [V_p^l; V^l]   prefix in every self-attention  (eq. 2, 4)
+    p(y | H^L) by a CRF, loss = -log p(y | H^L) averaged over the batch                        (eq. 5-7)
+
+Eq. 1 and 3 live in :class:`mmie.models.layers.visual_prefix.VisualPrefix`, eq. 4 is the text
+encoder's own attention, eq. 5-7 the CRF of BERT-CRF; this file holds the multi-image
+representation (sec. 4.3). Deviation from the reference code, on purpose: missing images are masked
+in the temporal encoder and in the prefix, never attended to (the reference attends to its zero-padded
+images, so a post's prediction depends on how many slots are padded).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mmie.data.schema import MAX_IMAGES
+from mmie.errors import ConfigError
+from mmie.models.prefix_tagger import PostImages, PrefixTaggerConfig, VisualPrefixTagger
+from mmie.models.registry import register_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from mmie.encoders.vision import VisionEncoder
+
+
+class TpmMiConfig(PrefixTaggerConfig):
+    name: str = "tpm_mi"
+    max_images: int = Field(MAX_IMAGES, ge=1, le=MAX_IMAGES, description="m: image slots per post (the paper: 4)")
+    temporal_layers: int = Field(1, ge=1, description="layers of the Transformer encoder over the images")
+    temporal_heads: int = Field(8, ge=1, description="its attention heads (must divide the image dimension)")
+    temporal_feedforward: int | None = Field(None, ge=1, description="its feed-forward size; null: 4 x image dim")
+
+
+class TemporalImageEncoder(nn.Module):
+    """Sec. 4.3: U = TransformerEncoder(V + T) over the m image vectors of each post."""
+
+    def __init__(self, image_dim: int, max_images: int, layers: int, heads: int, feedforward: int, dropout: float):
+        super().__init__()
+        if image_dim % heads:
+            raise ConfigError(f"model.temporal_heads: {heads} does not divide the image dimension {image_dim}")
+        # T = (t_1 .. t_m): which image is first, second, ... (the first one usually matters most)
+        self.temporal_positions = nn.Parameter(torch.empty(max_images, image_dim))
+        nn.init.normal_(self.temporal_positions, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            image_dim, heads, feedforward, dropout, activation="gelu", batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, images: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+        """``images`` V [B, M, d_v] (zero in missing slots), ``image_mask`` [B, M] -> U [B, M, d_v]."""
+        slots = images.shape[1]
+        if slots > self.temporal_positions.shape[0]:
+            raise ValueError(f"{slots} image slots, but temporal positions for {len(self.temporal_positions)} only")
+        combined = images + self.temporal_positions[:slots]  # C = V + T
+        # Missing images are keys of no one. A post without any image keeps its slots visible to each
+        # other only so that attention has a key; its prefix is masked entirely downstream.
+        ignore = ~image_mask & image_mask.any(dim=1, keepdim=True)
+        return self.encoder(combined, src_key_padding_mask=ignore)
+
+
+@register_model("tpm_mi")
+class TpmMiTagger(VisualPrefixTagger):
+    """TPM-MI (MNER-MI paper): images as video frames -> temporal encoder -> visual prefix in BERT -> CRF."""
+
+    task = "ner"
+    config_class = TpmMiConfig
+    image_layout = "all"
+
+    def __init__(
+        self, config: TpmMiConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+    ) -> None:
+        super().__init__(config, labels, text_encoder, vision_encoder)
+        self.temporal_encoder = TemporalImageEncoder(
+            self.image_dim,
+            config.max_images,
+            config.temporal_layers,
+            config.temporal_heads,
+            config.temporal_feedforward or 4 * self.image_dim,
+            config.dropout,
+        )
+
+    def visual_tokens(self, images: PostImages) -> tuple[torch.Tensor, torch.Tensor]:
+        # one prompt token per image slot: P^l in R^{d_t x m}; padded slots are masked in the prefix
+        return self.temporal_encoder(images.global_features, images.mask), images.mask

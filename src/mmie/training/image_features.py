@@ -1,0 +1,126 @@
+"""Posts -> NER features plus their images, the inputs of the visual-prefix models.
+
+Which images a model gets is its ``image_layout``: ``"all"`` (up to M slots, in order), ``"first"``
+(the single-image baselines) or ``"stitched"`` (all images on one 2 x 2 grid, the "-MI" baselines).
+How they get in:
+
+* frozen vision encoder (``freeze_vision: true``): global vectors ``image_features [M, D]`` (and, for
+  models reading regions, ``region_features [M, cells^2, D]`` pooled right away to keep memory flat)
+  from the feature cache, so each image is encoded once for every run and model;
+* fine-tuned (``freeze_vision: false``): ``pixel_values [M, 3, H, W]`` for the model's own encoder.
+
+Every example also gets ``image_mask [M]`` (False = no image in that slot). A post without images
+gets an all-False mask: the model reads its text only. The image folder is needed as soon as a post
+names an image (a ConfigError otherwise); the vision encoder is loaded on first use. Missing or
+broken files follow the image policy (``"error"``: a DataError naming the file; ``"blank"``: a blank
+picture, counted in ``report``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+
+from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy, ImageReport, resolve_image
+from mmie.data.schema import MAX_IMAGES, Post
+from mmie.data.stitch import stitch_images
+from mmie.encoders.cache import FeatureCache, default_cache_root
+from mmie.encoders.vision import VisionEncoder, flatten_post_images, load_vision_encoder, scatter_to_slots
+from mmie.errors import ConfigError
+from mmie.models.prefix_tagger import pool_regions
+
+if TYPE_CHECKING:
+    from mmie.models.prefix_tagger import PrefixTaggerConfig, VisualPrefixTagger
+    from mmie.training.features import Featurizer
+
+# Posts whose images are encoded (or read from the cache) together.
+_IMAGE_CHUNK = 64
+
+
+class PostImageFeaturizer:
+    """Wraps a text featurizer and adds each post's image inputs for a :class:`VisualPrefixTagger`."""
+
+    def __init__(
+        self,
+        text: Featurizer,
+        model_class: type[VisualPrefixTagger],
+        config: PrefixTaggerConfig,
+        images: ImageDirs | None,
+        policy: ImagePolicy = "error",
+    ) -> None:
+        self.text = text
+        self.config = config
+        self.layout = model_class.image_layout
+        self.slots = model_class.image_slots(config)
+        self.cells = model_class.region_cells(config)
+        self.policy = policy
+        self.loader = ImageLoader(images, policy) if images is not None else None
+        self.frozen = config.freeze_vision
+        self._encoder: VisionEncoder | None = None
+        self._cache: FeatureCache | None = None
+
+    @property
+    def encoder(self) -> VisionEncoder:
+        """A frozen copy of the model's encoder (loaded on first use): the cache's features, or its preprocessing."""
+        if self._encoder is None:
+            self._encoder = load_vision_encoder(self.config.vision_encoder, frozen=True)
+        return self._encoder
+
+    @property
+    def cache(self) -> FeatureCache | None:
+        if self.frozen and self._cache is None:
+            root = self.config.feature_cache or default_cache_root()
+            self._cache = FeatureCache(root, self.encoder, policy=self.policy)
+        return self._cache
+
+    @property
+    def report(self) -> ImageReport | None:
+        """The images that could not be used (missing, broken), with the policy applied."""
+        if self._cache is not None:
+            return self._cache.report
+        return self.loader.report if self.loader is not None else None
+
+    def featurize(self, records: Sequence[Post], with_labels: bool = True) -> list[dict]:
+        if self.loader is None and any(post.images for post in records):
+            raise ConfigError(
+                f"data.images: the model {self.config.name!r} reads the posts' images; give the image folder"
+            )
+        features = self.text.featurize(records, with_labels)
+        for start in range(0, len(records), _IMAGE_CHUNK):
+            chunk = records[start : start + _IMAGE_CHUNK]
+            for feature, inputs in zip(features[start : start + _IMAGE_CHUNK], self._image_inputs(chunk)):
+                feature.update(inputs)
+        return features
+
+    def _post_images(self, post: Post) -> list[Any]:
+        """What to encode for one post: file paths (frozen: the cache hashes the files) or PIL images."""
+        if not post.images:
+            return []
+        assert self.loader is not None  # featurize checked that posts with images have a folder
+        if self.layout == "stitched":
+            pictures = [self.loader.load(ref, post.id) for ref in post.images[:MAX_IMAGES]]
+            return [stitch_images(pictures)] if pictures else []
+        refs = post.images[:1] if self.layout == "first" else post.images[: self.slots]
+        if self.frozen:
+            return [resolve_image(ref, self.loader.image_dirs, post.id) for ref in refs]
+        return [self.loader.load(ref, post.id) for ref in refs]
+
+    def _image_inputs(self, posts: Sequence[Post]) -> list[dict[str, torch.Tensor]]:
+        items = [self._post_images(post) for post in posts]
+        if self.cache is not None:
+            out = self.cache.get_posts(items, self.slots)
+            rows: dict[str, torch.Tensor] = {"image_mask": out.image_mask, "image_features": out.global_features}
+            if self.cells:
+                rows["region_features"] = pool_regions(out.region_features, self.encoder.grid_size, self.cells)
+        else:
+            flat, mask = flatten_post_images(items, self.slots)
+            pixels = self.encoder.preprocess(flat) if flat else self._blank_pixels()[:0]
+            rows = {"image_mask": mask, "pixel_values": scatter_to_slots(pixels, mask)}
+        return [{key: value[row].clone() for key, value in rows.items()} for row in range(len(posts))]
+
+    def _blank_pixels(self) -> torch.Tensor:
+        """One preprocessed blank picture: gives the pixel shape when a chunk has no image at all."""
+        return self.encoder.preprocess([Image.new("RGB", (32, 32))])
