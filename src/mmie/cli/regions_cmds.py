@@ -1,0 +1,101 @@
+"""`mmie regions build`: write the regions of a dataset in the MRE-MI layout (crops + images_vg.pth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mmie.cli import app
+from mmie.errors import ConfigError
+
+_CONFIG_KEYS = ("data", "format", "images", "encoder", "cache_dir", "top_k", "out")
+regions_app = typer.Typer(help="Visual-grounding regions: build crops in the MRE-MI layout.", no_args_is_help=True)
+app.add_typer(regions_app, name="regions")
+
+
+def _from_config(config_path: Path, overrides: list[str]) -> dict:
+    """Data files, image folder, vision encoder, k and output folder of an experiment config."""
+    from mmie.training.config import load_config
+
+    config = load_config(config_path, overrides)
+    model = config.model
+    region_dict = getattr(model, "region_dict", None)
+    return {
+        "data": [path for path in (config.data.train, config.data.dev, config.data.test) if path is not None],
+        "format": config.data.format,
+        "images": config.data.images,
+        "encoder": getattr(model, "vision_encoder", None),
+        "cache_dir": getattr(model, "feature_cache", None),
+        "top_k": getattr(model, "regions_per_image", None),
+        # the folder the model reads its crops from, when the config names one
+        "out": Path(region_dict).parent if region_dict is not None else None,
+    }
+
+
+@regions_app.command("build")
+def build(
+    config: Annotated[
+        Optional[Path], typer.Argument(help="Experiment config: the images its train/dev/test files name.")
+    ] = None,
+    data: Annotated[Optional[list[Path]], typer.Option("--data", help="Data file (repeatable).")] = None,
+    data_format: Annotated[Optional[str], typer.Option("--format", help="Data format; detected when omitted.")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="Image folder the records' images are in.")] = None,
+    provider: Annotated[str, typer.Option("--provider", help="grid (offline) | detector | precomputed.")] = "grid",
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Regions per image (default 2).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder: images_vg/ + images_vg.pth.")] = None,
+    encoder: Annotated[
+        Optional[str], typer.Option("--encoder", help="grid: vision encoder (default efficientnet-lite0).")
+    ] = None,
+    detector: Annotated[
+        Optional[str], typer.Option("--detector", help="detector: zero-shot detection model name or folder.")
+    ] = None,
+    crops: Annotated[Optional[Path], typer.Option("--crops", help="precomputed: a crop dictionary (.pth).")] = None,
+    crop_dir: Annotated[Optional[Path], typer.Option("--crop-dir", help="precomputed: its crop folder.")] = None,
+    key: Annotated[str, typer.Option("--key", help="precomputed: dictionary keyed by image | record.")] = "image",
+    words: Annotated[bool, typer.Option("--words", help="Also query the post's other content words.")] = False,
+    threshold: Annotated[float, typer.Option("--threshold", help="detector: minimum box score.")] = 0.0,
+    cache_dir: Annotated[
+        Optional[Path], typer.Option("--cache-dir", help="grid: feature cache folder (reuses cached features).")
+    ] = None,
+    policy: Annotated[str, typer.Option("--policy", help="Broken images: error | blank (no regions).")] = "error",
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: the GPU if any).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key.")] = None,
+) -> None:
+    """Find the top-k regions of every image and write them as MRE-MI crops (resumable: done images are skipped)."""
+    from mmie.data import read_dataset
+    from mmie.regions import build_regions, create_provider
+
+    settings = _from_config(config, overrides or []) if config is not None else dict.fromkeys(_CONFIG_KEYS)
+    settings["data"] = settings["data"] or []
+    records = []
+    for path in data or settings["data"]:
+        records.extend(read_dataset(path, format=data_format or settings["format"]).records)
+    if not records:
+        raise ConfigError("mmie regions build: give a CONFIG or --data FILE (with --images DIR)")
+    image_dir = images or settings["images"]
+    if image_dir is None:
+        raise ConfigError("mmie regions build: --images: the image folder is needed")
+    out_dir = out or settings["out"]
+    if out_dir is None:
+        raise ConfigError("mmie regions build: --out: the output folder is needed (the config names no region_dict)")
+    if policy not in ("error", "blank"):
+        raise ConfigError(f"--policy must be error or blank, got {policy!r}")
+    chosen = create_provider(
+        provider,
+        encoder=encoder or settings["encoder"],
+        detector=detector,
+        crop_dict=crops,
+        crop_dir=crop_dir,
+        key=key,
+        device=device,
+        cache_dir=cache_dir or settings["cache_dir"],
+        threshold=threshold,
+    )
+    k = top_k or settings["top_k"] or 2
+    typer.echo(f"{provider} regions, top {k} per image, into {out_dir}")
+    summary = build_regions(
+        records, image_dir, chosen, out_dir, k, words=words, policy=policy  # type: ignore[arg-type]
+    )
+    typer.echo(f"done: {summary.line()}")

@@ -1,0 +1,121 @@
+"""Relation instances -> marked text + the post's images + k regions per image: the inputs of GLRA and
+the image RE baselines (:mod:`mmie.models.glra`, :mod:`mmie.models.mre_image_baselines`).
+
+On top of :class:`~mmie.training.image_features.PostImageFeaturizer` (global image inputs, in the
+model's ``image_layout``), each image slot gets up to ``k`` regions from a region provider
+(:mod:`mmie.regions`), encoded by the same vision encoder as the images:
+
+* ``regions: precomputed`` -- the crops of a crop dictionary (MRE-MI ``images_vg.pth`` + ``images_vg/``
+  beside the ``images/`` folder unless ``region_dict``/``region_dir`` say otherwise; one built by
+  ``mmie regions build``; the HVPNeT-style dictionaries with ``region_key``);
+* ``regions: grid`` -- computed here, offline: the salient cells of the image's own feature grid
+  (a text-free saliency ranking, see :mod:`mmie.regions.grid`).
+
+Per example (M image slots, k region slots per image):
+
+* frozen vision encoder: ``region_features [M, k, D]`` (each crop's global vector, from the feature
+  cache: a crop is encoded once for every run and model);
+* fine-tuned: ``region_pixel_values [M, k, 3, H, W]``;
+* always ``region_mask [M, k]``: False where an image has fewer than k regions (or no image is there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mmie.data.images import resolve_image
+from mmie.data.schema import RelationInstance
+from mmie.encoders.vision import scatter_to_slots
+from mmie.errors import ConfigError
+from mmie.regions.base import ImageSource, RegionProvider
+from mmie.regions.build import record_queries
+from mmie.training.image_features import _IMAGE_CHUNK, PostImageFeaturizer
+
+if TYPE_CHECKING:
+    from mmie.models.glra import ImageRelationConfig, ImageRelationModel
+    from mmie.training.features import Featurizer
+
+
+class RelationImageFeaturizer(PostImageFeaturizer):
+    """Wraps the relation featurizer; adds image inputs and region inputs for an :class:`ImageRelationModel`."""
+
+    def __init__(
+        self,
+        text: Featurizer,
+        model_class: type[ImageRelationModel],
+        config: ImageRelationConfig,
+        images: Any,
+        policy: str = "error",
+    ) -> None:
+        super().__init__(text, model_class, config, images, policy)  # type: ignore[arg-type]
+        self.k = model_class.regions_per_image(config)
+        self._provider: RegionProvider | None = None
+
+    @property
+    def provider(self) -> RegionProvider:
+        """The model's region provider, built on first use (the crop dictionary is read once)."""
+        if self._provider is None:
+            config = self.config
+            if config.regions == "grid":
+                from mmie.regions.grid import GridSaliencyRegions
+
+                self._provider = GridSaliencyRegions(self.encoder, cache=self.cache)
+            else:
+                from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
+
+                crop_dict = config.region_dict
+                if crop_dict is None:
+                    if self.loader is None:
+                        raise ConfigError("model.region_dict: no crop dictionary and no image folder to look beside")
+                    crop_dict = default_crop_dict(self.loader.image_dirs[0])
+                try:  # the crop folder defaults to images_vg/ beside the dictionary
+                    self._provider = PrecomputedRegions(crop_dict, config.region_dir, key=config.region_key)
+                except ConfigError as error:
+                    raise ConfigError(f"model.region_dict: {error} (or set model.regions: grid)") from None
+        return self._provider
+
+    def featurize(self, records: Sequence[RelationInstance], with_labels: bool = True) -> list[dict]:
+        if self.loader is None and any(instance.post.images for instance in records):
+            raise ConfigError(
+                f"data.images: the model {self.config.name!r} reads the posts' images; give the image folder"
+            )
+        features = self.text.featurize(records, with_labels)
+        for start in range(0, len(records), _IMAGE_CHUNK):
+            chunk = records[start : start + _IMAGE_CHUNK]
+            image_rows = self._image_inputs([instance.post for instance in chunk])
+            region_rows = self._region_inputs(chunk)
+            for feature, images, regions in zip(features[start : start + _IMAGE_CHUNK], image_rows, region_rows):
+                feature.update(images)
+                feature.update(regions)
+        return features
+
+    def _slot_refs(self, instance: RelationInstance) -> list[str]:
+        """The image references in the model's slots (the same ones the global inputs use)."""
+        images = instance.post.images
+        return list(images[:1] if self.layout == "first" else images[: self.slots])
+
+    def _region_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, torch.Tensor]]:
+        mask = torch.zeros(len(instances), self.slots, self.k, dtype=torch.bool)
+        items: list[Any] = []  # crop files or crops, in (instance, slot, region) order
+        for row, instance in enumerate(instances if self.k else ()):
+            queries = record_queries(instance)
+            for slot, ref in enumerate(self._slot_refs(instance)):
+                assert self.loader is not None
+                path = resolve_image(ref, self.loader.image_dirs, instance.id)
+                source = ImageSource(ref, path, instance.id, self.policy)  # type: ignore[arg-type]
+                regions = self.provider.find(source, queries, self.k)[: self.k]
+                mask[row, slot, : len(regions)] = True
+                if self.frozen:
+                    items.extend(region.item(source) for region in regions)
+                else:
+                    items.extend(region.image(source) for region in regions)
+        if self.cache is not None:
+            crops = self.cache.get_many(items)[0] if items else torch.zeros(0, self.encoder.hidden_size)
+            rows = {"region_features": scatter_to_slots(crops, mask), "region_mask": mask}
+        else:
+            pixels = self.encoder.preprocess(items) if items else self._blank_pixels()[:0]
+            rows = {"region_pixel_values": scatter_to_slots(pixels, mask), "region_mask": mask}
+        return [{key: value[row].clone() for key, value in rows.items()} for row in range(len(instances))]
