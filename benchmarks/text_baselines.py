@@ -78,6 +78,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     config = json.loads(json.dumps(BASELINES[name]))
     config["data"] = subset_files(config, args.data_dir, scratch, args.smoke)
     config["training"]["epochs"] = args.epochs
+    config["training"]["group_by_length"] = args.group_by_length
     config["name"] = f"bench_{name}"
     result = train(config, output_dir=scratch / f"run_{name}", overwrite=True)
     dev_records = read_dataset(config["data"]["dev"], format=config["data"]["format"]).records
@@ -114,6 +115,12 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(BASELINES), action="append", help="run only these (repeatable)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with twitter2017/ and mnre/")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch posts of similar length together (less padding; the Trainer's length-grouped sampler)",
+    )
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's; 1 is faster on a busy machine)"

@@ -136,3 +136,14 @@ def test_run_folder_and_data_errors(tiny_bert, datasets, tmp_path):
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="no run to resume"):
         train(config, output_dir=tmp_path / "nothing", resume=True)
+
+
+@pytest.mark.slow
+def test_length_grouped_batches_keep_dev_scoring_aligned(tiny_bert, datasets, tmp_path):
+    # Training batches are grouped by length; dev scoring must still pair each prediction with
+    # its own post, so the engine's dev metrics equal a fresh evaluation of the saved model.
+    config = tiny_config("ner", "bert_crf", tiny_bert, datasets["ner"], group_by_length=True)
+    result = train(config, output_dir=tmp_path / "grouped")
+    dev = read_dataset(datasets["ner"]["dev"]).records
+    assert result.metrics["dev"]["f1"] > 0.5
+    assert mmie.load_model(result.model_dir).evaluate(dev)["f1"] == pytest.approx(result.metrics["dev"]["f1"])

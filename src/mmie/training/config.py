@@ -50,6 +50,9 @@ class TrainingConfig(_Strict):
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
     gradient_accumulation_steps: int = Field(1, ge=1)
+    group_by_length: bool = Field(
+        False, description="batch posts of similar length together (less padding, faster; still shuffled)"
+    )
     seed: int = 42
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     device: Literal["auto", "cpu"] = Field("auto", description="auto: the GPU when there is one")

@@ -168,6 +168,11 @@ def _trainer_class() -> type:
             self.head_learning_rate = head_learning_rate
             super().__init__(*args, **kwargs)
 
+        def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
+            # Dev scoring pairs predictions with features by position: keep evaluation in order
+            # even when training batches are grouped by length.
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
         def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
             if self.optimizer is None:
                 model = self.model if model is None else model
@@ -243,6 +248,7 @@ def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) 
         lr_scheduler_type="linear",
         max_grad_norm=settings.max_grad_norm,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         seed=settings.seed,
         fp16=settings.mixed_precision == "fp16",
         bf16=settings.mixed_precision == "bf16",
