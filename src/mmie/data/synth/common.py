@@ -1,0 +1,86 @@
+"""Pieces shared by the MNER and MRE planners: the planned post, template filling, image plans."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmie.data.schema import Post, RelationInstance, Span
+from mmie.data.synth import vocab
+from mmie.data.synth.images import ImagePlan
+
+# Share of posts whose text leaves the label open (the cue image decides).
+AMBIGUOUS_SHARE = 0.6
+# Number of images per post, 1..4: multi-image posts dominate as in MNER-MI / MRE-MI, so the cue
+# image is the first one in a bit under half of the ambiguous posts.
+N_IMAGES_WEIGHTS = (0.15, 0.30, 0.25, 0.30)
+SPLIT_FRACTIONS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
+# The template slot that holds a (first) entity of each type; a second person goes into "B".
+SLOT_OF_TYPE = {"PER": "A", "ORG": "O", "LOC": "L", "MISC": "M"}
+
+
+@dataclass
+class SynthPost:
+    """One planned post: the record the dataset file holds, its image plans, and the ground truth
+    about the cue (``meta``) that goes to the sidecar ``synth_meta.jsonl`` only."""
+
+    record: Post | RelationInstance
+    images: list[ImagePlan]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def post_rng(task: str, seed: int, index: int) -> random.Random:
+    # One independent stream per post: a post does not change when the number of posts does.
+    # (random.Random seeds a str through sha512, independent of PYTHONHASHSEED.)
+    return random.Random(f"mmie-synth:{task}:{seed}:{index}")
+
+
+def image_plans(post_id: str, rng: random.Random, cue: str | None) -> tuple[list[ImagePlan], int | None]:
+    """1..4 image plans; when ``cue`` is given it sits in one image, uniformly among the positions."""
+    n_images = rng.choices((1, 2, 3, 4), weights=N_IMAGES_WEIGHTS)[0]
+    cue_index = rng.randrange(n_images) if cue is not None else None
+    plans = [
+        ImagePlan(name=f"{post_id}_{k}.jpg", cue=cue if k == cue_index else None, seed=rng.getrandbits(32))
+        for k in range(n_images)
+    ]
+    return plans, cue_index
+
+
+def person_name(rng: random.Random) -> str:
+    return f"{rng.choice(vocab.FIRST_NAMES)} {rng.choice(vocab.LAST_NAMES)}"
+
+
+def name_of_type(entity_type: str, rng: random.Random) -> str:
+    if entity_type == "PER":
+        return person_name(rng)
+    pools = {"ORG": vocab.ORGANISATIONS, "LOC": vocab.LOCATIONS, "MISC": vocab.MISC_NAMES}
+    return rng.choice(pools[entity_type])
+
+
+def fill_template(template: str, slots: dict[str, str]) -> tuple[list[str], dict[str, Span]]:
+    """Tokenise a template on spaces and put each slot's name in place; returns the tokens and the
+    token span ``[start, end)`` of every slot that occurs."""
+    tokens: list[str] = []
+    spans: dict[str, Span] = {}
+    for piece in template.split():
+        if piece.startswith("{") and piece.endswith("}"):
+            name = slots[piece[1:-1]]
+            start = len(tokens)
+            tokens.extend(name.split())
+            spans[piece[1:-1]] = Span(start, len(tokens), name)
+        else:
+            tokens.append(piece)
+    return tokens, spans
+
+
+def split_sizes(total: int) -> dict[str, int]:
+    """70/15/15 with at least one post in each split."""
+    val = max(1, round(total * SPLIT_FRACTIONS[1][1]))
+    test = max(1, round(total * SPLIT_FRACTIONS[2][1]))
+    return {"train": total - val - test, "val": val, "test": test}
+
+
+def synthetic_url(post_id: str) -> str:
+    # example.org is reserved for documentation: nobody mistakes these posts for real tweets.
+    return f"https://example.org/mmie-synthetic/status/{post_id}"
