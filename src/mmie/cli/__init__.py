@@ -32,21 +32,11 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # Standalone mode: typer itself prints usage errors (missing or bad options) and exits 2.
+        app(args=argv, prog_name="mmie")
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise  # usage errors: exit code 2, already explained on stderr
     except MmieError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except SystemExit:
-        raise
-    except Exception as error:  # click's usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
