@@ -105,7 +105,7 @@ def test_shipped_configs_are_valid():
     } <= names
     for path in SHIPPED:
         config = load_config(path)
-        if path.parent.name == "synthetic":
-            assert config.model.encoder == "minilm"  # the offline demo
+        if path.parent.name in ("synthetic", "offline"):
+            assert config.model.encoder == "minilm"  # the offline demo and the offline variants
         else:
             assert config.model.encoder == "bert-base-uncased" and config.data.dev is not None
