@@ -17,19 +17,24 @@ app.add_typer(regions_app, name="regions")
 
 def _from_config(config_path: Path, overrides: list[str]) -> dict:
     """Data files, image folder, vision encoder, k and output folder of an experiment config."""
+    from mmie.regions import default_crop_dict
     from mmie.training.config import load_config
 
     config = load_config(config_path, overrides)
     model = config.model
     region_dict = getattr(model, "region_dict", None)
+    images = config.data.images
+    if region_dict is None and images:
+        # where the model looks: beside its (first) image folder, the MRE-MI layout
+        region_dict = default_crop_dict(images[0] if isinstance(images, list) else images)
     return {
         "data": [path for path in (config.data.train, config.data.dev, config.data.test) if path is not None],
         "format": config.data.format,
-        "images": config.data.images,
+        "images": images,
         "encoder": getattr(model, "vision_encoder", None),
         "cache_dir": getattr(model, "feature_cache", None),
         "top_k": getattr(model, "regions_per_image", None),
-        # the folder the model reads its crops from, when the config names one
+        # the folder the model reads its crops from (model.region_dict, else beside data.images)
         "out": Path(region_dict).parent if region_dict is not None else None,
     }
 
@@ -70,7 +75,11 @@ def build(
     settings = _from_config(config, overrides or []) if config is not None else dict.fromkeys(_CONFIG_KEYS)
     settings["data"] = settings["data"] or []
     records = []
-    for path in data or settings["data"]:
+    files = data or settings["data"]
+    if key == "record" and len(files) > 1:
+        # record ids of MNRE are line indices, which every file repeats: one dictionary serves one file
+        raise ConfigError("--key record: a dictionary keyed by record id serves one data file; give one --data")
+    for path in files:
         records.extend(read_dataset(path, format=data_format or settings["format"]).records)
     if not records:
         raise ConfigError("mmie regions build: give a CONFIG or --data FILE (with --images DIR)")

@@ -11,7 +11,10 @@ from mmie.cli import app
 from mmie.errors import DataError
 
 FORMAT_HELP = "twitter, mnermi, mnre or mremi (detected if omitted)."
-IMAGES_HELP = "Image folder the records' image references resolve against (image models need it)."
+IMAGES_HELP = (
+    "Image folder the records' image references resolve against (image models need it); "
+    "repeat it for several folders, searched in order (MNER-MI-Plus: images/ and twitter2017_images/)."
+)
 
 
 def _read_records(path: Path, data_format: str | None) -> list:
@@ -54,12 +57,12 @@ def evaluate_command(
     data_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the full metrics as JSON."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
+    images: list[Path] | None = typer.Option(None, "--images", help=IMAGES_HELP),
 ) -> None:
     """Score a trained model on a labelled file (P/R/F1, per type, by number of images)."""
     import mmie
 
-    model = mmie.load_model(model_dir, images=images)
+    model = mmie.load_model(model_dir, images=images or None)
     metrics = model.evaluate(_read_records(file, data_format), batch_size=batch_size, progress=True)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2))
@@ -74,13 +77,13 @@ def predict_command(
     out: Path = typer.Option(..., "--out", help="Prediction file (JSON lines) to write; an existing one is resumed."),
     data_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
+    images: list[Path] | None = typer.Option(None, "--images", help=IMAGES_HELP),
 ) -> None:
     """Write one prediction per record, line by line (an interrupted run resumes where it stopped)."""
     import mmie
     from mmie.evaluation.predictions import PredictionWriter
 
-    model = mmie.load_model(model_dir, images=images)
+    model = mmie.load_model(model_dir, images=images or None)
     records = _read_records(file, data_format)
     with PredictionWriter(out, resume=True) as writer:
         done = writer.already_written

@@ -246,10 +246,11 @@ class FeatureCache:
             out = self.encoder(images)
         results: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for index, (request, digest) in enumerate(zip(batch, stored_as)):
-            # clone: an entry owns its memory instead of keeping the whole batch's tensor alive
+            # clone: an entry owns its memory instead of keeping the whole batch's tensor alive; contiguous,
+            # because safetensors refuses strided views (a conv feature map's regions are transposed)
             entry = (
-                out.global_features[index].detach().to("cpu", self.dtype).clone(),
-                out.region_features[index].detach().to("cpu", self.dtype).clone(),
+                out.global_features[index].detach().to("cpu", self.dtype).clone(memory_format=torch.contiguous_format),
+                out.region_features[index].detach().to("cpu", self.dtype).clone(memory_format=torch.contiguous_format),
             )
             self._write_entry(digest, entry)
             results[request.digest] = self._remember(digest, entry)

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from mmie.training.features import Featurizer
 
 VISION_PREFIX = "vision_encoder."
+# Images per vision-encoder call when no gradient flows through it: a batch of 16 posts holds up to
+# 16 x (4 + 8) images and crops, and EfficientNet's activations for all of them at once take ~2 GB.
+ENCODE_CHUNK = 32
 
 
 class ImageRelationConfig(RelationModelConfig):
@@ -194,7 +197,11 @@ class ImageRelationModel(MarkedRelationModel):
             dims = (*image_mask.shape, self.image_dim)
             return pixels.new_zeros(dims), pixels.new_zeros((*region_mask.shape, self.image_dim))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.vision_encoder.frozen):
-            vectors = self.vision_encoder.encode_pixels(real).global_features
+            if torch.is_grad_enabled():
+                vectors = self.vision_encoder.encode_pixels(real).global_features
+            else:  # no graph to keep (frozen, or inference): chunks keep the activations' memory flat
+                chunks = real.split(ENCODE_CHUNK)
+                vectors = torch.cat([self.vision_encoder.encode_pixels(chunk).global_features for chunk in chunks])
         n_images = int(image_mask.sum())
         return scatter_to_slots(vectors[:n_images], image_mask), scatter_to_slots(vectors[n_images:], region_mask)
 

@@ -115,6 +115,14 @@ def crop_name(ref: str, index: int) -> str:
     return f"{_SEPARATORS.sub('__', stem)}_{index}.png"
 
 
+def _another_split(existing: dict[str, Any], meta: dict[str, Any]) -> bool:
+    """The same precomputed settings with another dictionary: the next split of a release that ships one
+    dictionary per split (MNRE's, keyed by line index); its images are other images, nothing is mixed."""
+    if existing.get("provider") != "precomputed" or meta.get("provider") != "precomputed":
+        return False
+    return {k: v for k, v in existing.items() if k != "crop_dict"} == {k: v for k, v in meta.items() if k != "crop_dict"}
+
+
 def _check_meta(out: Path, meta: dict[str, Any]) -> None:
     path = out / META_NAME
     if path.is_file():
@@ -122,7 +130,7 @@ def _check_meta(out: Path, meta: dict[str, Any]) -> None:
             existing = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             raise DataError("not valid JSON; remove the folder or choose another --out", path=path) from None
-        if existing != meta:
+        if existing != meta and not _another_split(existing, meta):
             raise ConfigError(
                 f"{out}: holds regions built with other settings ({path}: {json.dumps(existing, sort_keys=True)}); "
                 f"resuming would mix them: choose another --out"

@@ -34,7 +34,11 @@ class DataConfig(_Strict):
     dev: Path | None = Field(None, description="development file: model selection (the best epoch)")
     test: Path | None = Field(None, description="test file: scored once, with the selected model")
     format: str | None = Field(None, description="twitter | mnermi | mnre | mremi; detected when null")
-    images: Path | None = Field(None, description="image folder (multimodal models; text models ignore it)")
+    images: Path | list[Path] | None = Field(
+        None,
+        description="image folder, or a list of folders searched in order (MNER-MI-Plus: images/ and "
+        "twitter2017_images/); multimodal models only, text models ignore it",
+    )
 
 
 class TrainingConfig(_Strict):
