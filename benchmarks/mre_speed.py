@@ -14,8 +14,10 @@ demo configs (configs/synthetic/*.yaml: MiniLM + frozen EfficientNet-Lite0), bat
   a cache (the command's default) and with a warm one.
 
 A timed step is the whole training step: (cold: featurize the batch), collate, forward, backward, AdamW
-(fused, as the engine's) step. Each configuration runs ``--repeats`` times ``--steps`` steps after
-``--warmup`` untimed ones; the JSON has every repeat and the median; ratios are medians of one run.
+(fused, as the engine's) step. Each repeat runs every configuration once, in its own subprocess
+(``--steps`` timed steps after ``--warmup`` untimed ones), the configurations interleaved so that a
+change in the machine's load hits them alike; the JSON has every repeat and the median, and the
+ratios are ratios of medians of one run.
 
     python benchmarks/mre_speed.py                      # about 10 minutes on 2 busy cores
     python benchmarks/mre_speed.py --smoke              # a minute: checks the script
@@ -214,6 +216,18 @@ def warm_cache(data: Path, cache: Path) -> float:
 # ------------------------------------------------------------------------------------- parent
 
 
+def merge_repeats(done: list[dict]) -> dict:
+    """The repeats of one configuration (one subprocess each): every rate, their median, the peak RSS."""
+    rates = [rate for run in done for rate in run["examples_per_second"]]
+    merged = {key: value for key, value in done[0].items() if key not in ("examples_per_second", "cache_stats")}
+    merged["examples_per_second"] = rates
+    merged["median_examples_per_second"] = statistics.median(rates)
+    merged["peak_rss_gib"] = max(run["peak_rss_gib"] for run in done)
+    if "cache_stats" in done[0]:
+        merged["cache_stats_first_repeat"] = done[0]["cache_stats"]
+    return merged
+
+
 def run_worker(kind: str, spec: dict, threads: int | None) -> dict:
     """Run one worker in a fresh interpreter (its own peak RSS) and return its JSON line."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--spec", json.dumps(spec)]
@@ -293,13 +307,17 @@ def main() -> None:
         results["settings"]["cache_warming_seconds"] = run_worker(
             "warm", {"data": str(data), "cache": str(cache)}, args.threads
         )["seconds"]
-        runs = {}
-        for name in TRAINING_RUNS:
-            print(f"training: {name}", flush=True)
-            spec = {"name": name, "data": str(data), "cache": str(cache), "steps": args.steps,
-                    "warmup": args.warmup, "repeats": args.repeats}
-            runs[name] = run_worker("training", spec, args.threads)
-            print(json.dumps({name: runs[name]}), flush=True)
+        # One subprocess per configuration and repeat, the configurations interleaved within each
+        # repeat: a change in the machine's load over time then hits every configuration alike.
+        repeats: dict[str, list[dict]] = {name: [] for name in TRAINING_RUNS}
+        for repeat in range(args.repeats):
+            for name in TRAINING_RUNS:
+                print(f"training: {name}, repeat {repeat + 1}/{args.repeats}", flush=True)
+                spec = {"name": name, "data": str(data), "cache": str(cache), "steps": args.steps,
+                        "warmup": args.warmup, "repeats": 1}
+                repeats[name].append(run_worker("training", spec, args.threads))
+                print(json.dumps(repeats[name][-1]), flush=True)
+        runs = {name: merge_repeats(done) for name, done in repeats.items()}
         results["training"] = runs
         print("region building (grid provider)", flush=True)
         region_scratch = scratch / "regions"
