@@ -17,7 +17,8 @@ import mmie.models.tpm_mi  # noqa: F401  (registers tpm_mi)
 from mmie.data.schema import Post
 from mmie.errors import ConfigError
 from mmie.models.registry import create_model
-from mmie.training.collate import Collator
+from mmie.errors import DataError
+from mmie.training.collate import Collator, Deferred
 from mmie.training.features import NerFeaturizer
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
@@ -269,6 +270,24 @@ def test_featurizer_needs_the_image_folder_and_names_a_missing_file(tiny_bert, t
     post = Post(id="7", tokens=["bob"], images=["7_0.jpg"], tags=["B-PER"])
     with pytest.raises(Exception, match="7_0.jpg"):
         featurizer.featurize([post])
+
+
+def test_fine_tuned_pixels_are_made_only_when_the_batch_is_collated(tiny_bert, tiny_vit, tokenizer, tmp_path):
+    posts = make_ner_posts(4, seed=3)
+    write_images(tmp_path / "images", posts)
+    model = build("tpm_mi", tiny_bert, tiny_vit, freeze_vision=False)
+    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=tmp_path / "images")
+    features = featurizer.featurize(posts)
+    assert all(isinstance(feature["pixel_values"], Deferred) for feature in features)  # no pixels held
+    batch = Collator(tokenizer.pad_token_id)(features)
+    for row, post in enumerate(posts):
+        pictures = [Image.open(tmp_path / "images" / ref).convert("RGB") for ref in post.images]
+        torch.testing.assert_close(batch["pixel_values"][row, : len(pictures)], featurizer.encoder.preprocess(pictures))
+        assert not batch["pixel_values"][row, len(pictures) :].any()
+    # a missing file is still an error of featurize (before training starts), naming the file
+    (tmp_path / "images" / posts[2].images[-1]).unlink()
+    with pytest.raises(DataError, match=posts[2].images[-1]):
+        featurizer.featurize(posts)
 
 
 # --------------------------------------------------------------------- learning from the images

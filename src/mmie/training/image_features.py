@@ -7,7 +7,9 @@ How they get in:
 * frozen vision encoder (``freeze_vision: true``): global vectors ``image_features [M, D]`` (and, for
   models reading regions, ``region_features [M, cells^2, D]`` pooled right away to keep memory flat)
   from the feature cache, so each image is encoded once for every run and model;
-* fine-tuned (``freeze_vision: false``): ``pixel_values [M, 3, H, W]`` for the model's own encoder.
+* fine-tuned (``freeze_vision: false``): ``pixel_values [M, 3, H, W]`` for the model's own encoder,
+  decoded and preprocessed when the example's batch is collated (:class:`~mmie.training.collate.Deferred`),
+  so memory stays flat however large the split; a missing file is still reported up front.
 
 Every example also gets ``image_mask [M]`` (False = no image in that slot). A post without images
 gets an all-False mask: the model reads its text only. The image folder is needed as soon as a post
@@ -31,6 +33,7 @@ from mmie.encoders.cache import FeatureCache, default_cache_root
 from mmie.encoders.vision import VisionEncoder, flatten_post_images, load_vision_encoder, scatter_to_slots
 from mmie.errors import ConfigError
 from mmie.models.prefix_tagger import pool_regions
+from mmie.training.collate import Deferred
 
 if TYPE_CHECKING:
     from mmie.models.prefix_tagger import PrefixTaggerConfig, VisualPrefixTagger
@@ -116,10 +119,29 @@ class PostImageFeaturizer:
             if self.cells:
                 rows["region_features"] = pool_regions(out.region_features, self.encoder.grid_size, self.cells)
         else:
-            flat, mask = flatten_post_images(items, self.slots)
-            pixels = self.encoder.preprocess(flat) if flat else self._blank_pixels()[:0]
-            rows = {"image_mask": mask, "pixel_values": scatter_to_slots(pixels, mask)}
+            return [self._deferred_pixels(post) for post in posts]
         return [{key: value[row].clone() for key, value in rows.items()} for row in range(len(posts))]
+
+    def _slot_count(self, post: Post) -> int:
+        """How many of the model's image slots the post fills."""
+        if self.layout == "stitched":
+            return min(len(post.images), 1)
+        return len(post.images[:1] if self.layout == "first" else post.images[: self.slots])
+
+    def _deferred_pixels(self, post: Post) -> dict[str, Any]:
+        """``image_mask`` now, ``pixel_values`` when the batch is collated (fine-tuned vision)."""
+        if self.loader is not None and self.policy == "error":
+            for ref in post.images[: self.slots]:  # fail before training on a missing file, not at step n
+                if not resolve_image(ref, self.loader.image_dirs, post.id).exists():
+                    self.loader.load(ref, post.id)  # raises the DataError naming the file
+
+        def pixels() -> torch.Tensor:
+            flat, mask = flatten_post_images([self._post_images(post)], self.slots)
+            values = self.encoder.preprocess(flat) if flat else self._blank_pixels()[:0]
+            return scatter_to_slots(values, mask)[0]
+
+        mask = torch.arange(self.slots) < self._slot_count(post)
+        return {"image_mask": mask, "pixel_values": Deferred(pixels)}
 
     def _blank_pixels(self) -> torch.Tensor:
         """One preprocessed blank picture: gives the pixel shape when a chunk has no image at all."""

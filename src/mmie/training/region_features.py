@@ -15,7 +15,8 @@ Per example (M image slots, k region slots per image):
 
 * frozen vision encoder: ``region_features [M, k, D]`` (each crop's global vector, from the feature
   cache: a crop is encoded once for every run and model);
-* fine-tuned: ``region_pixel_values [M, k, 3, H, W]``;
+* fine-tuned: ``region_pixel_values [M, k, 3, H, W]``, cropped and preprocessed when the batch is
+  collated (as the images' pixels are);
 * always ``region_mask [M, k]``: False where an image has fewer than k regions (or no image is there).
 """
 
@@ -32,6 +33,7 @@ from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
 from mmie.regions.base import ImageSource, RegionProvider
 from mmie.regions.build import record_queries
+from mmie.training.collate import Deferred
 from mmie.training.image_features import _IMAGE_CHUNK, PostImageFeaturizer
 
 if TYPE_CHECKING:
@@ -99,23 +101,34 @@ class RelationImageFeaturizer(PostImageFeaturizer):
 
     def _region_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, torch.Tensor]]:
         mask = torch.zeros(len(instances), self.slots, self.k, dtype=torch.bool)
-        items: list[Any] = []  # crop files or crops, in (instance, slot, region) order
+        found: list[list[tuple[ImageSource, Any]]] = []  # per instance: (source, region) in (slot, region) order
         for row, instance in enumerate(instances if self.k else ()):
             queries = record_queries(instance)
+            found.append([])
             for slot, ref in enumerate(self._slot_refs(instance)):
                 assert self.loader is not None
                 path = resolve_image(ref, self.loader.image_dirs, instance.id)
                 source = ImageSource(ref, path, instance.id, self.policy)  # type: ignore[arg-type]
                 regions = self.provider.find(source, queries, self.k)[: self.k]
                 mask[row, slot, : len(regions)] = True
-                if self.frozen:
-                    items.extend(region.item(source) for region in regions)
-                else:
-                    items.extend(region.image(source) for region in regions)
-        if self.cache is not None:
-            crops = self.cache.get_many(items)[0] if items else torch.zeros(0, self.encoder.hidden_size)
-            rows = {"region_features": scatter_to_slots(crops, mask), "region_mask": mask}
-        else:
-            pixels = self.encoder.preprocess(items) if items else self._blank_pixels()[:0]
-            rows = {"region_pixel_values": scatter_to_slots(pixels, mask), "region_mask": mask}
+                found[-1].extend((source, region) for region in regions)
+        if self.cache is None:
+            return [
+                {"region_pixel_values": self._deferred_crops(found[row] if self.k else [], mask[row]),
+                 "region_mask": mask[row].clone()}
+                for row in range(len(instances))
+            ]
+        items = [region.item(source) for regions in found for source, region in regions]
+        crops = self.cache.get_many(items)[0] if items else torch.zeros(0, self.encoder.hidden_size)
+        rows = {"region_features": scatter_to_slots(crops, mask), "region_mask": mask}
         return [{key: value[row].clone() for key, value in rows.items()} for row in range(len(instances))]
+
+    def _deferred_crops(self, regions: list[tuple[ImageSource, Any]], mask: torch.Tensor) -> Deferred:
+        """The crops' pixels ``[M, k, 3, H, W]``, cut and preprocessed when the batch is collated."""
+
+        def pixels() -> torch.Tensor:
+            crops = [region.image(source) for source, region in regions]
+            values = self.encoder.preprocess(crops) if crops else self._blank_pixels()[:0]
+            return scatter_to_slots(values, mask[None])[0]
+
+        return Deferred(pixels)
