@@ -7,7 +7,7 @@ The visual prompt of HVPNeT (Chen et al., 2022) and TPM-MI (MNER-MI paper, sec. 
     H^l   = softmax(Q^l [K_p^l; K^l]^T) [V_p^l; V^l]  (eq. 4)   the encoder's own attention, prefix first
 
 Equation 4 is not re-implemented here. The prefix keys and values go into the Hugging Face encoder
-as a ``DynamicCache`` passed through ``past_key_values``: each ``BertSelfAttention`` concatenates the
+as a ``DynamicCache`` passed as the encoder's cache argument (``cache``; ``past_key_values`` before transformers 5.2x): each ``BertSelfAttention`` concatenates the
 cache ahead of its own keys and values (``cache.update``) and then runs its usual attention kernel
 (eager, sdpa, ...). Two details make this exact rather than approximate:
 
@@ -21,6 +21,8 @@ from its config.
 """
 
 from __future__ import annotations
+
+import inspect
 
 from dataclasses import dataclass
 
@@ -155,6 +157,13 @@ def encode_with_prefix(
         attention_mask=prefixed_mask,
         token_type_ids=token_type_ids,
         position_ids=text_position_ids(text_encoder, input_ids),
-        past_key_values=cache,
+        **{_cache_keyword(text_encoder): cache},
         **kwargs,
     )
+
+
+def _cache_keyword(text_encoder: PreTrainedModel) -> str:
+    """The encoder's name for its key/value cache argument: ``cache`` from transformers 5.2x on
+    (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` before."""
+    parameters = inspect.signature(text_encoder.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
