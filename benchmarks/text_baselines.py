@@ -96,6 +96,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
         "train_examples": result.summary["train_examples"],
         "epochs": args.epochs,
         "best_step": result.summary["best_step"],
+        "dev_f1_by_epoch": [round(100 * entry["f1"], 2) for entry in result.summary.get("dev_history", [])],
         "dev_f1": round(100 * dev["f1"], 2),
         "dev_precision": round(100 * dev["precision"], 2),
         "dev_recall": round(100 * dev["recall"], 2),
@@ -147,6 +148,12 @@ def main() -> None:
         for name in args.only or sorted(BASELINES):
             results["models"][name] = run(name, args, root)
             print(json.dumps({name: results["models"][name]}, indent=2))
+    if args.only and args.out.is_file():
+        # a partial rerun (--only) keeps the other models' figures from the earlier run
+        earlier = json.loads(args.out.read_text())
+        runs = earlier.get("runs", earlier.get("models", {}))
+        for name, figures in runs.items():
+            results["models"].setdefault(name, figures)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = args.out.with_name(args.out.name + ".tmp")
     staging.write_text(json.dumps(results, indent=2) + "\n")

@@ -350,6 +350,12 @@ def _summary(trainer: Any, train_metrics: dict, epoch_seconds: list[float], trai
         "best_dev_f1": state.best_metric,
         "global_step": state.global_step,
         "epochs": state.epoch,
+        # dev score after each evaluation (every epoch), so "reached F1 x by epoch n" can be read off
+        "dev_history": [
+            {"epoch": round(entry["epoch"], 3), "step": entry["step"], "f1": entry["eval_f1"]}
+            for entry in state.log_history
+            if "eval_f1" in entry
+        ],
         "train_examples": train_examples,
         "train_runtime": train_metrics.get("train_runtime"),
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
