@@ -12,6 +12,7 @@ from mmie.models.layers.visual_prefix import (
     Prefix,
     PrefixKeyValues,
     VisualPrefix,
+    cache_keyword,
     encode_with_prefix,
 )
 
@@ -57,7 +58,10 @@ def test_empty_or_all_masked_prefix_equals_plain_encoder_and_positions_are_not_s
     plain = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     assert torch.equal(encode_with_prefix(encoder, input_ids, attention_mask, None).last_hidden_state, plain)
     empty = random_prefix(encoder.config, 3, 0)
-    assert torch.equal(encode_with_prefix(encoder, input_ids, attention_mask, empty).last_hidden_state, plain)
+    # Not bit-equal: through the cache the keys are a concatenated copy, whose matmul may round
+    # differently (transformers 5.24, eager: 6e-8).
+    out = encode_with_prefix(encoder, input_ids, attention_mask, empty).last_hidden_state
+    torch.testing.assert_close(out, plain, rtol=0, atol=1e-6)
     prefix = random_prefix(encoder.config, 3, 4)
     prefix.mask[:] = False
     out = encode_with_prefix(encoder, input_ids, attention_mask, prefix).last_hidden_state
@@ -67,7 +71,7 @@ def test_empty_or_all_masked_prefix_equals_plain_encoder_and_positions_are_not_s
     naive = encoder(
         input_ids=input_ids,
         attention_mask=torch.cat([prefix.mask.long(), attention_mask], dim=1),
-        past_key_values=DynamicCache(ddp_cache_data=prefix.key_values),
+        **{cache_keyword(encoder): DynamicCache(ddp_cache_data=prefix.key_values)},
     ).last_hidden_state
     assert (naive - plain).abs().max() > 1e-3
 

@@ -7,8 +7,8 @@ The visual prompt of HVPNeT (Chen et al., 2022) and TPM-MI (MNER-MI paper, sec. 
     H^l   = softmax(Q^l [K_p^l; K^l]^T) [V_p^l; V^l]  (eq. 4)   the encoder's own attention, prefix first
 
 Equation 4 is not re-implemented here. The prefix keys and values go into the Hugging Face encoder
-as a ``DynamicCache`` passed as the encoder's cache argument (``cache``; ``past_key_values`` before transformers 5.2x): each ``BertSelfAttention`` concatenates the
-cache ahead of its own keys and values (``cache.update``) and then runs its usual attention kernel
+as a ``DynamicCache`` passed as the encoder's cache argument (``cache``; ``past_key_values`` before
+transformers 5.2x): each ``BertSelfAttention`` concatenates the cache ahead of its own keys and values (``cache.update``) and then runs its usual attention kernel
 (eager, sdpa, ...). Two details make this exact rather than approximate:
 
 * the 2D attention mask is ``[prefix_mask; attention_mask]``, so padded (missing) images get exactly
@@ -157,12 +157,12 @@ def encode_with_prefix(
         attention_mask=prefixed_mask,
         token_type_ids=token_type_ids,
         position_ids=text_position_ids(text_encoder, input_ids),
-        **{_cache_keyword(text_encoder): cache},
+        **{cache_keyword(text_encoder): cache},
         **kwargs,
     )
 
 
-def _cache_keyword(text_encoder: PreTrainedModel) -> str:
+def cache_keyword(text_encoder: PreTrainedModel) -> str:
     """The encoder's name for its key/value cache argument: ``cache`` from transformers 5.2x on
     (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` before."""
     parameters = inspect.signature(text_encoder.forward).parameters
