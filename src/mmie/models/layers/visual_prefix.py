@@ -8,8 +8,9 @@ The visual prompt of HVPNeT (Chen et al., 2022) and TPM-MI (MNER-MI paper, sec. 
 
 Equation 4 is not re-implemented here. The prefix keys and values go into the Hugging Face encoder
 as a ``DynamicCache`` passed as the encoder's cache argument (``cache``; ``past_key_values`` before
-transformers 5.2x): each ``BertSelfAttention`` concatenates the cache ahead of its own keys and values (``cache.update``) and then runs its usual attention kernel
-(eager, sdpa, ...). Two details make this exact rather than approximate:
+transformers 5.2x): each ``BertSelfAttention`` concatenates the cache ahead of its own keys and
+values (``cache.update``) and then runs its usual attention kernel (eager, sdpa, ...). Two details
+make this exact rather than approximate:
 
 * the 2D attention mask is ``[prefix_mask; attention_mask]``, so padded (missing) images get exactly
   zero attention weight. The reference code attends to its zero-padded images; this code does not.
