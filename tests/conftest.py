@@ -166,3 +166,7 @@ def write_splits(folder: Path, task: str, sizes: dict[str, int]) -> dict[str, Pa
         paths[split] = folder / f"{split}.txt"
         write_dataset(records, paths[split], "mnermi" if task == "ner" else "mremi")
     return paths
+
+
+# The extraction tests' tiny trained models (tests/extraction_models.py), shared by their files.
+from extraction_models import extraction_models  # noqa: E402,F401

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mmie.pipeline.extractor import Extractor
     from mmie.training.loading import LoadedModel
 
 __version__ = "0.1.0"
@@ -22,3 +23,12 @@ def load_model(path: str | Path, device: str | None = None, images: str | Path |
     from mmie.training.loading import load_model as _load_model
 
     return _load_model(path, device=device, images=images)
+
+
+def __getattr__(name: str) -> type[Extractor]:
+    """``mmie.Extractor``, imported on first use (it pulls in torch)."""
+    if name == "Extractor":
+        from mmie.pipeline.extractor import Extractor
+
+        return Extractor
+    raise AttributeError(f"module 'mmie' has no attribute {name!r}")

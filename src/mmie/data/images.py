@@ -17,12 +17,13 @@ the folder put inside it are followed, as dataset folders are often links to a s
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import IO, Literal
 
 from PIL import Image
 
@@ -128,14 +129,24 @@ def resolve_image(ref: str, image_dir: ImageDirs, record_id: str | None = None) 
 def _decode(path: Path) -> Image.Image:
     if not path.exists():
         raise _Unusable("missing", "no such file")
+    return _decode_source(path)
+
+
+def _decode_source(source: Path | IO[bytes], max_pixels: int | None = None) -> Image.Image:
+    """A file or an in-memory stream -> RGB; ``max_pixels`` (when given) is checked before decoding."""
     try:
         # The bomb guard warns between 1x and 2x MAX_IMAGE_PIXELS and raises past 2x: both refuse here.
         # `load()` inside the try is what surfaces a truncated file (LOAD_TRUNCATED_IMAGES stays off).
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise _Unusable("too large", f"{width} x {height} pixels, more than the limit of {max_pixels}")
                 image.load()
                 return image.convert("RGB")
+    except _Unusable:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise _Unusable("undecodable", f"too many pixels for the decompression-bomb guard ({error})") from None
     except PermissionError as error:
@@ -148,6 +159,20 @@ def _decode(path: Path) -> Image.Image:
         raise _Unusable(reason, text or type(error).__name__) from None
     except Exception as error:  # decoders raise assorted types (SyntaxError, ValueError, ...) on corrupt data
         raise _Unusable("undecodable", f"{type(error).__name__}: {error}") from None
+
+
+def decode_image_bytes(data: bytes, name: str = "image", max_pixels: int | None = None) -> Image.Image:
+    """Image bytes (an upload, not a file) -> RGB with the same guards as files (bomb guard, truncation).
+
+    Raises DataError whose field is ``name`` and whose message says why: ``truncated``,
+    ``undecodable`` (also a decompression bomb) or ``too large`` (over ``max_pixels``).
+    """
+    if not data:
+        raise DataError("empty image: no bytes", field=name)
+    try:
+        return _decode_source(io.BytesIO(data), max_pixels)
+    except _Unusable as unusable:
+        raise DataError(f"{unusable.reason} image: {unusable.detail}", field=name) from None
 
 
 def load_image(
@@ -201,9 +226,37 @@ class ImageLoader:
     def load(self, ref: str, record_id: str | None = None) -> Image.Image:
         return load_image(ref, self.image_dirs, self.policy, self.size, record_id=record_id, report=self.report)
 
+    def item(self, ref: str, record_id: str | None = None) -> Path:
+        """What a feature cache or region provider takes for ``ref``: its file (hashed, decoded on demand)."""
+        return resolve_image(ref, self.image_dirs, record_id)
+
     def load_post(self, post: Post) -> list[Image.Image]:
         """The post's images, in order."""
         return [self.load(ref, post.id) for ref in post.images]
+
+
+class InMemoryImages:
+    """Decoded pictures by reference, for posts whose images came as uploads, not files (no folder).
+
+    Takes the place of an :class:`ImageLoader` in the image featurizers (same ``load``/``item``/``report``);
+    the extraction pipeline fills ``images`` for the posts of a batch and empties it afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.images: dict[str, Image.Image] = {}
+        self.policy: ImagePolicy = "error"
+        self.report = ImageReport(policy="error")
+
+    def load(self, ref: str, record_id: str | None = None) -> Image.Image:
+        try:
+            return self.images[ref]
+        except KeyError:
+            of_record = f" of record {record_id!r}" if record_id is not None else ""
+            raise DataError(f"image {ref!r}{of_record} was not given", field="image") from None
+
+    def item(self, ref: str, record_id: str | None = None) -> Image.Image:
+        """What a feature cache or region provider takes for ``ref``: the picture itself."""
+        return self.load(ref, record_id)
 
 
 def check_images(posts: Iterable[Post], image_dir: ImageDirs) -> ImageReport:

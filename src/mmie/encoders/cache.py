@@ -21,13 +21,11 @@ never used, and counted in :attr:`FeatureCache.stats` with a logged warning.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import re
 import struct
-import warnings
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -40,7 +38,15 @@ import torch
 from PIL import Image
 
 from mmie.data.formats.base import atomic_writer
-from mmie.data.images import DEFAULT_BLANK_SIZE, POLICIES, ImagePolicy, ImageProblem, ImageReport, load_image
+from mmie.data.images import (
+    DEFAULT_BLANK_SIZE,
+    POLICIES,
+    ImagePolicy,
+    ImageProblem,
+    ImageReport,
+    decode_image_bytes,
+    load_image,
+)
 from mmie.data.schema import MAX_IMAGES
 from mmie.encoders.vision import PostVisionOutput, VisionEncoder, flatten_post_images, tensor_bytes
 from mmie.errors import ConfigError, DataError
@@ -88,12 +94,13 @@ class FeatureCache:
     ``(global [N, D], regions [N, R, D])`` as float32 CPU tensors in the order asked. Missing or
     undecodable files follow ``policy`` like :class:`mmie.data.images.ImageLoader`: ``"error"`` raises a
     DataError naming the file, ``"blank"`` uses the features of a blank image; both go to ``report``.
-    Not thread-safe; separate processes may share one root.
+    Not thread-safe; separate processes may share one root. ``root=None`` keeps the features in
+    memory only (the extraction service: uploads are never written to disk).
     """
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None,
         encoder: VisionEncoder,
         *,
         batch_size: int = 16,
@@ -122,9 +129,11 @@ class FeatureCache:
         canonical = json.dumps(self.identity, sort_keys=True, separators=(",", ":"), default=str)
         self.key = hashlib.sha256(canonical.encode()).hexdigest()[:24]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(encoder.name.rstrip("/\\")).name or "encoder")
-        self.directory = Path(root) / f"{slug}-{self.key}"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._write_identity()
+        self.persistent = root is not None
+        self.directory = Path(root if root is not None else ".") / f"{slug}-{self.key}"
+        if self.persistent:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write_identity()
         self._memory: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._memory_used = 0
         self._digest_memo: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
@@ -258,6 +267,8 @@ class FeatureCache:
 
     # --- disk --------------------------------------------------------------------------------------
     def _write_entry(self, digest: str, entry: tuple[torch.Tensor, torch.Tensor]) -> None:
+        if not self.persistent:
+            return
         path = self.entry_path(digest)
         path.parent.mkdir(exist_ok=True)
         metadata = {
@@ -273,6 +284,8 @@ class FeatureCache:
 
     def _read_entry(self, digest: str) -> Any:
         """The entry's tensors; ``_ABSENT`` when there is no file; None when it is corrupt or stale."""
+        if not self.persistent:
+            return _ABSENT
         try:
             data = self.entry_path(digest).read_bytes()
         except FileNotFoundError:
@@ -350,14 +363,7 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
 
 def _decode_bytes(data: bytes) -> Image.Image:
     """Image bytes (an upload, not a file) -> RGB, with Pillow's decompression-bomb guard kept on."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                return image.convert("RGB")
-    except Exception as error:  # Pillow raises assorted types on corrupt data
-        raise DataError(f"undecodable image bytes: {type(error).__name__}: {error}", field="image") from None
+    return decode_image_bytes(data)
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy, ImageReport, resolve_image
+from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy, ImageReport, InMemoryImages
 from mmie.data.schema import MAX_IMAGES, Post
 from mmie.data.stitch import stitch_images
 from mmie.encoders.cache import FeatureCache, default_cache_root
@@ -60,7 +60,7 @@ class PostImageFeaturizer:
         self.slots = model_class.image_slots(config)
         self.cells = model_class.region_cells(config)
         self.policy = policy
-        self.loader = ImageLoader(images, policy) if images is not None else None
+        self.loader: ImageLoader | InMemoryImages | None = ImageLoader(images, policy) if images is not None else None
         self.frozen = config.freeze_vision
         self._encoder: VisionEncoder | None = None
         self._cache: FeatureCache | None = None
@@ -86,6 +86,13 @@ class PostImageFeaturizer:
             return self._cache.report
         return self.loader.report if self.loader is not None else None
 
+    def serve_uploads(self, images: InMemoryImages) -> None:
+        """Read the posts' images from ``images`` (uploads) instead of a folder; frozen features then stay
+        in memory (an LRU), never written to the disk cache."""
+        self.loader = images
+        if self.frozen:
+            self._cache = FeatureCache(None, self.encoder, policy=self.policy)
+
     def featurize(self, records: Sequence[Post], with_labels: bool = True) -> list[dict]:
         if self.loader is None and any(post.images for post in records):
             raise ConfigError(
@@ -108,7 +115,7 @@ class PostImageFeaturizer:
             return [stitch_images(pictures)] if pictures else []
         refs = post.images[:1] if self.layout == "first" else post.images[: self.slots]
         if self.frozen:
-            return [resolve_image(ref, self.loader.image_dirs, post.id) for ref in refs]
+            return [self.loader.item(ref, post.id) for ref in refs]
         return [self.loader.load(ref, post.id) for ref in refs]
 
     def _image_inputs(self, posts: Sequence[Post]) -> list[dict[str, torch.Tensor]]:

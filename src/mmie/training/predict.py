@@ -31,6 +31,20 @@ def ner_tags(label_ids: Sequence[int], meta: dict, labels: Sequence[str]) -> lis
     return tags
 
 
+def tag_scores(output: Any, predicted: Sequence[Sequence[int]], features: Sequence[dict]) -> list[list[float]]:
+    """Per post, each word's softmax probability of its predicted tag under the word scores ``logits``
+    (for CRF models the emissions: a confidence, not the CRF's marginal); 0.0 for words with no position."""
+    probabilities = output.logits.float().softmax(-1).cpu()
+    rows = []
+    for row, (labels, feature) in enumerate(zip(predicted, features)):
+        meta = feature[META_KEY]
+        scores = [0.0] * meta["n_words"]
+        for position, (word, label_id) in enumerate(zip(meta["words"], labels)):
+            scores[word] = round(float(probabilities[row, position, int(label_id)]), 6)
+        rows.append(scores)
+    return rows
+
+
 def image_relevance(output: Any, batch: dict[str, torch.Tensor]) -> list[list[float]] | None:
     """Per-image relevance of each example, real images only, for models whose output has one
     (``relevance [B, M]``: GLRA); None for the others."""
@@ -51,8 +65,11 @@ class Predictor:
         tokenizer: PreTrainedTokenizerBase,
         device: torch.device | str | None = None,
         images: ImageDirs | None = None,
+        with_tag_scores: bool = False,
     ) -> None:
+        """``with_tag_scores``: NER lines also carry ``tag_scores`` (see :func:`tag_scores`)."""
         self.model = model
+        self.with_tag_scores = with_tag_scores
         self.tokenizer = tokenizer
         self.featurizer = type(model).featurizer(tokenizer, model.model_config, model.labels, images=images)
         self.collate = type(model).collator(tokenizer)
@@ -85,8 +102,10 @@ class Predictor:
         labels = self.model.labels
         if self.task == "ner":
             predicted = output.predictions.cpu().tolist()
-            for record, feature, row in zip(records, features, predicted):
-                yield ner_prediction(record, ner_tags(row, feature[META_KEY], labels))
+            scores = tag_scores(output, predicted, features) if self.with_tag_scores else None
+            for index, (record, feature, row) in enumerate(zip(records, features, predicted)):
+                extras = {"tag_scores": scores[index]} if scores is not None else {}
+                yield ner_prediction(record, ner_tags(row, feature[META_KEY], labels), **extras)
         else:
             probabilities = output.logits.float().softmax(-1).cpu().tolist()
             relevance = image_relevance(output, batch)

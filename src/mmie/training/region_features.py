@@ -23,11 +23,12 @@ Per example (M image slots, k region slots per image):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmie.data.images import resolve_image
+from mmie.data.images import InMemoryImages
 from mmie.data.schema import RelationInstance
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
@@ -79,6 +80,22 @@ class RelationImageFeaturizer(PostImageFeaturizer):
                     raise ConfigError(f"model.region_dict: {error} (or set model.regions: grid)") from None
         return self._provider
 
+    def serve_uploads(self, images: InMemoryImages) -> None:
+        """Uploads instead of a folder (see the base class). Uploads have no crop dictionary, so a model
+        trained on precomputed regions gets the offline grid regions (:mod:`mmie.regions.grid`)."""
+        super().serve_uploads(images)
+        if self.k and self.config.regions != "grid":
+            from mmie.regions.grid import GridSaliencyRegions
+
+            self._provider = GridSaliencyRegions(self.encoder, cache=self.cache)
+
+    @property
+    def region_source(self) -> str:
+        """Which regions the model reads: ``"none"``, ``"grid"`` or ``"precomputed"``."""
+        if not self.k:
+            return "none"
+        return getattr(self._provider, "name", None) or self.config.regions
+
     def featurize(self, records: Sequence[RelationInstance], with_labels: bool = True) -> list[dict]:
         if self.loader is None and any(instance.post.images for instance in records):
             raise ConfigError(
@@ -107,8 +124,11 @@ class RelationImageFeaturizer(PostImageFeaturizer):
             found.append([])
             for slot, ref in enumerate(self._slot_refs(instance)):
                 assert self.loader is not None
-                path = resolve_image(ref, self.loader.image_dirs, instance.id)
-                source = ImageSource(ref, path, instance.id, self.policy)  # type: ignore[arg-type]
+                item = self.loader.item(ref, instance.id)  # the file, or the uploaded picture itself
+                if isinstance(item, Path):
+                    source = ImageSource(ref, item, instance.id, self.policy)  # type: ignore[arg-type]
+                else:
+                    source = ImageSource(ref, None, instance.id, image=item)
                 regions = self.provider.find(source, queries, self.k)[: self.k]
                 mask[row, slot, : len(regions)] = True
                 found[-1].extend((source, region) for region in regions)

@@ -1,0 +1,109 @@
+"""Benchmark: throughput of the raw-post pipeline (`mmie.Extractor.pipe`) with the offline models.
+
+On SYNTHETIC posts (the test split of a `mmie data synth --task mre` sample: text + 1..4 images as
+bytes, the way a user hands them over), with trained model folders (``make demo`` writes TPM-MI for
+NER and GLRA for RE under demo_out/runs/; MiniLM + frozen EfficientNet-Lite0):
+
+* posts/s of ``pipe(batch_size=32)`` COLD (a fresh Extractor: every image encoded) and WARM (the same
+  posts again: the frozen features come from the in-memory cache);
+* single-post latency p50 (warm) of ``extractor(text, images=...)``;
+* NER alone: posts/s of an Extractor with the NER model only (same tokenizer, image decoding, batch 32,
+  warm), and the ratio warm pipeline / NER alone (target >= 0.6).
+
+    python benchmarks/extract_speed.py --ner demo_out/runs/mner_tpm_mi/model --re demo_out/runs/mre_glra/model \\
+        --sample demo_out/synth_mre --posts 128
+
+Writes benchmarks/results/extract_speed.json. Speed only (no scores); the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def synthetic_posts(sample: Path, count: int) -> list[dict]:
+    """Distinct posts of the sample's test split (then train), as text + image bytes."""
+    from mmie.data import read_dataset
+
+    posts, seen = [], set()
+    for split in ("test.txt", "val.txt", "train.txt"):
+        for instance in read_dataset(sample / split).records:
+            post = instance.post
+            if post.id in seen:
+                continue
+            seen.add(post.id)
+            images = [(sample / "images" / ref).read_bytes() for ref in post.images]
+            posts.append({"id": post.id, "text": " ".join(post.tokens), "images": images})
+            if len(posts) == count:
+                return posts
+    return posts
+
+
+def rate(extractor, posts: list[dict], batch_size: int) -> float:
+    started = time.perf_counter()
+    results = list(extractor.pipe(posts, batch_size=batch_size))
+    assert len(results) == len(posts)
+    return len(posts) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ner", type=Path, required=True)
+    parser.add_argument("--re", type=Path, required=True)
+    parser.add_argument("--sample", type=Path, required=True, help="a `mmie data synth --task mre` folder")
+    parser.add_argument("--posts", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--single", type=int, default=20, help="posts timed one by one for the p50")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS / "extract_speed.json")
+    args = parser.parse_args()
+
+    import torch
+
+    from mmie.pipeline import Extractor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    posts = synthetic_posts(args.sample, args.posts)
+    pipeline = Extractor.from_pretrained(ner=args.ner, re=args.re)
+    cold = rate(pipeline, posts, args.batch_size)
+    warm = rate(pipeline, posts, args.batch_size)
+    latencies = []
+    for post in posts[: args.single]:
+        started = time.perf_counter()
+        pipeline(post["text"], images=post["images"])
+        latencies.append(time.perf_counter() - started)
+    ner_only = Extractor(ner=pipeline.ner)
+    rate(ner_only, posts, args.batch_size)  # warm its feature cache
+    ner_alone = rate(ner_only, posts, args.batch_size)
+    result = {
+        "benchmark": "extract_speed",
+        "data": f"SYNTHETIC posts of {args.sample} (speed only)",
+        "models": pipeline.describe(),
+        "posts": len(posts),
+        "images": sum(len(p["images"]) for p in posts),
+        "batch_size": args.batch_size,
+        "posts_per_s": {"cold": round(cold, 2), "warm": round(warm, 2), "ner_alone_warm": round(ner_alone, 2)},
+        "single_post_p50_ms": round(1000 * statistics.median(latencies), 1),
+        "warm_over_ner_alone": round(warm / ner_alone, 3),
+        "target_warm_over_ner_alone": 0.6,
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+                    "note": "a shared machine: other jobs may have run at the same time"},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, indent=2) + "\n")
+    temporary.replace(args.out)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The raw-post pipeline: tokenizer (checked against the real Twitter-2017 release), the Python API on
+tiny trained models (NER BERT-CRF + GLRA with uploaded images and grid regions), and `mmie extract`."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from extraction_models import synthetic_images
+from PIL import Image
+from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
+
+import mmie
+from mmie.data import read_dataset
+from mmie.errors import DataError, MmieError
+from mmie.pipeline import Extractor, tokenize
+from mmie.pipeline.extractor import label_types
+
+TWITTER2017 = Path("/work/shared/data/twitter2017/valid.txt")
+POST = "RT @nasa : alice visited paris today with bob !"
+
+
+def texts(text: str) -> list[str]:
+    return [token.text for token in tokenize(text)]
+
+
+def test_tokenizer_splits_like_twitter2017_and_keeps_offsets():
+    text = "RT @GreenFlashBeer: Let's go!! #NBAAwards 10,000 fans :) https://t.co/x1 💪🏼"
+    tokens = tokenize(text)
+    assert [t.text for t in tokens] == [
+        "RT", "@", "GreenFlashBeer", ":", "Let", "'", "s", "go", "!", "!", "#", "NBAAwards", "10,000", "fans",
+        ":)", "💪", "🏼",
+    ]
+    assert all(text[t.start : t.end] == t.text for t in tokens)
+    assert texts("see www.x.org/a now") == ["see", "now"]
+    assert [t.text for t in tokenize("see http://x.org now", urls="keep")] == ["see", "http://x.org", "now"]
+    assert texts("Bundesliga_EN 9.30 Spider-Man") == ["Bundesliga_EN", "9.30", "Spider", "-", "Man"]
+    assert tokenize("   ") == []
+
+
+@pytest.mark.skipif(not TWITTER2017.exists(), reason="the Twitter-2017 text release is not on this machine")
+def test_tokenizer_reproduces_the_release_tokens():
+    posts = read_dataset(TWITTER2017).records
+    same = sum(texts(" ".join(post.tokens)) == post.tokens for post in posts)
+    assert same / len(posts) >= 0.98, same  # the misses are the release's own "21," date tokens
+
+
+def test_label_types():
+    assert label_types("/per/org/member_of") == ("PER", "ORG")
+    assert label_types("None") is None
+
+
+@pytest.fixture(scope="module")
+def extractor(extraction_models) -> Extractor:
+    return mmie.Extractor.from_pretrained(ner=extraction_models.ner, re=extraction_models.re)
+
+
+def test_extract_one_post_with_uploaded_images(extractor, extraction_models):
+    files = synthetic_images(extraction_models.images, 3)
+    as_bytes = files[1].read_bytes()
+    as_pil = Image.open(files[2])
+    result = extractor(POST, images=[files[0], as_bytes, as_pil], id="x")
+    json.dumps(result, allow_nan=False)  # JSON-serialisable
+    found = {(e["text"], e["type"]) for e in result["entities"]}
+    assert {("alice", "PER"), ("paris", "LOC"), ("bob", "PER")} <= found, found
+    for entity in result["entities"]:
+        assert POST[entity["start"] : entity["end"]] == entity["text"]
+        assert 0.0 < entity["score"] <= 1.0 and entity["source"] == "model"
+    labels = set(extractor.re.labels)
+    for relation in result["relations"]:
+        head, tail = result["entities"][relation["head"]], result["entities"][relation["tail"]]
+        assert relation["relation"] in labels and relation["relation"] != "None"
+        assert label_types(relation["relation"]) == (head["type"], tail["type"])  # type-filtered
+        assert len(relation["relevance"]) == 3
+    assert [image["index"] for image in result["images"]] == [0, 1, 2]
+    assert all(0.0 <= image["relevance"] <= 1.0 for image in result["images"])  # GLRA relevance, per image
+    assert extractor.describe()["re"]["regions"] == "grid"  # trained on crops; uploads get grid regions
+    # the same post twice gives the same answer (features come from the in-memory cache the second time)
+    assert extractor(POST, images=[files[0], as_bytes, as_pil], id="x") == result
+
+
+def test_pipe_matches_single_calls_and_takes_gold_entities(extractor, extraction_models):
+    files = synthetic_images(extraction_models.images, 2)
+    posts = [
+        {"id": "a", "text": POST, "images": [str(files[0])]},
+        {"id": "b", "text": "bob works for nasa", "images": [str(f) for f in files]},
+        {"id": "c", "text": "erin met carol in rome", "images": []},
+    ]
+    batched = list(extractor.pipe(posts, batch_size=2))
+    single = [extractor(p["text"], images=p["images"], id=p["id"]) for p in posts]
+    assert [r["id"] for r in batched] == ["a", "b", "c"]
+    for one, other in zip(batched, single):
+        assert [(e["text"], e["type"]) for e in one["entities"]] == [(e["text"], e["type"]) for e in other["entities"]]
+        assert [r["relation"] for r in one["relations"]] == [r["relation"] for r in other["relations"]]
+    gold = extractor("bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"},
+                                                     {"start": 14, "end": 18, "type": "ORG"}])
+    assert [(e["text"], e["source"], e["score"]) for e in gold["entities"]] == [("bob", "given", None),
+                                                                                ("nasa", "given", None)]
+    with_none = Extractor(re=extractor.re, include_none=True)
+    pairs = with_none("bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"},
+                                                      {"start": 14, "end": 18, "type": "ORG"}])["relations"]
+    assert [(p["head"], p["tail"]) for p in pairs] == [(0, 1)]  # ORG -> PER fits no label: not a candidate
+
+
+def test_bad_inputs_are_named(extractor, extraction_models, tmp_path):
+    good = synthetic_images(extraction_models.images, 1)[0]
+    with pytest.raises(DataError, match="text: the text has no tokens"):
+        extractor("   https://t.co/x")
+    with pytest.raises(DataError, match="at most 4"):
+        extractor("alice", images=[good] * 5)
+    truncated = good.read_bytes()[:300]
+    with pytest.raises(DataError, match=r"images\[1\]: truncated image"):
+        extractor("alice", images=[good, truncated])
+    with pytest.raises(DataError, match=r"images\[0\]: undecodable image"):
+        extractor("alice", images=[b"not an image at all"])
+    small = Extractor(ner=extractor.ner, max_pixels=100)
+    with pytest.raises(DataError, match="too large image"):
+        small("alice", images=[good])
+    with pytest.raises(DataError, match="no NER model"):
+        Extractor(re=extractor.re)("alice")
+    with pytest.raises(MmieError, match="is a re model"):
+        Extractor(ner=extractor.re)
+
+
+def test_cli_extract_one_post_and_a_resumable_file(extraction_models, tmp_path, capsys):
+    image = synthetic_images(extraction_models.images, 1)[0]
+    code, out, err = run(["extract", "--ner", str(extraction_models.ner), "--re", str(extraction_models.re),
+                          "--text", POST, "--image", str(image)], capsys)
+    assert code == 0, err
+    assert {"alice", "paris"} <= {e["text"] for e in json.loads(out)["entities"]}
+
+    (tmp_path / "img.jpg").write_bytes(image.read_bytes())
+    posts = tmp_path / "posts.jsonl"
+    lines = [{"id": f"p{i}", "text": f"{name} visited paris today", "images": ["img.jpg"]}
+             for i, name in enumerate(["alice", "bob", "carol", "dave", "erin"])]
+    posts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    results = tmp_path / "out.jsonl"
+    args = ["extract", "--ner", str(extraction_models.ner), "--re", str(extraction_models.re),
+            "--input", str(posts), "--out", str(results), "--batch-size", "2"]
+    assert run(args, capsys)[0] == 0
+    first = results.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in first] == ["p0", "p1", "p2", "p3", "p4"]
+    # a kill mid-run: two whole lines and a cut-off third; the rerun keeps the two and redoes the rest
+    results.write_text(first[0] + "\n" + first[1] + "\n" + first[2][:20])
+    code, _, err = run(args, capsys)
+    assert code == 0 and "2 posts already written, 3 to go" in err
+    assert results.read_text().splitlines() == first
+
+    posts.write_text('{"id": "x", "text": 3}\n')
+    code, _, err = run(args[:-4] + ["--input", str(posts), "--out", str(tmp_path / "o2.jsonl")], capsys)
+    assert code == 2 and "posts.jsonl:1: text:" in err
+
+
+def test_pil_images_in_memory_only(extractor, extraction_models):
+    """A picture that exists nowhere on disk goes through (no image folder needed)."""
+    picture = Image.new("RGB", (64, 48), (200, 30, 30))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    result = extractor(POST, images=[picture, buffer.getvalue()])
+    assert [(i["width"], i["height"]) for i in result["images"]] == [(64, 48), (64, 48)]
