@@ -21,6 +21,7 @@ picture, counted in ``report``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -139,7 +140,8 @@ class PostImageFeaturizer:
         """``image_mask`` now, ``pixel_values`` when the batch is collated (fine-tuned vision)."""
         if self.loader is not None and self.policy == "error":
             for ref in post.images[: self.slots]:  # fail before training on a missing file, not at step n
-                if not resolve_image(ref, self.loader.image_dirs, post.id).exists():
+                item = self.loader.item(ref, post.id)
+                if isinstance(item, Path) and not item.exists():
                     self.loader.load(ref, post.id)  # raises the DataError naming the file
 
         def pixels() -> torch.Tensor:
