@@ -406,6 +406,7 @@ def _summary(trainer: Any, train_metrics: dict, epoch_seconds: list[float], trai
         "best_step": int(Path(best).name.split("-")[-1]) if best else state.global_step,
         "best_dev_f1": state.best_metric,
         "global_step": state.global_step,
+        "world_size": trainer.args.world_size,  # processes of a distributed run (torchrun / accelerate)
         "epochs": state.epoch,
         "train_examples": train_examples,
         "train_runtime": train_metrics.get("train_runtime"),
