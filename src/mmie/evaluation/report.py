@@ -223,6 +223,8 @@ def build_report(
     runs = collect_runs(paths)
     if not runs:
         raise MmieError("no runs found")
+    if len({run.task for run in runs}) > 1:
+        raise MmieError("these folders hold both NER and RE runs: report each task separately (one table per task)")
     if reference is None:
         infos = [json.loads((r.path / "sweep_run.json").read_text()) for r in runs if (r.path / "sweep_run.json").is_file()]
         reference = next((info.get("reference") for info in infos if info.get("reference")), None)
