@@ -43,6 +43,7 @@ class RunRecord:
     seed: int
     task: str
     metrics: dict
+    row_index: int = 0  # the row's place in its sweep file
 
     @property
     def row_key(self) -> tuple[str, tuple]:
@@ -118,12 +119,14 @@ def read_run(path: Path) -> RunRecord:
         seed=int(info.get("seed", config.get("training", {}).get("seed", 0))),
         task=task,
         metrics=metrics,
+        row_index=int(info.get("row_index", 0)),
     )
 
 
 def collect_runs(paths: list[str | Path]) -> list[RunRecord]:
     folders = dict.fromkeys(folder for path in paths for folder in _run_folders(Path(path)))
-    return [read_run(folder) for folder in folders]
+    # rows in their sweep file's order (a stable sort: folders and sweeps keep theirs)
+    return sorted((read_run(folder) for folder in folders), key=lambda run: run.row_index)
 
 
 def _split(run: RunRecord) -> str:

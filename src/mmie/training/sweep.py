@@ -71,10 +71,11 @@ class SweepRun:
     overrides: list[str]
     run_dir: Path
 
-    def info(self, sweep: str, reference: str | None) -> dict:
+    def info(self, sweep: str, reference: str | None, row_index: int = 0) -> dict:
         return {
             "sweep": sweep,
             "row": self.row,
+            "row_index": row_index,  # the row's place in the sweep file: the report keeps that order
             "dataset": self.dataset,
             "grid": self.grid,
             "seed": self.seed,
@@ -200,7 +201,7 @@ def run_sweep(
     write_atomic(folder / "sweep.yaml", yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
     for index, run in enumerate(runs, start=1):
         label = f"[{index}/{len(runs)}] {run.run_dir.name}"
-        info = json.dumps(run.info(sweep.name, sweep.reference), indent=2) + "\n"
+        info = json.dumps(run.info(sweep.name, sweep.reference, list(sweep.models).index(run.row)), indent=2) + "\n"
         if is_finished(run.run_dir):
             logger.info("%s: finished earlier, skipped", label)
             write_atomic(run.run_dir / RUN_INFO, info)
