@@ -83,7 +83,7 @@ def test_glra_trains_through_the_engine_and_every_prediction_explains_its_images
     result = train(CONFIGS / "glra.yaml", output_dir=tmp_path / "run", overrides=overrides(sample, encoders, cache, 2))
     assert {"config.yaml", "metrics.json", "summary.json", "train.log", "model"} <= {p.name for p in result.run_dir.iterdir()}
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
-    assert set(metrics) == {"dev", "test"}
+    assert set(metrics) == {"dev", "test", "data"}
     assert {"single", "multi"} <= set(metrics["test"]["by_images"])
     assert result.summary["global_step"] == 2 * -(-len(read_dataset(sample / "train.txt").records) // 16)
     # frozen vision: every image and crop of the sample has its entry in the feature cache

@@ -59,7 +59,8 @@ def test_round_trip(task, model, tiny_bert, datasets, tmp_path, capsys):
     assert {"config.yaml", "metrics.json", "train.log", "summary.json", "model"} <= {p.name for p in run.iterdir()}
     assert not (run / "checkpoints").exists()  # removed after a finished run
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"dev", "test"} and metrics == result.metrics
+    assert set(metrics) == {"dev", "test", "data"} and metrics == result.metrics
+    assert metrics["data"]["train"]["sha256"] and (run / "predictions" / "test.jsonl").is_file()
     assert metrics["dev"]["f1"] >= 0.9, metrics["dev"]  # it learnt
     assert set(metrics["test"]["by_images"]) >= {"1", "2", "3", "4", "single", "multi"}
     assert "per_type" in metrics["test"] if task == "ner" else "per_relation" in metrics["test"]

@@ -45,8 +45,9 @@ def train_command(
         overwrite=overwrite,
         report_to=[report_to] if report_to else None,
     )
-    for split, scores in result.metrics.items():
-        typer.echo(f"{split}: " + _headline(scores))
+    for split in ("dev", "test"):
+        if split in result.metrics:
+            typer.echo(f"{split}: " + _headline(result.metrics[split]))
     typer.echo(f"run folder: {result.run_dir}  (model: {result.model_dir})")
 
 

@@ -14,12 +14,21 @@ state, TensorBoard); this module only sets it up. A run folder holds:
                      writes and never reads back; their rng/optimizer states are loaded by the
                      Trainer itself with torch.load(weights_only=True))
     model/           the selected model (mmie.load_model), no pickle in it
-    metrics.json     {"dev": {...}, "test": {...}}, scored by the same code as `mmie evaluate`
+    metrics.json     {"dev": {...}, "test": {...}, "data": {split: fingerprint}}, scored by the same
+                     code as `mmie evaluate`; "data" holds each split's path, sha256 and the known
+                     release it is (mmie.data.releases). Written last: a run is finished when it exists.
+    predictions/     dev.jsonl, test.jsonl: the selected model's predictions (the paired
+                     significance tests of `mmie report` read test.jsonl)
     summary.json     training statistics: best step, epoch times, examples/s
     tensorboard/     TensorBoard events, with --report-to tensorboard
 
 Model selection: evaluated on dev after every epoch, the best dev F1 is kept (the papers' "select
 the model that performs best on the development set"). Without a dev file the last epoch is kept.
+
+Distributed runs (``torchrun --nproc_per_node N -m mmie.cli train ...`` or ``accelerate launch``):
+the Trainer shards the batches (``training.batch_size`` is per process: keep the global batch by
+dividing it by N); only the main process (``RANK`` 0) prepares the run folder and writes the log,
+the model, the predictions and metrics.json, each atomically (docs/sweeps.md).
 
 Interruption: the installed Trainer (transformers 5.x) writes a checkpoint folder in place
 (``_save_checkpoint`` is not atomic) and writes ``trainer_state.json`` last. A kill during a save leaves a folder
@@ -32,8 +41,9 @@ uninterrupted one.
 from __future__ import annotations
 
 import json
-import shutil
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +121,34 @@ class FeatureDataset(torch.utils.data.Dataset):
         return self.features[index]
 
 
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a distributed launch (torchrun and accelerate set RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def data_fingerprints(config: ExperimentConfig) -> dict:
+    """``{split: {"path", "sha256", "release", ...}}`` of the config's data files (metrics.json "data")."""
+    from mmie.data.releases import fingerprint
+
+    return {
+        split: fingerprint(path)
+        for split in ("train", "dev", "test")
+        if (path := getattr(config.data, split)) is not None
+    }
+
+
+def write_predictions(path: Path, predictions: list[dict]) -> None:
+    """A prediction file written beside its destination and moved into place (never half-written)."""
+    from mmie.evaluation.predictions import PredictionWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with PredictionWriter(staging) as writer:
+        for prediction in predictions:
+            writer.write(prediction)
+    os.replace(staging, path)
+
+
 # --------------------------------------------------------------------------------- train
 
 
@@ -137,6 +175,9 @@ def train(
         prepare_run_dir(run_dir, config, resume=True, overwrite=False)
         logger.info("%s: the run is already complete", run_dir)
         return _finished_result(run_dir, config)
+    if not is_main_process():
+        # The other ranks of a distributed run only train: rank 0 owns the run folder.
+        return _run(config, run_dir, resume)
     prepare_run_dir(run_dir, config, resume, overwrite)
     handler = add_log_file(run_dir / "train.log")
     try:
@@ -279,7 +320,12 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     from mmie.training.predict import Predictor
     from mmie.training.saving import save_model_folder
 
+    from mmie.evaluation.predictions import score_predictions
+
     logger.info("run folder %s, config:\n%s", run_dir, config.to_yaml())
+    fingerprints = data_fingerprints(config)
+    for split, entry in fingerprints.items():
+        logger.info("data.%s sha256 %s (%s)", split, entry["sha256"], entry["release"] or "not a known release")
     train_records = read_split(config, "train")
     dev_records = read_split(config, "dev")
     test_records = read_split(config, "test")
@@ -315,24 +361,35 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     trainer.remove_callback(PrinterCallback)
     _point_tensorboard_at(trainer, run_dir / "tensorboard")
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if not is_main_process():
+        return RunResult(run_dir, run_dir / "model", {}, {}, config)
 
     # The Trainer has loaded the best checkpoint's weights (load_best_model_at_end).
     model_dir = save_model_folder(model, tokenizer, run_dir / "model")
     predictor = Predictor(model, tokenizer, images=config.data.images)
     batch_size = config.training.eval_batch_size
-    metrics = {"dev": predictor.evaluate(dev_records, batch_size, description="dev")} if dev_records else {}
-    if test_records:
-        metrics["test"] = predictor.evaluate(test_records, batch_size, description="test")
+    metrics: dict[str, Any] = {}
+    for split, records in (("dev", dev_records), ("test", test_records)):
+        if records:
+            predictions = list(predictor.iter_predictions(records, batch_size, description=split))
+            write_predictions(run_dir / "predictions" / f"{split}.jsonl", predictions)
+            metrics[split] = score_predictions(records, predictions, task=config.task)
+    metrics["data"] = fingerprints
     summary = _summary(trainer, output.metrics, progress.epoch_seconds, len(train_features))
     write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    for split, scores in metrics.items():
+    for split, scores in _scored_splits(metrics).items():
         logger.info(
             "%s: f1 %.4f precision %.4f recall %.4f", split, scores["f1"], scores["precision"], scores["recall"]
         )
-    if not config.training.keep_checkpoints:
+    if not config.training.keep_checkpoints:  # (rank 0 only: the others returned above)
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     return RunResult(run_dir, model_dir, metrics, summary, config)
+
+
+def _scored_splits(metrics: dict) -> dict:
+    """The dev/test scores of a metrics.json (without its "data" fingerprints)."""
+    return {split: scores for split, scores in metrics.items() if split in ("dev", "test")}
 
 
 def _point_tensorboard_at(trainer: Any, folder: Path) -> None:
@@ -349,6 +406,7 @@ def _summary(trainer: Any, train_metrics: dict, epoch_seconds: list[float], trai
         "best_step": int(Path(best).name.split("-")[-1]) if best else state.global_step,
         "best_dev_f1": state.best_metric,
         "global_step": state.global_step,
+        "world_size": trainer.args.world_size,  # processes of a distributed run (torchrun / accelerate)
         "epochs": state.epoch,
         # dev score after each evaluation (every epoch), so "reached F1 x by epoch n" can be read off
         "dev_history": [

@@ -1,0 +1,414 @@
+"""``mmie report``: run folders -> the papers' tables (mean ± std over seeds), with significance marks.
+
+    report = build_report(["runs/tables/mre_mi_table2"], reference="MTB")
+    write_report(report, "runs/tables/mre_mi_table2/report")   # report.md, *.md, *.tex, *.csv, *.png
+
+A run folder is any folder with a ``metrics.json`` (``mmie train`` or ``mmie sweep`` wrote it); a
+sweep folder's runs are found below it. Each run's place comes from its ``sweep_run.json`` (row,
+dataset, grid values, seed) or, for a plain ``mmie train`` run, from its ``config.yaml`` (row = the
+config's name, seed = training.seed). Runs differing only by seed are averaged: mean ± sample
+standard deviation (n - 1; 0 for one seed), in percent.
+
+Tables: the main one (rows x datasets, P/R/F1, and accuracy for RE; a dagger on the F1 of rows
+significantly better than the reference row, p < 0.05, :mod:`mmie.evaluation.significance`), the
+image-count breakdown (single vs multi vs whole, the papers' Figure 3/4), the per-relation (RE) or
+per-type (NER) F1, and the p-values. Rows of one dataset trained or tested on files with different
+fingerprints (metrics.json "data") raise a warning: they are not comparable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmie.errors import MmieError
+
+DAGGER = "†"
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    row: str
+    dataset: str
+    grid: dict[str, Any]
+    seed: int
+    task: str
+    metrics: dict
+    row_index: int = 0  # the row's place in its sweep file
+
+    @property
+    def row_key(self) -> tuple[str, tuple]:
+        return (self.row, tuple(self.grid.items()))
+
+
+@dataclass
+class Cell:
+    values: list[float]  # fractions, one per seed
+    mark: str = ""
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        n = len(self.values)
+        if n < 2:
+            return 0.0
+        mean = self.mean
+        return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (n - 1))
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    caption: str
+    header: list[str]  # the first column is the row label
+    rows: list[list[Any]]  # str or Cell
+    group_header: list[tuple[str, int]] = field(default_factory=list)  # (dataset, columns spanned)
+
+
+@dataclass
+class Report:
+    runs: list[RunRecord]
+    tables: list[Table]
+    warnings: list[str]
+    significance: list[dict]
+    reference: str | None
+
+
+# --------------------------------------------------------------------------------- collecting
+
+
+def _run_folders(path: Path) -> list[Path]:
+    if (path / "metrics.json").is_file():
+        return [path]
+    if not path.is_dir():
+        raise MmieError(f"{path}: no such run folder")
+    found = sorted(p.parent for p in path.rglob("metrics.json") if "model" not in p.relative_to(path).parts[:-1])
+    if not found:
+        raise MmieError(f"{path}: no metrics.json in it or below it (not a run or sweep folder)")
+    return found
+
+
+def read_run(path: Path) -> RunRecord:
+    try:
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise MmieError(f"{path / 'metrics.json'}: not valid JSON: {error}") from None
+    info_path = path / "sweep_run.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    config_path = path / "config.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    task = config.get("task") or ("re" if "accuracy" in metrics.get("test", metrics.get("dev", {})) else "ner")
+    return RunRecord(
+        path=path,
+        row=str(info.get("row") or config.get("name") or path.name),
+        dataset=str(info.get("dataset") or "test"),
+        grid=dict(info.get("grid") or {}),
+        seed=int(info.get("seed", config.get("training", {}).get("seed", 0))),
+        task=task,
+        metrics=metrics,
+        row_index=int(info.get("row_index", 0)),
+    )
+
+
+def collect_runs(paths: list[str | Path]) -> list[RunRecord]:
+    folders = dict.fromkeys(folder for path in paths for folder in _run_folders(Path(path)))
+    # rows in their sweep file's order (a stable sort: folders and sweeps keep theirs)
+    return sorted((read_run(folder) for folder in folders), key=lambda run: run.row_index)
+
+
+def _split(run: RunRecord) -> str:
+    return "test" if "test" in run.metrics else "dev"
+
+
+# ------------------------------------------------------------------------------ significance
+
+
+def _significance(runs: list[RunRecord], reference: str, trials: int, seed: int) -> tuple[list[dict], list[str]]:
+    from mmie.data import read_dataset
+    from mmie.evaluation.predictions import read_predictions
+    from mmie.evaluation.significance import approximate_randomisation, example_counts, pair_by_seed
+
+    warnings: list[str] = []
+    gold_cache: dict[str, list] = {}
+
+    def counts(run: RunRecord):
+        predictions = run.path / "predictions" / "test.jsonl"
+        gold = run.metrics.get("data", {}).get("test", {}).get("path")
+        if not predictions.is_file() or not gold or not Path(gold).is_file():
+            warnings.append(f"{run.path}: no test predictions or test file; left out of the significance tests")
+            return None
+        if gold not in gold_cache:
+            gold_cache[gold] = list(read_dataset(gold).records)
+        return example_counts(run.task, gold_cache[gold], read_predictions(predictions))
+
+    groups: dict[tuple, dict[int, Any]] = defaultdict(dict)
+    for run in runs:
+        if "test" in run.metrics:
+            groups[(run.row, tuple(run.grid.items()), run.dataset)][run.seed] = run
+    results = []
+    for (row, grid, dataset), by_seed in groups.items():
+        if row == reference or (reference, grid, dataset) not in groups:
+            continue
+        system = {s: c for s, r in by_seed.items() if (c := counts(r)) is not None}
+        base = {s: c for s, r in groups[(reference, grid, dataset)].items() if (c := counts(r)) is not None}
+        if not system or not base:
+            continue
+        try:
+            a, b = pair_by_seed(system, base)
+            test = approximate_randomisation(a, b, trials=trials, seed=seed)
+        except ValueError as error:
+            warnings.append(f"{row} vs {reference} on {dataset}: not tested: {error}")
+            continue
+        results.append({"row": row, "grid": dict(grid), "dataset": dataset, "reference": reference, **test})
+    return results, warnings
+
+
+# ----------------------------------------------------------------------------------- warnings
+
+
+def fingerprint_warnings(runs: list[RunRecord]) -> list[str]:
+    """One warning per dataset and split whose runs read files with different sha256."""
+    from mmie.data.releases import describe
+
+    warnings = []
+    by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        by_dataset[run.dataset].append(run)
+    for dataset, members in by_dataset.items():
+        for split in ("train", "dev", "test"):
+            versions: dict[str, set[str]] = defaultdict(set)
+            entries: dict[str, dict] = {}
+            for run in members:
+                entry = run.metrics.get("data", {}).get(split)
+                sha = entry.get("sha256") if entry else "not recorded"
+                versions[sha].add(run.row)
+                entries[sha] = entry
+            if len(versions) > 1:
+                detail = "; ".join(f"{describe(entries[sha])}: {', '.join(sorted(rows))}" for sha, rows in versions.items())
+                warnings.append(f"{dataset} {split}: the rows used different data files ({detail})")
+    return warnings
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def _label(row: str, grid: tuple) -> str:
+    return row + (f" ({', '.join(f'{k}={v}' for k, v in grid)})" if grid else "")
+
+
+def _ordered(runs: list[RunRecord], attribute: str) -> list:
+    return list(dict.fromkeys(getattr(run, attribute) for run in runs))
+
+
+def _cells(runs: list[RunRecord], pick) -> Cell:
+    values = [v for run in runs if (v := pick(run.metrics.get(_split(run), {}))) is not None]
+    return Cell(values)
+
+
+def build_report(
+    paths: list[str | Path], reference: str | None = None, *, trials: int = 10_000, seed: int = 12345
+) -> Report:
+    from mmie.evaluation.significance import TEST_NAME
+
+    runs = collect_runs(paths)
+    if not runs:
+        raise MmieError("no runs found")
+    if len({run.task for run in runs}) > 1:
+        raise MmieError("these folders hold both NER and RE runs: report each task separately (one table per task)")
+    if reference is None:
+        infos = [json.loads((r.path / "sweep_run.json").read_text()) for r in runs if (r.path / "sweep_run.json").is_file()]
+        reference = next((info.get("reference") for info in infos if info.get("reference")), None)
+    if reference is not None and reference not in {run.row for run in runs}:
+        raise MmieError(f"--reference {reference!r}: no such row (rows: {', '.join(_ordered(runs, 'row'))})")
+    significance, warnings = _significance(runs, reference, trials, seed) if reference else ([], [])
+    warnings = fingerprint_warnings(runs) + warnings
+    significant = {(s["row"], tuple(s["grid"].items()), s["dataset"]) for s in significance
+                   if s["p_value"] < 0.05 and s["delta"] > 0}
+
+    datasets = _ordered(runs, "dataset")
+    row_keys = _ordered(runs, "row_key")
+    task = runs[0].task
+    metric_names = ["accuracy", "precision", "recall", "f1"] if task == "re" else ["precision", "recall", "f1"]
+    short = {"accuracy": "Acc", "precision": "P", "recall": "R", "f1": "F1"}
+    cell_runs = defaultdict(list)
+    for run in runs:
+        cell_runs[(run.row_key, run.dataset)].append(run)
+    seeds = sorted({run.seed for run in runs})
+    method = (f"{DAGGER}: significantly better than {reference} (p < 0.05, {TEST_NAME}, seeds pooled)"
+              if reference else "no reference row: no significance test")
+    caption = (f"Test scores in %, mean ± std over seeds {', '.join(map(str, seeds))}. {method}.")
+
+    main_rows, by_image_rows = [], []
+    for key in row_keys:
+        main_row: list[Any] = [_label(*key)]
+        image_row: list[Any] = [_label(*key)]
+        for dataset in datasets:
+            members = cell_runs.get((key, dataset), [])
+            for name in metric_names:
+                cell = _cells(members, lambda m, name=name: m.get(name))
+                if name == "f1" and (key[0], key[1], dataset) in significant:
+                    cell.mark = DAGGER
+                main_row.append(cell)
+            for group in ("single", "multi", "whole"):
+                image_row.append(_cells(members, lambda m, g=group: m.get("by_images", {}).get(g, {}).get("f1")))
+        main_rows.append(main_row)
+        by_image_rows.append(image_row)
+    groups = [(d, len(metric_names)) for d in datasets]
+    tables = [
+        Table("main", "Main results", caption, ["Model"] + [short[n] for n in metric_names] * len(datasets),
+              main_rows, groups),
+        Table("by_images", "F1 by number of images (single vs multi vs whole)",
+              f"Test F1 in %, mean ± std over seeds; single: posts with one image, multi: two or more.",
+              ["Model"] + ["single", "multi", "whole"] * len(datasets), by_image_rows, [(d, 3) for d in datasets]),
+    ]
+    tables += _per_label_tables(runs, row_keys, datasets, cell_runs, task)
+    if significance:
+        tables.append(Table(
+            "significance", "Paired significance tests",
+            f"{TEST_NAME}, seed {seed}; delta = F1(row) - F1({reference}) in points.",
+            ["Model", "dataset", "delta F1", "p-value", "n pooled"],
+            [[_label(s["row"], tuple(s["grid"].items())), s["dataset"], f"{100 * s['delta']:+.2f}",
+              f"{s['p_value']:.4f}", str(s["n"])] for s in significance],
+        ))
+    return Report(runs, tables, warnings, significance, reference)
+
+
+def _per_label_tables(runs, row_keys, datasets, cell_runs, task) -> list[Table]:
+    per_key = "per_relation" if task == "re" else "per_type"
+    tables = []
+    for dataset in datasets:
+        labels: dict[str, None] = {}
+        for run in runs:
+            if run.dataset == dataset:
+                labels.update(dict.fromkeys(run.metrics.get(_split(run), {}).get(per_key, {})))
+        if not labels:
+            continue
+        rows = []
+        for label in labels:
+            row: list[Any] = [label]
+            for key in row_keys:
+                members = cell_runs.get((key, dataset), [])
+                row.append(_cells(members, lambda m, label=label: m.get(per_key, {}).get(label, {}).get("f1")))
+            rows.append(row)
+        kind = "relation" if task == "re" else "entity type"
+        tables.append(Table(f"per_label_{dataset}", f"F1 per {kind} on {dataset}",
+                            f"Test F1 in %, mean ± std over seeds, per {kind}.",
+                            [kind.capitalize()] + [_label(*key) for key in row_keys], rows))
+    return tables
+
+
+# --------------------------------------------------------------------------------- rendering
+
+
+def _text(cell: Any, latex: bool = False) -> str:
+    if not isinstance(cell, Cell):
+        return str(cell).replace("_", r"\_").replace("%", r"\%") if latex else str(cell)
+    if not cell.values:
+        return "–"
+    std = f" ± {100 * cell.std:.2f}" if len(cell.values) > 1 else ""
+    if latex:
+        std = f"$\\pm${100 * cell.std:.2f}" if len(cell.values) > 1 else ""
+        mark = "$^\\dagger$" if cell.mark else ""
+        return f"{100 * cell.mean:.2f}{std}{mark}"
+    return f"{100 * cell.mean:.2f}{std}{cell.mark}"
+
+
+def to_markdown(table: Table) -> str:
+    header = list(table.header)
+    if table.group_header:
+        position = 1
+        for dataset, span in table.group_header:
+            for i in range(position, position + span):
+                header[i] = f"{dataset} {header[i]}"
+            position += span
+    lines = [f"**{table.title}.** {table.caption}", "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(_text(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: Table) -> str:
+    columns = "l" + "r" * (len(table.header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{columns}}}", r"\toprule"]
+    if table.group_header:
+        lines.append(" & " + " & ".join(rf"\multicolumn{{{span}}}{{c}}{{{_text(name, True)}}}"
+                                         for name, span in table.group_header) + r" \\")
+    lines.append(" & ".join(_text(h, True) for h in table.header) + r" \\")
+    lines.append(r"\midrule")
+    lines += [" & ".join(_text(c, True) for c in row) + r" \\" for row in table.rows]
+    caption = _text(table.caption, True).replace("±", r"$\pm$").replace(DAGGER, r"$^\dagger$")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{tab:{table.name}}}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """One column per value: ``<dataset> <metric>`` (mean, %), then its ``std`` and ``significant``."""
+    header = list(table.header)
+    if table.group_header:
+        position = 1
+        for dataset, span in table.group_header:
+            for i in range(position, position + span):
+                header[i] = f"{dataset} {header[i]}"
+            position += span
+    has_cells = any(isinstance(c, Cell) for row in table.rows for c in row)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if not has_cells:
+        writer.writerow(header)
+        writer.writerows(table.rows)
+        return out.getvalue()
+    expanded = [header[0]] + [name for h in header[1:] for name in (h, f"{h} std", f"{h} significant")]
+    writer.writerow(expanded)
+    for row in table.rows:
+        values = [row[0]]
+        for cell in row[1:]:
+            values += ([f"{100 * cell.mean:.4f}", f"{100 * cell.std:.4f}", "yes" if cell.mark else ""]
+                       if cell.values else ["", "", ""])
+        writer.writerow(values)
+    return out.getvalue()
+
+
+def render_markdown(report: Report) -> str:
+    parts = ["# Results", ""]
+    if report.warnings:
+        parts += ["**Warnings**", ""] + [f"- {w}" for w in report.warnings] + [""]
+    parts += [to_markdown(table) for table in report.tables]
+    return "\n".join(parts)
+
+
+def write_report(report: Report, out: str | Path, challenge_files: list[Path] = ()) -> list[Path]:
+    """Write report.md and every table as .md, .tex and .csv, and the plots, into ``out``."""
+    from mmie.evaluation import plots
+    from mmie.training.run_folder import write_atomic
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in report.tables:
+        for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
+            path = out / f"{table.name}{suffix}"
+            write_atomic(path, render(table))
+            written.append(path)
+    write_atomic(out / "report.md", render_markdown(report))
+    write_atomic(out / "significance.json", json.dumps(report.significance, indent=2) + "\n")
+    written += [out / "report.md", out / "significance.json"]
+    written += plots.breakdown_plots(report.runs, out)
+    written += plots.low_resource_plots(report.runs, out)
+    challenges = list(challenge_files) + [p for run in report.runs for p in sorted(run.path.glob("*challenge*.json"))]
+    if challenges:
+        written += plots.challenge_plots(challenges, out, report.runs)
+    return written
