@@ -27,6 +27,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from mmie.cli import cache_cmds, data_cmds, score_cmds, synth_cmds, train_cmds  # noqa: F401
     from mmie.cli import regions_cmds  # noqa: F401
+    from mmie.cli import challenge_cmds  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
