@@ -78,7 +78,8 @@ def training_worker(spec: dict) -> dict:
     from mmie.training.engine import label_set
 
     data = Path(spec["data"])
-    config_file, mode = TRAINING_RUNS[spec["name"]]
+    # Other benchmarks (focalmre_speed.py) name their own demo config and cache mode in the spec.
+    config_file, mode = TRAINING_RUNS.get(spec["name"]) or (spec["config_file"], spec["mode"])
     overrides = [
         f"data.train={data / 'train.txt'}",
         "data.dev=null",

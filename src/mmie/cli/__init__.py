@@ -29,6 +29,7 @@ def _register() -> None:
     from mmie.cli import regions_cmds  # noqa: F401
     from mmie.cli import extract_cmds  # noqa: F401
     from mmie.cli import data_check_cmds, report_cmds, sweep_cmds  # noqa: F401
+    from mmie.cli import challenge_cmds  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,16 +59,53 @@ def evaluate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the full metrics as JSON."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     images: list[Path] | None = typer.Option(None, "--images", help=IMAGES_HELP),
+    per_relation: bool = typer.Option(
+        False, "--per-relation", help="Print the per-relation table with support counts (FocalMRE Table 4)."
+    ),
+    challenge: str | None = typer.Option(
+        None, "--challenge", help="Sweep a noise challenge: align-noise or aug-noise (FocalMRE Table 2)."
+    ),
+    ratios: str | None = typer.Option(
+        None, "--ratios", help="Comma-separated noise ratios (default: the paper's: align 0.05..1, aug 0.1..1)."
+    ),
+    seed: int = typer.Option(13, "--seed", help="Seed of the challenge sets."),
+    out: Path | None = typer.Option(None, "--out", help="With --challenge: write the sweep's JSON here."),
 ) -> None:
-    """Score a trained model on a labelled file (P/R/F1, per type, by number of images)."""
+    """Score a trained model on a labelled file (P/R/F1, per type, by number of images), or sweep a challenge."""
     import mmie
+    from mmie.evaluation.metrics import per_relation_rows, render_per_relation
 
     model = mmie.load_model(model_dir, images=images or None)
+    if challenge is not None:
+        _challenge(model, file, challenge, ratios, seed, data_format, batch_size, out)
+        return
     metrics = model.evaluate(_read_records(file, data_format), batch_size=batch_size, progress=True)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2))
-        return
-    typer.echo(_report(metrics, model.task))
+    elif per_relation:
+        typer.echo("overall " + _headline(metrics) + "\n\n" + render_per_relation(per_relation_rows(metrics)))
+    else:
+        typer.echo(_report(metrics, model.task))
+
+
+def _challenge(model, file: Path, challenge: str, ratios: str | None, seed: int, data_format: str | None,
+               batch_size: int, out: Path | None) -> None:
+    from mmie.errors import ConfigError
+    from mmie.evaluation.challenges import challenge_sweep, render_challenge_table
+    from mmie.training.run_folder import write_atomic
+
+    values = None
+    if ratios:
+        try:
+            values = [float(part) for part in ratios.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(f"--ratios: expected comma-separated numbers, got {ratios!r}") from None
+    result = challenge_sweep(model, file, challenge, values, seed, data_format=data_format, batch_size=batch_size,
+                             progress=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, json.dumps(result, indent=2) + "\n")
+    typer.echo(render_challenge_table(result))
 
 
 @app.command("predict")

@@ -236,3 +236,30 @@ def _scores(tallies: list[_Tally], n_images: Sequence[int] | None, per_key: str,
             for key, indices in image_groups(n_images).items()
         }
     return scores
+
+
+# ------------------------------------------------------------------ per-relation table (FocalMRE Table 4)
+
+
+def per_relation_rows(scores: dict) -> list[dict]:
+    """One row per relation of ``re_scores(...)`` output, most frequent gold relation first (Table 4 order):
+    ``{"relation", "support", "predicted", "correct", "precision", "recall", "f1"}``. Relations only
+    predicted (support 0) come last."""
+    per_relation = scores.get("per_relation")
+    if per_relation is None:
+        raise DataError("has no per-relation scores (not the metrics of a relation model)", field="per_relation")
+    rows = [{"relation": name, **{key: values[key] for key in ("support", "predicted", "correct", "precision",
+                                                                 "recall", "f1")}}
+            for name, values in per_relation.items()]
+    return sorted(rows, key=lambda row: (-row["support"], row["relation"]))
+
+
+def render_per_relation(rows: Sequence[dict]) -> str:
+    """The rows of :func:`per_relation_rows` as a Markdown table: ``relation (support)`` and P / R / F1 in %."""
+    lines = ["| relation (support) | P | R | F1 |", "|---|---:|---:|---:|"]
+    for row in rows:
+        lines.append(
+            f"| {row['relation']} ({row['support']}) | {100 * row['precision']:.2f} | "
+            f"{100 * row['recall']:.2f} | {100 * row['f1']:.2f} |"
+        )
+    return "\n".join(lines)

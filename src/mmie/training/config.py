@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 from mmie.errors import ConfigError
 from mmie.models.base import ModelConfig
@@ -39,6 +39,19 @@ class DataConfig(_Strict):
         description="image folder, or a list of folders searched in order (MNER-MI-Plus: images/ and "
         "twitter2017_images/); multimodal models only, text models ignore it",
     )
+    sample_fraction: float | None = Field(
+        None, gt=0, le=1, description="low-resource: train on this stratified share of the TRAIN split (0.05 = 5%)"
+    )
+    sample_per_label: int | None = Field(
+        None, ge=1, description="few-shot: train on K examples of every relation label / entity-type set"
+    )
+    sample_seed: int | None = Field(None, description="seed of the training sample; null: training.seed")
+
+    @model_validator(mode="after")
+    def _one_sample(self) -> DataConfig:
+        if self.sample_fraction is not None and self.sample_per_label is not None:
+            raise ValueError("sample_fraction and sample_per_label: give one of them, not both")
+        return self
 
 
 class TrainingConfig(_Strict):

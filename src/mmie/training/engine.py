@@ -76,6 +76,20 @@ class RunResult:
 # ----------------------------------------------------------------------------------- data
 
 
+def sample_train_split(config: ExperimentConfig, records: list) -> list:
+    """The low-resource sample of the training split that ``data.sample_fraction`` / ``sample_per_label`` ask for."""
+    from mmie.data.sampling import sample_records
+
+    data = config.data
+    if data.sample_fraction is None and data.sample_per_label is None:
+        return records
+    seed = data.sample_seed if data.sample_seed is not None else config.training.seed
+    sample = sample_records(records, fraction=data.sample_fraction, per_label=data.sample_per_label, seed=seed)
+    how = f"fraction {data.sample_fraction}" if data.sample_fraction is not None else f"{data.sample_per_label} per label"
+    logger.info("data.train: sampled %d of %d records (%s, seed %d)", len(sample), len(records), how, seed)
+    return sample
+
+
 def read_split(config: ExperimentConfig, key: str) -> list | None:
     from mmie.data import read_dataset
 
@@ -329,7 +343,8 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     train_records = read_split(config, "train")
     dev_records = read_split(config, "dev")
     test_records = read_split(config, "test")
-    labels = label_set(config.task, train_records, dev_records)
+    labels = label_set(config.task, train_records, dev_records)  # of the full split: a sample keeps them all
+    train_records = sample_train_split(config, train_records)
     logger.info("%d labels: %s", len(labels), " ".join(labels))
 
     set_seed(config.training.seed)  # the new layers' initial weights depend on it

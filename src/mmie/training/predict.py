@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mmie.data.images import ImageDirs
     from transformers import PreTrainedTokenizerBase
 
-    from mmie.models.base import ExtractionModel
+    from mmie.models.base import ExtractionModel, ModelConfig
 
 
 def ner_tags(label_ids: Sequence[int], meta: dict, labels: Sequence[str]) -> list[str]:
@@ -66,12 +66,16 @@ class Predictor:
         device: torch.device | str | None = None,
         images: ImageDirs | None = None,
         with_tag_scores: bool = False,
+        inputs_config: ModelConfig | None = None,
     ) -> None:
-        """``with_tag_scores``: NER lines also carry ``tag_scores`` (see :func:`tag_scores`)."""
+        """``with_tag_scores``: NER lines also carry ``tag_scores`` (see :func:`tag_scores`).
+        ``inputs_config``: the model config the featurizer reads instead of the model's own (same model,
+        other inputs: the noisy crop dictionary of an Aug-Noise challenge set)."""
         self.model = model
         self.with_tag_scores = with_tag_scores
         self.tokenizer = tokenizer
-        self.featurizer = type(model).featurizer(tokenizer, model.model_config, model.labels, images=images)
+        config = inputs_config if inputs_config is not None else model.model_config
+        self.featurizer = type(model).featurizer(tokenizer, config, model.labels, images=images)
         self.collate = type(model).collator(tokenizer)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
 

@@ -104,12 +104,14 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         features = self.text.featurize(records, with_labels)
         for start in range(0, len(records), _IMAGE_CHUNK):
             chunk = records[start : start + _IMAGE_CHUNK]
-            image_rows = self._image_inputs([instance.post for instance in chunk])
-            region_rows = self._region_inputs(chunk)
-            for feature, images, regions in zip(features[start : start + _IMAGE_CHUNK], image_rows, region_rows):
-                feature.update(images)
-                feature.update(regions)
+            for feature, inputs in zip(features[start : start + _IMAGE_CHUNK], self._example_inputs(chunk)):
+                feature.update(inputs)
         return features
+
+    def _example_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, torch.Tensor]]:
+        """The image inputs of each instance (a subclass reading other image inputs overrides this)."""
+        image_rows = self._image_inputs([instance.post for instance in instances])
+        return [{**images, **regions} for images, regions in zip(image_rows, self._region_inputs(instances))]
 
     def _slot_refs(self, instance: RelationInstance) -> list[str]:
         """The image references in the model's slots (the same ones the global inputs use)."""

@@ -1,0 +1,219 @@
+"""FocalMRE: focal augmentation, focal attention and gating (FocalMRE paper, shared/papers/003_*, sec. 3).
+
+    h_text = BERT(x with entity markers)                                              (eq. 1)
+    for every image and every VG region j (default 4) / OD region j (default 3):
+        x_img  = the image with a frame drawn around region j  (focal augmentation, sec. 3.3)
+        h_img  = VisualEncoder(x_img)        patch features [P, D] (frozen, feature cache) (eq. 2)
+        h^_img = softmax((h_text Wq)(h_img Wk)^T / sqrt(d)) (h_img Wv)   one head, dropout 0.1 (eq. 3)
+        lambda = sigmoid(U h_text + V h^_img);  h_out = (1 - lambda) h_text + lambda h^_img   (eq. 4)
+    H^VG = w_vg x [h_out^VG_1 .. h_out^VG_n]    learned weights over the VG set; same for OD       (eq. 5)
+    z = [H^VG[head_start]; H^VG[tail_start]; H^OD[head_start]; H^OD[tail_start]]                   (eq. 6)
+    r = argmax MLP(z)                                                                              (eq. 7)
+
+(Eq. 6 as printed lists H^OD[head_start] twice; the text says "the vectors corresponding to the head
+and tail entities" of both sets: four vectors.)
+
+Exact shortcut: eq. 3-5 act on every text position independently (the queries do not interact) and
+eq. 6 reads only the two start markers, so only those two rows are computed: the same z for 1/64 of
+the work at max length 128.
+
+Choices the paper leaves open, made here: eq. 5's weights are a softmax over learned scores
+``w_vg [n_vg]`` (initialised equal: a plain average), renormalised over the augmented images that
+exist (padding and missing regions are masked); with several images (MRE-MI, which the paper never
+ran) the VG set is every (image, VG region) pair, region j of every image sharing the score w_vg[j].
+A post whose sets are empty (no image, no region) gets the text vectors: z = [h_<s>; h_<o>; h_<s>; h_<o>].
+The gate is per dimension (U, V: d x d). The MLP is Linear(4d, d) -> tanh -> dropout -> Linear(d, |Y|).
+
+Switches: Table 3 -- ``focal_attention: false`` replaces eq. 3 by the projected mean of the patches
+(no text-to-patch attention), ``gating: false`` replaces eq. 4 by a fixed lambda = 1/2; both false is
+"w/o Either". Table 5 -- ``image_input``: ``focal`` (framed copies, the default), ``cropped`` (the
+regions cut out: no global context) or ``original`` (the image itself once in each set: no focus).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mmie.errors import ConfigError
+from mmie.models.glra import ImageRelationConfig, ImageRelationModel
+from mmie.models.layers.gate import TextImageGate
+from mmie.models.layers.relevance_attention import RelevanceModulatedAttention
+from mmie.models.registry import register_model
+from mmie.models.base import RelationClassificationOutput
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from mmie.data.images import ImageDirs
+    from mmie.encoders.vision import VisionEncoder
+    from mmie.training.features import Featurizer
+
+
+class FocalMreConfig(ImageRelationConfig):
+    name: str = "focalmre"
+    # The VG set: regions / region_dict / region_dir / region_key of ImageRelationConfig, k = regions_per_image.
+    regions_per_image: int = Field(4, ge=0, le=16, description="VG regions per image (paper: 4)")
+    regions: Literal["precomputed", "grid", "detector"] = Field(
+        "precomputed", description="VG regions: a crop dictionary (located in the image), the offline grid, or a detector"
+    )
+    od_regions: Literal["grid", "detector", "precomputed", "none"] = Field(
+        "grid", description="OD regions: offline grid saliency, a detector, a crop dictionary, or none (no OD set)"
+    )
+    od_per_image: int = Field(3, ge=0, le=16, description="OD regions per image (paper: 3)")
+    od_region_dict: str | None = Field(None, description="crop dictionary of the OD regions (od_regions: precomputed)")
+    od_region_dir: str | None = Field(None, description="crop folder of od_region_dict; null: images_vg/ beside it")
+    detector: str | None = Field(
+        None, description="zero-shot detector (name or folder, local only) for regions/od_regions: detector"
+    )
+    image_input: Literal["focal", "cropped", "original"] = Field(
+        "focal", description="Table 5: framed copies of the image, the cropped regions, or the original image"
+    )
+    focal_attention: bool = Field(True, description="eq. 3 text-to-patch attention (Table 3: w/o Focal Attention)")
+    gating: bool = Field(True, description="eq. 4 gate (Table 3: w/o Gating)")
+    attention_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the focal attention's output")
+    patch_cells: int = Field(7, ge=1, le=32, description="patches per side the image grid is pooled to (7: 49, paper)")
+    frame_width: int | None = Field(None, ge=1, description="frame width in pixels; null: 1.5% of the longer side")
+
+
+@dataclass
+class FocalMreOutput(RelationClassificationOutput):
+    """``relevance [B, M]``: the mean gate lambda of each image's focal copies at the two markers (how
+    much of the image the model let in; 0 for padded images, None without gating); ``focal_weights
+    [B, M, S]``: eq. 5's weight of each augmented image (VG set then OD set, 0 where absent)."""
+
+    relevance: torch.Tensor | None = None
+    focal_weights: torch.Tensor | None = None
+
+
+def set_sizes(config: FocalMreConfig) -> tuple[int, int]:
+    """(VG, OD) augmented images per image slot: the original image once per set with ``image_input: original``."""
+    od = 0 if config.od_regions == "none" else config.od_per_image
+    if config.image_input == "original":
+        return 1, int(od > 0)
+    return config.regions_per_image, od
+
+
+@register_model("focalmre")
+class FocalMreClassifier(ImageRelationModel):
+    """FocalMRE: gated focal attention of the entity markers over framed copies of each image (VG + OD sets)."""
+
+    config_class = FocalMreConfig
+
+    def __init__(
+        self, config: FocalMreConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+    ) -> None:
+        super().__init__(config, labels, text_encoder, vision_encoder)
+        if not config.freeze_vision:
+            raise ConfigError("model.freeze_vision: FocalMRE reads frozen patch features of its focal copies (cache)")
+        self.n_vg, self.n_od = set_sizes(config)
+        if self.n_vg == 0:
+            raise ConfigError("model.regions_per_image: FocalMRE needs at least one VG region")
+        d = self.hidden_size
+        if config.focal_attention:  # eq. 3, one head: plain cross-modal attention with masking
+            self.attention = RelevanceModulatedAttention(d, self.image_dim, heads=1, relevance_modulation=False)
+        else:
+            self.image_projection = nn.Linear(self.image_dim, d)
+        self.attention_dropout = nn.Dropout(config.attention_dropout)
+        if config.gating:
+            self.gate = TextImageGate(d)  # eq. 4
+        self.vg_weights = nn.Parameter(torch.zeros(self.n_vg))  # eq. 5, w_vg
+        self.od_weights = nn.Parameter(torch.zeros(self.n_od)) if self.n_od else None  # w_od
+        sets = 1 + int(self.n_od > 0)
+        self.classifier = nn.Sequential(  # eq. 7
+            nn.Linear(2 * sets * d, d), nn.Tanh(), nn.Dropout(config.dropout), nn.Linear(d, len(labels))
+        )
+
+    @classmethod
+    def featurizer(
+        cls,
+        tokenizer: PreTrainedTokenizerBase,
+        config: FocalMreConfig,
+        labels: list[str],
+        images: ImageDirs | None = None,
+    ) -> Featurizer:
+        from mmie.training.focal_features import FocalFeaturizer
+
+        text = super(ImageRelationModel, cls).featurizer(tokenizer, config, labels)  # the marked text only
+        return FocalFeaturizer(text, cls, config, images)
+
+    # ------------------------------------------------------------------------- running
+
+    def attend(self, markers: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 3 for every augmented image: markers ``[B, 2, d]``, patches ``[B, M, S, P, D]``, mask ``[B, M, S]``
+        -> h^_image ``[B, M, S, 2, d]`` (0 for absent images)."""
+        batch, slots, sets, patch_count, dim = patches.shape
+        flat = patches.reshape(batch * slots * sets, patch_count, dim)  # one attention per augmented image
+        real = mask.reshape(-1)
+        if self.model_config.focal_attention:
+            queries = markers.repeat_interleave(slots * sets, dim=0)  # [B*M*S, 2, d]
+            keys_mask = real[:, None].expand(-1, patch_count)
+            context = self.attention(queries, flat, keys_mask).context  # [B*M*S, 2, d]
+        else:  # w/o focal attention: the image's mean patch, projected, for both markers
+            context = self.image_projection(flat.mean(dim=1, keepdim=True)).expand(-1, 2, -1)
+            context = context * real[:, None, None].to(context.dtype)
+        return self.attention_dropout(context).reshape(batch, slots, sets, 2, -1)
+
+    def fuse(
+        self, fused: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor, markers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 5 over one set: ``fused [B, M, n, 2, d]``, ``mask [B, M, n]``, ``scores [n]`` -> ``[B, 2, d]`` and
+        the weights ``[B, M, n]`` (softmax over the present images; the text vectors where none is present)."""
+        batch, slots, n = mask.shape
+        logits = scores.view(1, 1, n).expand(batch, slots, n).reshape(batch, -1)
+        present = mask.reshape(batch, -1)
+        logits = logits.masked_fill(~present, torch.finfo(logits.dtype).min)
+        weights = logits.softmax(dim=-1) * present.to(logits.dtype)  # exactly 0 where absent
+        pooled = torch.einsum("bk,bkqd->bqd", weights, fused.reshape(batch, slots * n, 2, -1))
+        pooled = torch.where(present.any(dim=-1)[:, None, None], pooled, markers)
+        return pooled, weights.reshape(batch, slots, n)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        head_start: torch.Tensor,
+        tail_start: torch.Tensor,
+        image_mask: torch.Tensor,
+        focal_mask: torch.Tensor,
+        focal_features: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> FocalMreOutput:
+        hidden = self.encode_text(input_ids, attention_mask, token_type_ids)  # eq. 1
+        markers = self.marker_vectors(hidden, head_start, tail_start)  # [B, 2, d]: h_text at the start markers
+        patches = focal_features.to(hidden.dtype)  # [B, m, S, P, D], stored as float16; m <= M real slots
+        slots = patches.shape[1]
+        mask = focal_mask[:, :slots].bool() & image_mask[:, :slots].bool().unsqueeze(-1)  # [B, m, S]
+        image_context = self.attend(markers, patches, mask)  # eq. 3, [B, M, S, 2, d]
+        text = markers[:, None, None]  # [B, 1, 1, 2, d]
+        if self.model_config.gating:
+            fused, gate = self.gate(text, image_context)  # eq. 4
+        else:  # w/o gating: text and image in equal parts
+            fused, gate = 0.5 * (text + image_context), None
+        vg, vg_weights = self.fuse(fused[:, :, : self.n_vg], mask[:, :, : self.n_vg], self.vg_weights, markers)
+        parts, weights = [vg], [vg_weights]
+        if self.od_weights is not None:
+            od, od_weights = self.fuse(fused[:, :, self.n_vg :], mask[:, :, self.n_vg :], self.od_weights, markers)
+            parts.append(od)
+            weights.append(od_weights)
+        z = torch.cat(parts, dim=1).flatten(1)  # eq. 6: [H^VG_head; H^VG_tail; H^OD_head; H^OD_tail]
+        logits = self.classifier(self.dropout(z))  # eq. 7
+        relevance = None
+        if gate is not None:
+            per_copy = gate.mean(dim=(-1, -2)) * mask.to(gate.dtype)  # [B, m, S]
+            relevance = _to_slots(per_copy.sum(-1) / mask.sum(-1).clamp(min=1).to(gate.dtype), image_mask.shape[1])
+        focal_weights = _to_slots(torch.cat(weights, -1), image_mask.shape[1])
+        return FocalMreOutput(
+            loss=self.loss(logits, labels), logits=logits, relevance=relevance, focal_weights=focal_weights
+        )
+
+
+def _to_slots(values: torch.Tensor, slots: int) -> torch.Tensor:
+    """``[B, m, ...]`` -> ``[B, M, ...]``, zeros in the slots past the batch's largest post."""
+    padding = [0, 0] * (values.dim() - 2) + [0, slots - values.shape[1]]
+    return nn.functional.pad(values, padding)

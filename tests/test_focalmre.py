@@ -1,0 +1,191 @@
+"""FocalMRE: focal frames, crop location, the featurizer on real synthetic files through the feature cache,
+masking, and tiny-model training of the model and of every Table 3 / Table 5 variant (tiny BERT + tiny ViT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_glra import make_tiny_vit
+
+from mmie.data import read_crop_dict, read_dataset
+from mmie.data.synth import MRE_LABELS, generate_dataset
+from mmie.encoders.cache import FeatureCache
+from mmie.encoders.vision import load_vision_encoder
+from mmie.errors import ConfigError
+from mmie.models.prefix_tagger import pool_regions
+from mmie.models.registry import create_model, get_model_entry
+from mmie.regions.base import ImageSource, Region
+from mmie.regions.focal import draw_focal_frame, focal_images, locate_crop
+from mmie.training.collate import Collator
+
+LABELS = list(MRE_LABELS)
+VARIANTS = {
+    "full": {},
+    "wo_focal_attention": {"focal_attention": False},
+    "wo_gating": {"gating": False},
+    "wo_either": {"focal_attention": False, "gating": False},
+    "original": {"image_input": "original"},
+    "cropped": {"image_input": "cropped"},
+}
+
+
+# ------------------------------------------------------------------------------ the frame
+
+
+def test_the_frame_changes_the_pixels_on_the_box_border_and_nothing_else():
+    image = Image.new("RGB", (100, 80), (90, 120, 150))
+    box, width = (10, 20, 50, 60), 3
+    framed = draw_focal_frame(image, box, width=width)
+    assert np.array_equal(np.asarray(image), np.full((80, 100, 3), (90, 120, 150)))  # the original is untouched
+    changed = np.any(np.asarray(framed) != np.asarray(image), axis=2)
+    expected = np.zeros((80, 100), dtype=bool)
+    x0, y0, x1, y1 = box
+    expected[y0:y1, x0:x1] = True
+    expected[y0 + width : y1 - width, x0 + width : x1 - width] = False  # the inside of the frame stays
+    assert np.array_equal(changed, expected)
+    assert tuple(np.asarray(framed)[y0, x0]) == (255, 0, 0)
+    # a box on the picture's edge keeps its whole frame inside the picture
+    edge = np.asarray(draw_focal_frame(image, (0, 0, 100, 80), width=2))
+    assert (edge[:2] == (255, 0, 0)).all() and (edge[:, -2:] == (255, 0, 0)).all() and (edge[2:-2, 2:-2] != (255, 0, 0)).any()
+
+
+def test_a_crop_is_located_in_its_picture_even_after_jpeg(tmp_path):
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray((rng.random((50, 75, 3)) * 255).astype(np.uint8)).resize((300, 200))
+    box = (37, 52, 137, 122)
+    picture.crop(box).save(tmp_path / "crop.jpg", quality=85)
+    located = locate_crop(picture, Image.open(tmp_path / "crop.jpg"))
+    assert located is not None and all(abs(a - b) <= 2 for a, b in zip(located, box)), located
+    assert locate_crop(picture, Image.new("RGB", (400, 10))) is None  # wider than the picture
+    source = ImageSource("p.jpg", image=picture)
+    copies = focal_images(source, [Region(box=box), Region(box=None, path=tmp_path / "crop.jpg")], width=2)
+    assert len(copies) == 2 and all(copy.size == picture.size for copy in copies)
+
+
+# ------------------------------------------------------------------------- real files
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "mre"
+    generate_dataset("mre", out, posts=16, seed=4, image_size=64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory) -> str:
+    return make_tiny_vit(tmp_path_factory.mktemp("vit"))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def records_of(sample: Path) -> list:
+    return [r for split in ("train", "val") for r in read_dataset(sample / f"{split}.txt").records]
+
+
+def build(tiny_bert: str, tiny_vit: str, cache_dir: Path, **settings):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    entry = get_model_entry("focalmre")
+    config = entry.config_class(name="focalmre", encoder=tiny_bert, vision_encoder=tiny_vit, max_length=48,
+                                feature_cache=str(cache_dir), dropout=0.0, attention_dropout=0.0, **settings)
+    config = entry.model_class.prepare_tokenizer(tokenizer, config)
+    torch.manual_seed(0)
+    return create_model("focalmre", config, LABELS, tokenizer=tokenizer), tokenizer
+
+
+def featurize(model, tokenizer, sample: Path, records: list) -> dict:
+    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=sample / "images")
+    return Collator(tokenizer.pad_token_id)(featurizer.featurize(records)), featurizer
+
+
+def test_featurizer_frames_each_located_crop_and_reads_the_copies_through_the_cache(
+    tiny_bert, tiny_vit, cache_dir, sample
+):
+    records = records_of(sample)
+    model, tokenizer = build(tiny_bert, tiny_vit, cache_dir)
+    batch, featurizer = featurize(model, tokenizer, sample, records)
+    n_vg, n_od = 4, 3
+    most = max(r.post.n_images for r in records)
+    assert batch["focal_features"].shape == (len(records), most, n_vg + n_od, 16, 24)  # 4 x 4 grid of the tiny ViT
+    assert batch["focal_features"].dtype == torch.float16
+    crops = read_crop_dict(sample / "images_vg.pth")
+    for row, record in enumerate(records):
+        for slot, ref in enumerate(record.post.images):
+            n_crops = len(crops.get(ref, []))
+            assert batch["focal_mask"][row, slot, :n_vg].sum() == min(n_crops, n_vg)
+            od = batch["focal_mask"][row, slot, n_vg:]
+            assert 1 <= od.sum() <= n_od and od[: int(od.sum())].all()  # grid boxes, best first, then padding
+        assert not batch["focal_mask"][row, record.post.n_images :].any()
+    # the first VG copy of the first image is the image framed around its first crop, hashed by content
+    ref = records[0].post.images[0]
+    picture = Image.open(sample / "images" / ref).convert("RGB")
+    box = locate_crop(picture, Image.open(sample / "images_vg" / crops[ref][0]))
+    cache = FeatureCache(cache_dir, load_vision_encoder(tiny_vit, frozen=True))
+    _, patches = cache.get_many([draw_focal_frame(picture, box)])
+    assert cache.stats.misses == 0  # the featurizer already encoded this very copy
+    expected = pool_regions(patches, (4, 4), 4).half()[0]
+    assert torch.equal(batch["focal_features"][0, 0, 0], expected)
+    before = featurizer.cache.stats.misses
+    featurizer.featurize(records[:3])
+    assert featurizer.cache.stats.misses == before  # warm: nothing is encoded twice
+
+
+def test_padded_copies_and_images_change_nothing(tiny_bert, tiny_vit, cache_dir, sample):
+    records = records_of(sample)[:6]
+    model, tokenizer = build(tiny_bert, tiny_vit, cache_dir)
+    model.eval()
+    batch, _ = featurize(model, tokenizer, sample, records)
+    with torch.no_grad():
+        clean = model(**batch)
+        noisy = dict(batch)
+        absent = ~(batch["focal_mask"][:, : batch["focal_features"].shape[1]] & batch["image_mask"][:, : batch["focal_features"].shape[1], None])
+        noisy["focal_features"] = batch["focal_features"].masked_fill(absent[..., None, None], 7.0)
+        assert torch.allclose(model(**noisy).logits, clean.logits, atol=1e-5)
+        alone = model(**{k: v[:1] for k, v in batch.items()})  # a batch of one: less slot padding
+        assert torch.allclose(alone.logits, clean.logits[:1], atol=1e-5)
+    weights = clean.focal_weights
+    assert weights.shape == (*batch["image_mask"].shape, 7)
+    assert torch.allclose(weights[..., :4].sum(dim=(1, 2)), torch.ones(len(records)))  # eq. 5: an average per set
+    assert (clean.relevance[~batch["image_mask"]] == 0).all()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_focalmre_and_each_ablation_train(variant, tiny_bert, tiny_vit, cache_dir, sample):
+    records = records_of(sample)[:10]
+    model, tokenizer = build(tiny_bert, tiny_vit, cache_dir, **VARIANTS[variant])
+    batch, _ = featurize(model, tokenizer, sample, records)
+    if variant == "original":
+        assert batch["focal_features"].shape[2] == 2  # the image itself, once per set
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    names = {name for name, _ in model.named_parameters()}
+    assert any(name.startswith("attention.") for name in names) is VARIANTS[variant].get("focal_attention", True)
+    assert any(name.startswith("gate.") for name in names) is VARIANTS[variant].get("gating", True)
+
+
+def test_config_errors(tiny_bert, tiny_vit, cache_dir):
+    with pytest.raises(ConfigError, match="freeze_vision"):
+        build(tiny_bert, tiny_vit, cache_dir, freeze_vision=False)
+    with pytest.raises(ConfigError, match="VG region"):
+        build(tiny_bert, tiny_vit, cache_dir, regions_per_image=0)
+    model, tokenizer = build(tiny_bert, tiny_vit, cache_dir, od_regions="precomputed")
+    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=Path("."))
+    with pytest.raises(ConfigError, match="od_region_dict"):
+        featurizer.od_provider  # noqa: B018 - the property builds the provider

@@ -1,0 +1,39 @@
+"""The sweep files of configs/tables/ written for FocalMRE's Tables 6 and 7 (the sweep runner is
+issue8's): each names existing experiment configs, and every grid value applied to each of them as
+an override gives a valid config (so the sweep cannot fail on a typo hours in)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmie.training.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = {
+    "focalmre_table6_low_resource": ("data.sample_fraction", [0.05, 0.1, 0.2, 0.5]),
+    "focalmre_table7_few_shot": ("data.sample_per_label", [1, 2, 5, 10]),
+}
+KEYS = {"name", "output_dir", "seeds", "models", "datasets", "grid", "overrides", "reference"}
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_sweep_file_names_existing_configs_and_valid_keys(name: str):
+    sweep = yaml.safe_load((ROOT / "configs" / "tables" / f"{name}.yaml").read_text(encoding="utf-8"))
+    assert set(sweep) <= KEYS and sweep["name"] == name
+    key, values = SWEEPS[name]
+    assert sweep["grid"] == {key: values}
+    assert sweep["reference"] in sweep["models"] and "FocalMRE" in sweep["models"]
+    assert all(isinstance(seed, int) for seed in sweep["seeds"])
+    for label, path in sweep["models"].items():
+        assert (ROOT / path).is_file(), f"{label}: {path}"
+        for dataset_overrides, combination in itertools.product(
+            (sweep.get("datasets") or {"": []}).values(), itertools.product(*sweep["grid"].values())
+        ):
+            overrides = [*dataset_overrides, *sweep.get("overrides", []),
+                         *(f"{k}={v}" for k, v in zip(sweep["grid"], combination)), f"training.seed={sweep['seeds'][0]}"]
+            config = load_config(ROOT / path, overrides)
+            assert getattr(config.data, key.split(".")[1]) == combination[0]
