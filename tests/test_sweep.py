@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 from pathlib import Path
 
@@ -114,6 +116,7 @@ def test_every_table_sweep_expands_to_valid_configs():
     for sweep_file in tables:
         sweep = load_sweep(sweep_file)
         runs = expand(sweep, sweep_file, Path("runs") / sweep.name)
-        assert len(runs) == len(sweep.models) * max(1, len(sweep.datasets)) * len(sweep.seeds)
+        grid_points = math.prod(len(values) for values in sweep.grid.values())  # 1 without a grid
+        assert len(runs) == len(sweep.models) * max(1, len(sweep.datasets)) * grid_points * len(sweep.seeds)
         for run in runs:
             assert load_config(run.config, run.overrides).training.seed == run.seed
