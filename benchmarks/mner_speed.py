@@ -148,7 +148,12 @@ def _real_versus_padded_forward(model, features: list[dict]) -> dict:
     reference code does (all 4 slots, padding included): forward seconds, median of 3."""
     import torch
 
-    pixels = torch.stack([feature["pixel_values"] for feature in features[:BATCH_SIZE]])
+    from mmie.training.collate import Deferred
+
+    def tensor(value):  # the fine-tuned path's pixels are made when a batch is collated
+        return value.compute() if isinstance(value, Deferred) else value
+
+    pixels = torch.stack([tensor(feature["pixel_values"]) for feature in features[:BATCH_SIZE]])
     mask = torch.stack([feature["image_mask"] for feature in features[:BATCH_SIZE]])
     encoder = model.vision_encoder
 
