@@ -110,6 +110,24 @@ def test_padded_image_content_changes_nothing(tiny_bert, tiny_vit, tokenizer, po
     assert torch.equal(after.loss, before.loss)
 
 
+def test_a_narrower_temporal_encoder_projects_the_images_and_still_masks_padding(tiny_bert, tiny_vit, tokenizer, posts):
+    wide = build("tpm_mi", tiny_bert, tiny_vit)
+    narrow = build("tpm_mi", tiny_bert, tiny_vit, temporal_dim=8).eval()
+    assert narrow.temporal_encoder.input_projection.in_features == IMAGE_DIM
+    assert narrow.temporal_encoder.temporal_positions.shape == (4, 8)
+    assert narrow.visual_prefix.prompt_projection.in_features == 8
+    assert sum(p.numel() for p in narrow.temporal_encoder.parameters()) < sum(
+        p.numel() for p in wide.temporal_encoder.parameters()
+    )
+    batch = text_batch(tokenizer, posts)
+    features, mask = image_inputs([1, 2, 0, 4])
+    before = narrow(**batch, image_features=features, image_mask=mask)
+    changed = torch.where(mask[..., None], features, torch.full_like(features, 1e3))
+    assert torch.equal(narrow(**batch, image_features=changed, image_mask=mask).logits, before.logits)
+    with pytest.raises(ConfigError, match="temporal_heads"):
+        build("tpm_mi", tiny_bert, tiny_vit, temporal_dim=10)  # 4 heads do not divide 10
+
+
 def test_padded_slots_are_not_attended_so_batch_padding_does_not_matter(tiny_bert, tiny_vit, tokenizer, posts):
     """A post's output is the same with 2 image slots or padded to 4 (the reference code fails this)."""
     model = build("tpm_mi", tiny_bert, tiny_vit).eval()

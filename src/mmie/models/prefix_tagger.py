@@ -96,7 +96,7 @@ class VisualPrefixTagger(BertCrfTagger):
         super().__init__(config, labels, text_encoder)
         self.vision_encoder = vision_encoder
         self.image_dim: int = vision_encoder.hidden_size
-        self.visual_prefix = VisualPrefix(self.image_dim, text_encoder.config, config.prefix_dropout)
+        self.visual_prefix = VisualPrefix(self.visual_token_dim(), text_encoder.config, config.prefix_dropout)
 
     # ---------------------------------------------------------------- what a subclass provides
 
@@ -113,6 +113,10 @@ class VisualPrefixTagger(BertCrfTagger):
     def visual_tokens(self, images: PostImages) -> tuple[torch.Tensor, torch.Tensor]:
         """The prefix's visual tokens ``[B, P, D]`` and their mask ``[B, P]``."""
         raise NotImplementedError
+
+    def visual_token_dim(self) -> int:
+        """D of :meth:`visual_tokens` (read from the config and ``image_dim`` only: called while building)."""
+        return self.image_dim
 
     # ------------------------------------------------------------------------ building
 

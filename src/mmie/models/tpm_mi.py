@@ -6,6 +6,7 @@ visual prompt in every layer of BERT:
     v_i  = vision encoder [CLS] / global vector of image i; zero vector for a missing image   (sec. 4.3)
     C    = V + T,  T = (t_1 .. t_m) learnable temporal position embeddings                    (sec. 4.3)
     U    = TransformerEncoder(C), self-attention over the real images only                    (sec. 4.3)
+           (with ``temporal_dim`` set, V is first projected to that width; see the config)
     P^l  = W_p^l U                       one prompt token per image for each layer l           (eq. 1)
     K_p^l = phi_k^l P^l ;  V_p^l = phi_v^l P^l                                                 (eq. 3)
     H^l  = softmax(Q^l [K_p^l; K^l]^T / sqrt d) [V_p^l; V^l]   prefix in every self-attention  (eq. 2, 4)
@@ -42,30 +43,37 @@ class TpmMiConfig(PrefixTaggerConfig):
     max_images: int = Field(MAX_IMAGES, ge=1, le=MAX_IMAGES, description="m: image slots per post (the paper: 4)")
     temporal_layers: int = Field(1, ge=1, description="layers of the Transformer encoder over the images")
     temporal_heads: int = Field(8, ge=1, description="its attention heads (must divide the image dimension)")
-    temporal_feedforward: int | None = Field(None, ge=1, description="its feed-forward size; null: 4 x image dim")
+    temporal_feedforward: int | None = Field(None, ge=1, description="its feed-forward size; null: 4 x its width")
+    # The paper's encoders (ViT-B/16, BERT-base) are both 768 wide, so there the temporal encoder is as
+    # wide as the text; EfficientNet-Lite0's 1280-d vectors would make it (20M parameters at 4 x 1280)
+    # as large as the whole MiniLM text encoder, hence a projected width for the offline configs.
+    temporal_dim: int | None = Field(
+        None, ge=1, description="width of the temporal encoder (image vectors projected to it); null: the image dim"
+    )
 
 
 class TemporalImageEncoder(nn.Module):
     """Sec. 4.3: U = TransformerEncoder(V + T) over the m image vectors of each post."""
 
-    def __init__(self, image_dim: int, max_images: int, layers: int, heads: int, feedforward: int, dropout: float):
+    def __init__(
+        self, image_dim: int, width: int, max_images: int, layers: int, heads: int, feedforward: int, dropout: float
+    ):
         super().__init__()
-        if image_dim % heads:
-            raise ConfigError(f"model.temporal_heads: {heads} does not divide the image dimension {image_dim}")
+        if width % heads:
+            raise ConfigError(f"model.temporal_heads: {heads} does not divide the temporal encoder's width {width}")
+        self.input_projection = nn.Linear(image_dim, width) if width != image_dim else nn.Identity()
         # T = (t_1 .. t_m): which image is first, second, ... (the first one usually matters most)
-        self.temporal_positions = nn.Parameter(torch.empty(max_images, image_dim))
+        self.temporal_positions = nn.Parameter(torch.empty(max_images, width))
         nn.init.normal_(self.temporal_positions, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            image_dim, heads, feedforward, dropout, activation="gelu", batch_first=True
-        )
+        layer = nn.TransformerEncoderLayer(width, heads, feedforward, dropout, activation="gelu", batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, images: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
-        """``images`` V [B, M, d_v] (zero in missing slots), ``image_mask`` [B, M] -> U [B, M, d_v]."""
+        """``images`` V [B, M, d_v] (zero in missing slots), ``image_mask`` [B, M] -> U [B, M, width]."""
         slots = images.shape[1]
         if slots > self.temporal_positions.shape[0]:
             raise ValueError(f"{slots} image slots, but temporal positions for {len(self.temporal_positions)} only")
-        combined = images + self.temporal_positions[:slots]  # C = V + T
+        combined = self.input_projection(images) + self.temporal_positions[:slots]  # C = V + T
         # Missing images are keys of no one. A post without any image keeps its slots visible to each
         # other only so that attention has a key; its prefix is masked entirely downstream.
         ignore = ~image_mask & image_mask.any(dim=1, keepdim=True)
@@ -84,14 +92,19 @@ class TpmMiTagger(VisualPrefixTagger):
         self, config: TpmMiConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
+        width = self.visual_token_dim()
         self.temporal_encoder = TemporalImageEncoder(
             self.image_dim,
+            width,
             config.max_images,
             config.temporal_layers,
             config.temporal_heads,
-            config.temporal_feedforward or 4 * self.image_dim,
+            config.temporal_feedforward or 4 * width,
             config.dropout,
         )
+
+    def visual_token_dim(self) -> int:
+        return self.model_config.temporal_dim or self.image_dim
 
     def visual_tokens(self, images: PostImages) -> tuple[torch.Tensor, torch.Tensor]:
         # one prompt token per image slot: P^l in R^{d_t x m}; padded slots are masked in the prefix
