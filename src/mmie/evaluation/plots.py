@@ -78,7 +78,7 @@ def breakdown_plots(runs: list[RunRecord], out: Path) -> list[Path]:
         for offset, group in enumerate(IMAGE_GROUPS):
             stats = [_mean_std(by_row[row][group]) if by_row[row][group] else (0.0, 0.0) for row in by_row]
             positions = [i + (offset - 1) * width for i in range(len(by_row))]
-            axis.bar(positions, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=3, label=group)
+            axis.bar(positions, [m for m, _ in stats], width, yerr=_clipped_errors(stats), capsize=3, label=group)
         axis.set_xticks(range(len(by_row)), list(by_row), rotation=20, ha="right")
         axis.set_ylabel("test F1 (%)")
         axis.set_title(f"F1 by number of images: {dataset}")
@@ -104,7 +104,7 @@ def low_resource_plots(runs: list[RunRecord], out: Path) -> list[Path]:
             for row, points in lines.items():
                 xs = sorted(points)
                 stats = [_mean_std(points[x]) for x in xs]
-                axis.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label=row)
+                axis.errorbar(xs, [m for m, _ in stats], yerr=_clipped_errors(stats), marker="o", capsize=3, label=row)
             if key == "data.sample_fraction":
                 axis.set_xscale("log")
             axis.set_xlabel(key.split(".")[-1].replace("_", " "))
@@ -161,3 +161,8 @@ def challenge_plots(files: list[Path], out: Path, runs: list[RunRecord] = ()) ->
         written.append(_save(fig, out / f"challenge_{_safe(challenge)}.png"))
         plt.close(fig)
     return written
+
+
+def _clipped_errors(stats: list[tuple[float, float]]) -> list[list[float]]:
+    """± std error bars, the lower one cut at 0 (an F1 is never negative)."""
+    return [[min(s, m) for m, s in stats], [s for _, s in stats]]
