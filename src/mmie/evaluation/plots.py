@@ -107,6 +107,9 @@ def low_resource_plots(runs: list[RunRecord], out: Path) -> list[Path]:
                 axis.errorbar(xs, [m for m, _ in stats], yerr=_clipped_errors(stats), marker="o", capsize=3, label=row)
             if key == "data.sample_fraction":
                 axis.set_xscale("log")
+            values = sorted({x for points in lines.values() for x in points})
+            axis.minorticks_off()  # the log axis's minor labels overlap; label the swept values instead
+            axis.set_xticks(values, [f"{100 * x:g}%" if key == "data.sample_fraction" else f"{x:g}" for x in values])
             axis.set_xlabel(key.split(".")[-1].replace("_", " "))
             axis.set_ylabel("test F1 (%)")
             axis.set_title(f"Low-resource training: {dataset}")
