@@ -96,9 +96,10 @@ class Extractor:
         self._counter = itertools.count()
         self._ner = Predictor(ner.model, ner.tokenizer, with_tag_scores=True) if ner is not None else None
         self._re = Predictor(re.model, re.tokenizer) if re is not None else None
+        caches: dict = {}  # one in-memory feature cache per vision encoder: an upload is encoded once
         for predictor in (self._ner, self._re):
             if predictor is not None and hasattr(predictor.featurizer, "serve_uploads"):
-                predictor.featurizer.serve_uploads(self._uploads)
+                predictor.featurizer.serve_uploads(self._uploads, caches)
         self._typed_labels = self._label_type_table()
 
     @classmethod

@@ -87,12 +87,14 @@ class PostImageFeaturizer:
             return self._cache.report
         return self.loader.report if self.loader is not None else None
 
-    def serve_uploads(self, images: InMemoryImages) -> None:
+    def serve_uploads(self, images: InMemoryImages, shared: dict[str, FeatureCache] | None = None) -> None:
         """Read the posts' images from ``images`` (uploads) instead of a folder; frozen features then stay
-        in memory (an LRU), never written to the disk cache."""
+        in memory (an LRU), never written to the disk cache. ``shared``: in-memory caches by encoder key,
+        so that models with the same vision encoder (NER and RE of one Extractor) encode an upload once."""
         self.loader = images
         if self.frozen:
-            self._cache = FeatureCache(None, self.encoder, policy=self.policy)
+            cache = FeatureCache(None, self.encoder, policy=self.policy)
+            self._cache = shared.setdefault(cache.key, cache) if shared is not None else cache
 
     def featurize(self, records: Sequence[Post], with_labels: bool = True) -> list[dict]:
         if self.loader is None and any(post.images for post in records):

@@ -38,6 +38,7 @@ from mmie.training.collate import Deferred
 from mmie.training.image_features import _IMAGE_CHUNK, PostImageFeaturizer
 
 if TYPE_CHECKING:
+    from mmie.encoders.cache import FeatureCache
     from mmie.models.glra import ImageRelationConfig, ImageRelationModel
     from mmie.training.features import Featurizer
 
@@ -80,10 +81,10 @@ class RelationImageFeaturizer(PostImageFeaturizer):
                     raise ConfigError(f"model.region_dict: {error} (or set model.regions: grid)") from None
         return self._provider
 
-    def serve_uploads(self, images: InMemoryImages) -> None:
+    def serve_uploads(self, images: InMemoryImages, shared: dict[str, FeatureCache] | None = None) -> None:
         """Uploads instead of a folder (see the base class). Uploads have no crop dictionary, so a model
         trained on precomputed regions gets the offline grid regions (:mod:`mmie.regions.grid`)."""
-        super().serve_uploads(images)
+        super().serve_uploads(images, shared)
         if self.k and self.config.regions != "grid":
             from mmie.regions.grid import GridSaliencyRegions
 
