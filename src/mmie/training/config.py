@@ -171,6 +171,21 @@ def parse_config(settings: Mapping[str, Any], source: str | Path | None = None) 
     return config
 
 
+def read_yaml_mapping(path: Path, kind: str, expected: str) -> dict:
+    """The mapping a YAML ``kind`` file (config, sweep) holds; a ConfigError naming the file otherwise."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such {kind} file")
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if settings is None:
+        raise ConfigError(f"{path}: the {kind} file is empty")
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: expected a mapping {expected}, got {type(settings).__name__}")
+    return settings
+
+
 def load_config(
     config: ExperimentConfig | Mapping[str, Any] | str | Path, overrides: Iterable[str] = ()
 ) -> ExperimentConfig:
@@ -185,15 +200,6 @@ def load_config(
         settings = dict(config)
     else:
         source = Path(config)
-        if not source.is_file():
-            raise ConfigError(f"{source}: no such config file")
-        try:
-            settings = yaml.safe_load(source.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{source}: not valid YAML: {error}") from None
-        if settings is None:
-            raise ConfigError(f"{source}: the config file is empty")
-        if not isinstance(settings, dict):
-            raise ConfigError(f"{source}: expected a mapping of sections, got {type(settings).__name__}")
+        settings = read_yaml_mapping(source, "config", "of sections")
         settings.setdefault("name", source.stem)
     return parse_config(apply_overrides(settings, overrides), source=source)

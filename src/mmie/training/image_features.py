@@ -141,7 +141,8 @@ class PostImageFeaturizer:
     def _deferred_pixels(self, post: Post) -> dict[str, Any]:
         """``image_mask`` now, ``pixel_values`` when the batch is collated (fine-tuned vision)."""
         if self.loader is not None and self.policy == "error":
-            for ref in post.images[: self.slots]:  # fail before training on a missing file, not at step n
+            read = MAX_IMAGES if self.layout == "stitched" else self.slots  # stitching reads every image
+            for ref in post.images[:read]:  # fail before training on a missing file, not at step n
                 item = self.loader.item(ref, post.id)
                 if isinstance(item, Path) and not item.exists():
                     self.loader.load(ref, post.id)  # raises the DataError naming the file

@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmie.errors import ConfigError
+from mmie.training.config import config_error, load_config, read_yaml_mapping
 
 logger = logging.getLogger("mmie.sweep")
 
@@ -94,19 +95,10 @@ class SweepOutcome:
 
 def load_sweep(path: str | Path) -> SweepConfig:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such sweep file")
-    try:
-        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(settings, dict):
-        raise ConfigError(f"{path}: expected a mapping (name, seeds, models, ...)")
+    settings = read_yaml_mapping(path, "sweep", "(name, seeds, models, ...)")
     try:
         sweep = SweepConfig.model_validate(settings)
     except ValidationError as error:
-        from mmie.training.config import config_error
-
         raise config_error(error, source=path) from None
     if sweep.reference is not None and sweep.reference not in sweep.models:
         raise ConfigError(f"{path}: reference: {sweep.reference!r} is not one of the models ({', '.join(sweep.models)})")
@@ -184,7 +176,6 @@ def run_sweep(
     dry_run: bool = False,
 ) -> tuple[SweepConfig, list[SweepRun], SweepOutcome]:
     """Run (or, with ``dry_run``, only list) every run of a sweep; see the module docstring."""
-    from mmie.training.config import load_config
     from mmie.training.engine import train
     from mmie.training.run_folder import write_atomic
 
