@@ -440,6 +440,33 @@ def test_grid_regions_and_config_errors_of_the_featurizer(tiny_bert, tiny_vit, t
         missing.featurize(records[:1], with_labels=False)
 
 
+def test_text_free_regions_are_found_once_per_image_and_equal_each_pair_alone(
+    tiny_bert, tiny_vit, tokenizer, synthetic_mre, tmp_path
+):
+    """Grid regions ignore the text: the pairs of one post share its images' regions, looked up and
+    encoded once, with the same features as when each pair is featurized on its own."""
+    records = read_records(synthetic_mre)
+    post = records[0].post
+    pairs = [RelationInstance(post, a, b, "None") for a, b in [
+        (Span(0, 1, post.tokens[0]), Span(1, 2, post.tokens[1])),
+        (Span(1, 2, post.tokens[1]), Span(0, 1, post.tokens[0])),
+        (Span(0, 2, " ".join(post.tokens[:2])), Span(2, 3, post.tokens[2])),
+    ]]
+    model = build("glra", tiny_bert, tiny_vit, tokenizer, regions="grid", feature_cache=str(tmp_path / "cache"))
+    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=synthetic_mre / "images")
+    provider = featurizer.provider
+    calls = []
+    real_find = provider.find
+    provider.find = lambda source, queries, k: calls.append(source.ref) or real_find(source, queries, k)
+    together = featurizer.featurize(pairs, with_labels=False)
+    assert sorted(calls) == sorted(post.images)
+    for pair, feature in zip(pairs, together):
+        alone = featurizer.featurize([pair], with_labels=False)[0]
+        assert torch.equal(feature["region_mask"], alone["region_mask"])
+        torch.testing.assert_close(feature["region_features"], alone["region_features"])
+    assert together[0]["region_mask"].any()
+
+
 def test_every_glra_prediction_carries_the_relevance_of_each_real_image(
     tiny_bert, tiny_vit, tokenizer, synthetic_mre, tmp_path
 ):

@@ -142,7 +142,15 @@ class FeatureCache:
     # --- public API --------------------------------------------------------------------------------
     def get_many(self, items: Iterable[ImageItem]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(global [N, D], regions [N, R, D])`` for N images, computing only those not cached."""
-        requests = [self._request(item) for item in items]
+        hashed: dict[int, _Request] = {}  # a decoded picture listed many times (one per pair) is hashed once
+        requests = []
+        for item in items:
+            if isinstance(item, Image.Image):
+                if id(item) not in hashed:
+                    hashed[id(item)] = self._request(item)
+                requests.append(hashed[id(item)])
+            else:
+                requests.append(self._request(item))
         unique: dict[str, _Request] = {}
         multiplicity: dict[str, int] = {}
         for request in requests:

@@ -122,29 +122,45 @@ class RelationImageFeaturizer(PostImageFeaturizer):
     def _region_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, torch.Tensor]]:
         mask = torch.zeros(len(instances), self.slots, self.k, dtype=torch.bool)
         found: list[list[tuple[ImageSource, Any]]] = []  # per instance: (source, region) in (slot, region) order
+        # A provider that reads no text (grid, precomputed) gives an image the same regions for every
+        # pair of its post: look once per image, and encode each crop once.
+        looked: dict[str, list[tuple[ImageSource, Any]]] = {}
         for row, instance in enumerate(instances if self.k else ()):
-            queries = record_queries(instance)
             found.append([])
             for slot, ref in enumerate(self._slot_refs(instance)):
-                assert self.loader is not None
-                item = self.loader.item(ref, instance.id)  # the file, or the uploaded picture itself
-                if isinstance(item, Path):
-                    source = ImageSource(ref, item, instance.id, self.policy)  # type: ignore[arg-type]
-                else:
-                    source = ImageSource(ref, None, instance.id, image=item)
-                regions = self.provider.find(source, queries, self.k)[: self.k]
+                regions = looked.get(ref) if not self.provider.reads_text else None
+                if regions is None:
+                    regions = self._find_regions(instance, ref)
+                    if not self.provider.reads_text:
+                        looked[ref] = regions
                 mask[row, slot, : len(regions)] = True
-                found[-1].extend((source, region) for region in regions)
+                found[-1].extend(regions)
         if self.cache is None:
             return [
                 {"region_pixel_values": self._deferred_crops(found[row] if self.k else [], mask[row]),
                  "region_mask": mask[row].clone()}
                 for row in range(len(instances))
             ]
-        items = [region.item(source) for regions in found for source, region in regions]
-        crops = self.cache.get_many(items)[0] if items else torch.zeros(0, self.encoder.hidden_size)
-        rows = {"region_features": scatter_to_slots(crops, mask), "region_mask": mask}
+        unique: dict[int, int] = {}  # id(region) -> its row among the crops to encode
+        crops_to_encode = []
+        for source, region in (pair for regions in found for pair in regions):
+            if id(region) not in unique:
+                unique[id(region)] = len(crops_to_encode)
+                crops_to_encode.append(region.item(source))
+        crops = self.cache.get_many(crops_to_encode)[0] if crops_to_encode else torch.zeros(0, self.encoder.hidden_size)
+        order = torch.tensor([unique[id(region)] for regions in found for _, region in regions], dtype=torch.long)
+        rows = {"region_features": scatter_to_slots(crops[order], mask), "region_mask": mask}
         return [{key: value[row].clone() for key, value in rows.items()} for row in range(len(instances))]
+
+    def _find_regions(self, instance: RelationInstance, ref: str) -> list[tuple[ImageSource, Any]]:
+        """The provider's top-k regions of one image of the instance's post, each with its source."""
+        assert self.loader is not None
+        item = self.loader.item(ref, instance.id)  # the file, or the uploaded picture itself
+        if isinstance(item, Path):
+            source = ImageSource(ref, item, instance.id, self.policy)  # type: ignore[arg-type]
+        else:
+            source = ImageSource(ref, None, instance.id, image=item)
+        return [(source, region) for region in self.provider.find(source, record_queries(instance), self.k)[: self.k]]
 
     def _deferred_crops(self, regions: list[tuple[ImageSource, Any]], mask: torch.Tensor) -> Deferred:
         """The crops' pixels ``[M, k, 3, H, W]``, cut and preprocessed when the batch is collated."""
