@@ -11,6 +11,7 @@ the peak resident memory of the process.
     python benchmarks/text_baselines.py                   # full: 10 epochs each (about an hour on 2 cores)
     python benchmarks/text_baselines.py --smoke           # a minute: small subsets, 1 epoch
     python benchmarks/text_baselines.py --only crf --epochs 3
+    python benchmarks/text_baselines.py --only mtb --learning-rate 5e-5 --tag lr5e-5
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     config = json.loads(json.dumps(BASELINES[name]))
     config["data"] = subset_files(config, args.data_dir, scratch, args.smoke)
     config["training"]["epochs"] = args.epochs
+    if args.learning_rate is not None:
+        config["training"]["learning_rate"] = args.learning_rate
     config["training"]["group_by_length"] = args.group_by_length
     config["name"] = f"bench_{name}"
     result = train(config, output_dir=scratch / f"run_{name}", overwrite=True)
@@ -122,6 +125,10 @@ def main() -> None:
         default=True,
         help="batch posts of similar length together (less padding; the Trainer's length-grouped sampler)",
     )
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="the encoder's learning rate (default: the table above)"
+    )
+    parser.add_argument("--tag", default=None, help="store the figures under <model>_<tag> (e.g. a learning rate)")
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's; 1 is faster on a busy machine)"
@@ -146,8 +153,9 @@ def main() -> None:
         root = args.keep_runs or Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
         for name in args.only or sorted(BASELINES):
-            results["models"][name] = run(name, args, root)
-            print(json.dumps({name: results["models"][name]}, indent=2))
+            key = f"{name}_{args.tag}" if args.tag else name
+            results["models"][key] = run(name, args, root) | {"machine": results["machine"]}
+            print(json.dumps({key: results["models"][key]}, indent=2))
     if args.only and args.out.is_file():
         # a partial rerun (--only) keeps the other models' figures from the earlier run
         earlier = json.loads(args.out.read_text())
