@@ -12,6 +12,7 @@ the peak resident memory of the process.
     python benchmarks/text_baselines.py --smoke           # a minute: small subsets, 1 epoch
     python benchmarks/text_baselines.py --only crf --epochs 3
     python benchmarks/text_baselines.py --only mtb --learning-rate 5e-5 --tag lr5e-5
+    python benchmarks/text_baselines.py --only mtb --set training.weight_decay=0.08 --tag wd0.08
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 
 from mmie.data import read_dataset, write_dataset
 from mmie.training import train
+from mmie.training.config import apply_overrides
 from mmie.training.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,6 +83,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     config["training"]["epochs"] = args.epochs
     if args.learning_rate is not None:
         config["training"]["learning_rate"] = args.learning_rate
+    config = apply_overrides(config, args.set)
     config["training"]["group_by_length"] = args.group_by_length
     config["name"] = f"bench_{name}"
     result = train(config, output_dir=scratch / f"run_{name}", overwrite=True)
@@ -109,6 +112,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
         "inference_examples_per_second": round(len(dev_records) / inference_seconds, 2),
         "peak_rss_mb": peak_rss_mb(),
         "hyper_parameters": config["training"] | {"max_length": config["model"]["max_length"]},
+        **({"overrides": args.set} if args.set else {}),
     }
 
 
@@ -127,6 +131,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--learning-rate", type=float, default=None, help="the encoder's learning rate (default: the table above)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, as `mmie train --set`"
     )
     parser.add_argument("--tag", default=None, help="store the figures under <model>_<tag> (e.g. a learning rate)")
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
