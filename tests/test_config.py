@@ -38,6 +38,7 @@ def write(tmp_path: Path, settings: dict) -> Path:
         ({"model": {"name": "bert_crf", "max_length": "long"}}, "model.max_length: "),
         ({"model": {"name": "bert_crff"}}, "model.name: unknown model 'bert_crff'"),
         ({"model": {"name": "mtb"}}, "model.name: 'mtb' is a re model but task is 'ner'"),
+        ({"task": "re", "model": {"name": "mtb", "post_layer": "batch_norm"}}, "model.post_layer: "),
         ({"data": {"dev": "dev.txt"}}, "data.train: required key is missing"),
         ({"extra": 1}, "extra: unknown key"),
     ],

@@ -26,12 +26,12 @@ def text_only(records: list) -> list:
     return records
 
 
-def build(name: str, encoder: str):
+def build(name: str, encoder: str, **settings):
     entry = get_model_entry(name)
     records = text_only(make_ner_posts(6) if entry.task == "ner" else make_re_instances(6))
     labels = label_set(entry.task, records)
     tokenizer = load_tokenizer(encoder)
-    config = entry.model_class.prepare_tokenizer(tokenizer, entry.config_class(name=name, encoder=encoder))
+    config = entry.model_class.prepare_tokenizer(tokenizer, entry.config_class(name=name, encoder=encoder, **settings))
     torch.manual_seed(0)
     model = create_model(name, config, labels, tokenizer=tokenizer)
     features = entry.model_class.featurizer(tokenizer, config, labels).featurize(records)
@@ -105,3 +105,25 @@ def test_a_roberta_encoder_works_too(name, tmp_path):
         assert (batch["input_ids"][rows, batch["tail_start"]] == marker_ids[1]).all()
     output = model(**batch)
     assert torch.isfinite(output.loss) and output.loss > 0
+
+
+def test_mtb_layer_norm_post_layer_normalizes_r_and_reloads(tiny_bert, tmp_path):
+    model, tokenizer, batch, labels = build("mtb", tiny_bert, post_layer="layer_norm")
+    assert isinstance(model.post_layer, torch.nn.LayerNorm)
+    post_layer = [name for name, _ in model.named_parameters() if name.startswith("post_layer.")]
+    assert post_layer == ["post_layer.weight", "post_layer.bias"]
+    assert all(model.is_head_parameter(name) for name in post_layer)  # trained at the head learning rate
+    model.eval()
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    with torch.no_grad():
+        model.post_layer.weight.normal_()  # a layer norm away from its identity-like start
+        hidden = model.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
+        r = model.entity_starts(hidden, inputs["head_start"], inputs["tail_start"])
+        normalized = (r - r.mean(-1, keepdim=True)) / torch.sqrt(r.var(-1, unbiased=False, keepdim=True) + 1e-5)
+        expected = model.classifier(normalized * model.post_layer.weight + model.post_layer.bias)
+        logits = model(**inputs).logits
+    torch.testing.assert_close(logits, expected)
+    loaded = load_model(save_model_folder(model, tokenizer, tmp_path / "model"), device="cpu")
+    assert loaded.model.model_config.post_layer == "layer_norm"
+    with torch.no_grad():
+        assert torch.equal(loaded.model(**inputs).logits, logits)

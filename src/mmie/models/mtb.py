@@ -2,7 +2,11 @@
 
     x = "... <s> head words </s> ... <o> tail words </o> ..."   entity markers (features.py)
     r = [h_<s> ; h_<o>]                                         the two start-marker vectors (2d)
+    r = LayerNorm(r)                                            optional (``post_layer: layer_norm``)
     p(r | x) = softmax(W r + b)
+
+The paper puts either a plain linear layer or a layer normalization after the Transformer and
+treats that choice as a hyper-parameter per task; ``post_layer`` is that choice (default linear).
 
 The strongest text baseline of the MRE tables (MRE-MI paper, sec. 5.1, Table 2; FocalMRE, sec. 4).
 The featurizer guarantees both start markers are in the input, truncation included.
@@ -10,9 +14,10 @@ The featurizer guarantees both start markers are in the input, truncation includ
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from mmie.models.base import ModelConfig, RelationClassificationOutput, gather_positions
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
 
 class MtbConfig(RelationModelConfig):
     name: str = "mtb"
+    post_layer: Literal["linear", "layer_norm"] = Field(
+        "linear", description="after the Transformer: the classifier alone, or a layer norm of r before it"
+    )
 
 
 @register_model("mtb")
@@ -36,6 +44,7 @@ class MtbClassifier(MarkedRelationModel):
     def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
         super().__init__(config, labels, text_encoder)
         self.dropout = nn.Dropout(config.dropout)
+        self.post_layer = nn.LayerNorm(2 * self.hidden_size) if config.post_layer == "layer_norm" else nn.Identity()
         self.classifier = nn.Linear(2 * self.hidden_size, len(labels))
 
     def entity_starts(
@@ -55,5 +64,6 @@ class MtbClassifier(MarkedRelationModel):
         labels: torch.Tensor | None = None,
     ) -> RelationClassificationOutput:
         hidden = self.encode_text(input_ids, attention_mask, token_type_ids)
-        logits = self.classifier(self.dropout(self.entity_starts(hidden, head_start, tail_start)))
+        relation = self.post_layer(self.entity_starts(hidden, head_start, tail_start))  # [batch, 2 * hidden]
+        logits = self.classifier(self.dropout(relation))
         return RelationClassificationOutput(loss=self.loss(logits, labels), logits=logits)
