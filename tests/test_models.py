@@ -119,7 +119,7 @@ def test_mtb_layer_norm_post_layer_normalizes_r_and_reloads(tiny_bert, tmp_path)
         model.post_layer.weight.normal_()  # a layer norm away from its identity-like start
         hidden = model.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
         r = model.entity_starts(hidden, inputs["head_start"], inputs["tail_start"])
-        normalized = (r - r.mean(-1, keepdim=True)) / torch.sqrt(r.var(-1, unbiased=False, keepdim=True) + 1e-5)
+        normalized = (r - r.mean(-1, keepdim=True)) / torch.sqrt(r.var(-1, unbiased=False, keepdim=True) + model.post_layer.eps)
         expected = model.classifier(normalized * model.post_layer.weight + model.post_layer.bias)
         logits = model(**inputs).logits
     torch.testing.assert_close(logits, expected)
