@@ -34,6 +34,7 @@ def write(tmp_path: Path, settings: dict) -> Path:
         ({"training": {"lerning_rate": 1e-5}}, "training.lerning_rate: unknown key"),
         ({"training": {"epochs": "many"}}, "training.epochs: "),
         ({"training": {"mixed_precision": "fp8"}}, "training.mixed_precision: "),
+        ({"training": {"evals_per_epoch": 0}}, "training.evals_per_epoch: Input should be greater than or equal to 1"),
         ({"model": {"name": "bert_crf", "dropot": 0.2}}, "model.dropot: unknown key"),
         ({"model": {"name": "bert_crf", "max_length": "long"}}, "model.max_length: "),
         ({"model": {"name": "bert_crff"}}, "model.name: unknown model 'bert_crff'"),

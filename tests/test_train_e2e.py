@@ -148,3 +148,27 @@ def test_length_grouped_batches_keep_dev_scoring_aligned(tiny_bert, datasets, tm
     dev = read_dataset(datasets["ner"]["dev"]).records
     assert result.metrics["dev"]["f1"] > 0.5
     assert mmie.load_model(result.model_dir).evaluate(dev)["f1"] == pytest.approx(result.metrics["dev"]["f1"])
+
+
+def test_inner_evaluation_points_are_evenly_spaced_inside_the_epoch():
+    from mmie.training.callbacks import EvaluateWithinEpochCallback
+
+    assert EvaluateWithinEpochCallback(4).inner_points(10) == {2, 5, 8}  # the 4th is the epoch's end
+    assert EvaluateWithinEpochCallback(2).inner_points(7) == {4}
+    assert EvaluateWithinEpochCallback(20).inner_points(5) == {1, 2, 3, 4}  # at most every step
+
+
+def test_evaluations_within_epochs_select_among_all_and_leave_training_alone(tiny_bert, datasets, tmp_path):
+    config = tiny_config("re", "mtb", tiny_bert, datasets["re"], epochs=2)  # 48 posts / 8: 6 steps per epoch
+    per_epoch = train(config, output_dir=tmp_path / "per-epoch")
+    thrice = train(config, output_dir=tmp_path / "thrice", overrides=["training.evals_per_epoch=3"])
+
+    history = thrice.summary["dev_history"]
+    assert [entry["step"] for entry in history] == [2, 4, 6, 8, 10, 12]
+    assert [entry["epoch"] for entry in history] == pytest.approx([1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2], abs=1e-3)
+    # an evaluation only reads the weights: the epoch ends score as in a run that evaluates once per epoch
+    assert [entry["f1"] for entry in history[2::3]] == [entry["f1"] for entry in per_epoch.summary["dev_history"]]
+    best = max(history, key=lambda entry: entry["f1"])  # the first of equal bests, as the Trainer keeps it
+    assert thrice.summary["best_step"] == best["step"]
+    assert thrice.metrics["dev"]["f1"] == pytest.approx(best["f1"])
+    assert len(thrice.summary["epoch_seconds"]) == 2

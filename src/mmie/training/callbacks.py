@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
@@ -31,6 +32,15 @@ class ExamplesProgressCallback(TrainerCallback):
         # on_epoch_end): what the benchmarks report as seconds per epoch.
         self.epoch_seconds: list[float] = []
         self._epoch_started: float | None = None
+        # Evaluations and checkpoints inside an epoch (evals_per_epoch > 1) run between a step's end
+        # and the next step's begin: that time is paused out of the epoch's.
+        self._paused_seconds = 0.0
+        self._paused_at: float | None = None
+
+    def _resume_clock(self) -> None:
+        if self._paused_at is not None:
+            self._paused_seconds += time.perf_counter() - self._paused_at
+            self._paused_at = None
 
     def _examples_per_step(self, args: Any) -> int:
         return args.train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -43,6 +53,7 @@ class ExamplesProgressCallback(TrainerCallback):
         return epochs * self.train_examples + steps * per_step
 
     def on_step_begin(self, args, state, control, **kwargs):
+        self._resume_clock()
         # Opened at the first step, not at train begin: on resume the Trainer restores its step
         # count after on_train_begin.
         if self.train_bar is not None or not state.is_world_process_zero:
@@ -55,13 +66,17 @@ class ExamplesProgressCallback(TrainerCallback):
         if self.train_bar is not None:
             done = min(self.train_bar.total, self._examples_done(args, state.global_step))
             self.train_bar.update(max(0, done - self.train_bar.n))
+        if self._epoch_started is not None and (control.should_evaluate or control.should_save):
+            self._paused_at = time.perf_counter()
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self._epoch_started = time.perf_counter()
+        self._paused_seconds, self._paused_at = 0.0, None
 
     def on_epoch_end(self, args, state, control, **kwargs):
+        self._resume_clock()
         if self._epoch_started is not None:
-            self.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+            self.epoch_seconds.append(time.perf_counter() - self._epoch_started - self._paused_seconds)
             self._epoch_started = None
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
@@ -81,12 +96,50 @@ class ExamplesProgressCallback(TrainerCallback):
             shown = {key[5:]: value for key, value in metrics.items() if key in ("eval_f1", "eval_loss")}
             message = ", ".join(f"{key} {value:.4f}" for key, value in shown.items())
             # stderr, like the bars: stdout stays for results
-            tqdm.write(f"epoch {state.epoch:.0f}: dev {message}", file=sys.stderr)
+            epoch = f"{state.epoch:.0f}" if abs(state.epoch - round(state.epoch)) < 1e-3 else f"{state.epoch:.2f}"
+            tqdm.write(f"epoch {epoch}: dev {message}", file=sys.stderr)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.train_bar is not None:
             self.train_bar.close()
             self.train_bar = None
+
+
+class EvaluateWithinEpochCallback(TrainerCallback):
+    """Dev evaluation and a checkpoint ``evals_per_epoch - 1`` times inside each epoch, evenly spaced.
+
+    The epoch strategy evaluates at each epoch's end; this adds the points in between, so model
+    selection on dev (load_best_model_at_end) also sees the weights between two epoch ends: dev F1
+    of a fine-tuned encoder moves by a point or more within one epoch.
+    """
+
+    def __init__(self, evals_per_epoch: int) -> None:
+        self.evals_per_epoch = evals_per_epoch
+        self._rng_state: torch.Tensor | None = None
+
+    def inner_points(self, steps_per_epoch: int) -> set[int]:
+        """Steps inside an epoch (1 .. steps_per_epoch - 1) after which to evaluate."""
+        share = steps_per_epoch / self.evals_per_epoch
+        return {round(share * index) for index in range(1, self.evals_per_epoch)} - {0, steps_per_epoch}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        epochs = math.ceil(args.num_train_epochs)
+        if state.max_steps <= 0 or state.max_steps % epochs:
+            return  # a max_steps run has no epochs to divide
+        steps_per_epoch = state.max_steps // epochs
+        if state.global_step % steps_per_epoch in self.inner_points(steps_per_epoch):
+            control.should_evaluate = True
+            control.should_save = True
+            # Each evaluation's DataLoader draws its base seed from the global CPU generator, which
+            # would shift every later dropout mask and shuffle: put it back after the evaluation
+            # (before the checkpoint records it), so evaluating more often changes the selection,
+            # never the training.
+            self._rng_state = torch.get_rng_state()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._rng_state is not None:
+            torch.set_rng_state(self._rng_state)
+            self._rng_state = None
 
 
 class LogFileCallback(TrainerCallback):

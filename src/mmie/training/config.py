@@ -73,6 +73,9 @@ class TrainingConfig(_Strict):
     seed: int = 42
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     device: Literal["auto", "cpu"] = Field("auto", description="auto: the GPU when there is one")
+    evals_per_epoch: int = Field(
+        1, ge=1, description="dev evaluations (each with a checkpoint) per epoch, evenly spaced; the best one is kept"
+    )
     logging_steps: int = Field(50, ge=1)
     report_to: list[Literal["tensorboard"]] = Field(default_factory=list)
     keep_checkpoints: bool = Field(False, description="keep checkpoint-* folders after a finished run")

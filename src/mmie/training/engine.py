@@ -330,7 +330,7 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
 
     from mmie.encoders.text import load_tokenizer
     from mmie.models.registry import create_model, get_model_entry
-    from mmie.training.callbacks import ExamplesProgressCallback, LogFileCallback
+    from mmie.training.callbacks import EvaluateWithinEpochCallback, ExamplesProgressCallback, LogFileCallback
     from mmie.training.predict import Predictor
     from mmie.training.saving import save_model_folder
 
@@ -360,6 +360,9 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     if resume:
         logger.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     progress = ExamplesProgressCallback(len(train_features))
+    # Before the progress callback: it pauses its epoch clock for the evaluations this one asks for.
+    evals_per_epoch = config.training.evals_per_epoch
+    within_epoch = [EvaluateWithinEpochCallback(evals_per_epoch)] if dev_features and evals_per_epoch > 1 else []
     trainer = _trainer_class()(
         model=model,
         args=_training_arguments(config, run_dir, dev_records is not None),
@@ -370,7 +373,7 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
         compute_metrics=_selection_metrics(config.task, labels, dev_features, dev_records) if dev_features else None,
         preprocess_logits_for_metrics=_keep_predictions,
         head_learning_rate=config.training.head_learning_rate,
-        callbacks=[progress, LogFileCallback()],
+        callbacks=[*within_epoch, progress, LogFileCallback()],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
