@@ -94,6 +94,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     inference_seconds = time.perf_counter() - started
     epochs = result.summary["epoch_seconds"]
     history = result.summary.get("dev_history", [])  # one entry per dev evaluation
+    by_evaluation = {str(entry["epoch"]): round(100 * entry["f1"], 2) for entry in history}
     dev = result.metrics["dev"]
     return {
         "model": config["model"]["name"],
@@ -103,11 +104,8 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
         "train_examples": result.summary["train_examples"],
         "epochs": args.epochs,
         "best_step": result.summary["best_step"],
-        "dev_f1_by_epoch": [
-            round(100 * entry["f1"], 2) for entry in history if float(entry["epoch"]).is_integer()
-        ],
-        **({"dev_f1_by_evaluation": {str(entry["epoch"]): round(100 * entry["f1"], 2) for entry in history}}
-           if len(history) > args.epochs else {}),
+        "dev_f1_by_epoch": [f1 for epoch, f1 in by_evaluation.items() if float(epoch).is_integer()],
+        **({"dev_f1_by_evaluation": by_evaluation} if len(history) > args.epochs else {}),
         "best_epoch": next((entry["epoch"] for entry in history if entry["step"] == result.summary["best_step"]), None),
         "dev_f1": round(100 * dev["f1"], 2),
         "dev_precision": round(100 * dev["precision"], 2),

@@ -426,7 +426,8 @@ def _summary(trainer: Any, train_metrics: dict, epoch_seconds: list[float], trai
         "global_step": state.global_step,
         "world_size": trainer.args.world_size,  # processes of a distributed run (torchrun / accelerate)
         "epochs": state.epoch,
-        # dev score after each evaluation (every epoch), so "reached F1 x by epoch n" can be read off
+        # dev score after each evaluation (every epoch, or evals_per_epoch times per epoch), so
+        # "reached F1 x by epoch n" can be read off
         "dev_history": [
             {"epoch": round(entry["epoch"], 3), "step": entry["step"], "f1": entry["eval_f1"]}
             for entry in state.log_history
