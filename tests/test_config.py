@@ -40,7 +40,6 @@ def write(tmp_path: Path, settings: dict) -> Path:
         ({"model": {"name": "bert_crff"}}, "model.name: unknown model 'bert_crff'"),
         ({"model": {"name": "mtb"}}, "model.name: 'mtb' is a re model but task is 'ner'"),
         ({"task": "re", "model": {"name": "mtb", "post_layer": "batch_norm"}}, "model.post_layer: "),
-        ({"task": "re", "model": {"name": "mtb", "label_smoothing": 1.5}}, "model.label_smoothing: "),
         ({"data": {"dev": "dev.txt"}}, "data.train: required key is missing"),
         ({"extra": 1}, "extra: unknown key"),
     ],

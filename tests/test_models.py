@@ -127,37 +127,3 @@ def test_mtb_layer_norm_post_layer_normalizes_r_and_reloads(tiny_bert, tmp_path)
     assert loaded.model.model_config.post_layer == "layer_norm"
     with torch.no_grad():
         assert torch.equal(loaded.model(**inputs).logits, logits)
-
-
-def test_mtb_marker_offsets_are_head_parameters_added_to_the_marker_embeddings(tiny_bert, tmp_path):
-    plain, tokenizer, batch, labels = build("mtb", tiny_bert)
-    model, _, _, _ = build("mtb", tiny_bert, marker_offsets=True)  # same seed: same weights
-    assert model.model_config.marker_token_ids == tuple(tokenizer.convert_tokens_to_ids(list(model.model_config.markers)))
-    assert model.is_head_parameter("marker_offsets")  # trained at the head learning rate
-    plain.eval()
-    model.eval()
-    inputs = {key: value for key, value in batch.items() if key != "labels"}
-    with torch.no_grad():
-        torch.testing.assert_close(model(**inputs).logits, plain(**inputs).logits)  # zero at the start
-        model.marker_offsets.normal_()
-        # The same as moving the four marker rows of the embedding matrix by the offsets.
-        rows = plain.text_encoder.get_input_embeddings().weight
-        rows[list(model.model_config.marker_token_ids)] += model.marker_offsets
-        logits = model(**inputs).logits
-        torch.testing.assert_close(logits, plain(**inputs).logits)
-    loaded = load_model(save_model_folder(model, tokenizer, tmp_path / "model"), device="cpu")
-    assert loaded.model.model_config.marker_offsets
-    with torch.no_grad():
-        assert torch.equal(loaded.model(**inputs).logits, logits)
-
-
-def test_relation_label_smoothing_spreads_the_target(tiny_bert):
-    model, tokenizer, batch, labels = build("mtb", tiny_bert, label_smoothing=0.2)
-    model.eval()
-    with torch.no_grad():
-        output = model(**batch)
-        log_p = output.logits.log_softmax(-1)
-        target = torch.full_like(log_p, 0.2 / len(labels))
-        target[torch.arange(len(target)), batch["labels"]] += 0.8
-        expected = -(target * log_p).sum(-1).mean()
-    torch.testing.assert_close(output.loss, expected)

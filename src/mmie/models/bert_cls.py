@@ -38,15 +38,6 @@ class RelationModelConfig(ModelConfig):
         description="head start, head end, tail start, tail end markers; default <s> </s> <o> </o> "
         "(or [E1] [/E1] [E2] [/E2] when the tokenizer already uses <s>/</s>)",
     )
-    marker_token_ids: tuple[int, int, int, int] | None = Field(
-        None, description="the markers' token ids (set from the tokenizer when the model is built)"
-    )
-    marker_offsets: bool = Field(
-        False,
-        description="learn a vector per marker added to its embedding, at the head learning rate: the new "
-        "marker rows of the embedding matrix otherwise move only at the encoder's small learning rate",
-    )
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the cross-entropy loss")
 
 
 class BertClsConfig(RelationModelConfig):
@@ -78,32 +69,7 @@ class MarkedRelationModel(ExtractionModel):
     @classmethod
     def prepare_tokenizer(cls, tokenizer: PreTrainedTokenizerBase, config: ModelConfig) -> ModelConfig:
         markers = add_marker_tokens(tokenizer, config.markers)
-        marker_token_ids = tuple(tokenizer.convert_tokens_to_ids(list(markers)))
-        return config.model_copy(update={"markers": markers, "marker_token_ids": marker_token_ids})
-
-    def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
-        super().__init__(config, labels, text_encoder)
-        if config.marker_offsets:
-            if config.marker_token_ids is None:
-                raise ConfigError("model.marker_token_ids: not set (prepare_tokenizer was not called)")
-            # Zero at the start: the model begins exactly as without offsets.
-            self.marker_offsets = nn.Parameter(torch.zeros(4, self.hidden_size))
-            self.register_buffer("marker_token_ids", torch.tensor(config.marker_token_ids), persistent=False)
-
-    def encode_text(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if not self.model_config.marker_offsets:
-            return super().encode_text(input_ids, attention_mask, token_type_ids)
-        embeddings = self.text_encoder.get_input_embeddings()(input_ids)  # [batch, tokens, hidden]
-        is_marker = (input_ids.unsqueeze(-1) == self.marker_token_ids).to(embeddings.dtype)  # [batch, tokens, 4]
-        inputs = {"inputs_embeds": embeddings + is_marker @ self.marker_offsets, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        return self.text_encoder(**inputs).last_hidden_state
+        return config.model_copy(update={"markers": markers})
 
     @classmethod
     def featurizer(
@@ -119,10 +85,9 @@ class MarkedRelationModel(ExtractionModel):
             raise ConfigError("model.markers: not set (prepare_tokenizer was not called)")
         return RelationFeaturizer(tokenizer, labels, max_length=config.max_length, markers=config.markers)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if labels is None:
-            return None
-        return nn.functional.cross_entropy(logits, labels, label_smoothing=self.model_config.label_smoothing)
+    @staticmethod
+    def loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return None if labels is None else nn.functional.cross_entropy(logits, labels)
 
 
 @register_model("bert_cls")
