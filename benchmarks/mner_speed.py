@@ -62,7 +62,7 @@ def _worker(run: str, data: Path, cache: Path) -> dict:
     import torch
 
     from mmie.encoders.text import load_tokenizer
-    from mmie.models.registry import create_model, get_model_entry
+    from mmie.models.registry import create_model, create_processor
     from mmie.training.config import load_config
     # the engine's own Trainer (two learning rates, fused AdamW) and arguments, so the steps are `mmie train`'s
     from mmie.training.engine import FeatureDataset, _trainer_class, _training_arguments, label_set, read_split
@@ -83,18 +83,16 @@ def _worker(run: str, data: Path, cache: Path) -> dict:
     torch.manual_seed(config.training.seed)
     records = read_split(config, "train")
     labels = label_set(config.task, records, read_split(config, "dev"))
-    entry = get_model_entry(config.model.name)
     tokenizer = load_tokenizer(config.model.encoder)
-    settings = entry.model_class.prepare_tokenizer(tokenizer, config.model)
-    model = create_model(entry.name, settings, labels, tokenizer=tokenizer)
-    featurizer_settings = settings
+    processor = create_processor(config.model, tokenizer, labels, images=config.data.images)
+    model = create_model(processor.config, labels, tokenizer=tokenizer)
     if run == "tpm_nocache":
-        # cache off: the featurizer gives pixels (as for fine-tuning); the model's encoder stays frozen
-        featurizer_settings = settings.model_copy(update={"freeze_vision": False})
-    featurizer = entry.model_class.featurizer(tokenizer, featurizer_settings, labels, images=config.data.images)
+        # cache off: the processor gives pixels (as for fine-tuning); the model's encoder stays frozen
+        pixels = processor.config.model_copy(update={"freeze_vision": False})
+        processor = create_processor(pixels, tokenizer, labels, images=config.data.images)
 
     started = time.perf_counter()
-    features = featurizer.featurize(records)
+    features = processor.featurize(records)
     featurize_seconds = time.perf_counter() - started
 
     vision = _count_vision_calls(model) if hasattr(model, "vision_encoder") else None
@@ -111,7 +109,7 @@ def _worker(run: str, data: Path, cache: Path) -> dict:
             model=model,
             args=arguments,
             train_dataset=FeatureDataset(features),
-            data_collator=entry.model_class.collator(tokenizer),
+            data_collator=processor.collator,
             processing_class=tokenizer,
             head_learning_rate=config.training.head_learning_rate,
             callbacks=[clock],
@@ -148,7 +146,7 @@ def _real_versus_padded_forward(model, features: list[dict]) -> dict:
     reference code does (all 4 slots, padding included): forward seconds, median of 3."""
     import torch
 
-    from mmie.training.collate import Deferred
+    from mmie.features.collate import Deferred
 
     def tensor(value):  # the fine-tuned path's pixels are made when a batch is collated
         return value.compute() if isinstance(value, Deferred) else value

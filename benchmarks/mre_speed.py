@@ -73,7 +73,7 @@ def training_worker(spec: dict) -> dict:
 
     from mmie.data import read_dataset
     from mmie.encoders.text import load_tokenizer
-    from mmie.models.registry import create_model, get_model_entry
+    from mmie.models.registry import create_model, create_processor
     from mmie.training.config import load_config
     from mmie.training.engine import label_set
 
@@ -92,15 +92,15 @@ def training_worker(spec: dict) -> dict:
     records = list(read_dataset(config.data.train).records)
     labels = label_set("re", records)
     torch.manual_seed(0)
-    entry = get_model_entry(config.model.name)
     tokenizer = load_tokenizer(config.model.encoder)
-    settings = entry.model_class.prepare_tokenizer(tokenizer, config.model)
-    model = create_model(entry.name, settings, labels, tokenizer=tokenizer).train()
-    # Cold: the featurizer hands over pixels (no cache) while the model's encoder stays frozen, so
+    processor = create_processor(config.model, tokenizer, labels, images=config.data.images)
+    model = create_model(processor.config, labels, tokenizer=tokenizer).train()
+    # Cold: the processor hands over pixels (no cache) while the model's encoder stays frozen, so
     # every step encodes every image and crop again, under no_grad (ImageRelationModel._encode_pixels).
-    featurizer_settings = settings.model_copy(update={"freeze_vision": False}) if mode == "cold" else settings
-    featurizer = entry.model_class.featurizer(tokenizer, featurizer_settings, labels, images=config.data.images)
-    collate = entry.model_class.collator(tokenizer)
+    if mode == "cold":
+        pixels = processor.config.model_copy(update={"freeze_vision": False})
+        processor = create_processor(pixels, tokenizer, labels, images=config.data.images)
+    featurizer, collate = processor.featurizer, processor.collator
     parameters = [p for p in model.parameters() if p.requires_grad]
     try:
         optimizer = torch.optim.AdamW(parameters, lr=config.training.learning_rate, fused=True)
@@ -197,7 +197,7 @@ def warm_cache(data: Path, cache: Path) -> float:
     """Encode every image and crop of the training file into ``cache`` (what the warm runs read)."""
     from mmie.data import read_dataset
     from mmie.encoders.text import load_tokenizer
-    from mmie.models.registry import get_model_entry
+    from mmie.models.registry import create_processor
     from mmie.training.config import load_config
 
     config = load_config(
@@ -205,10 +205,8 @@ def warm_cache(data: Path, cache: Path) -> float:
         [f"data.train={data / 'train.txt'}", f"data.images={data / 'images'}", f"model.feature_cache={cache}"],
     )
     records = list(read_dataset(config.data.train).records)
-    entry = get_model_entry("glra")
     tokenizer = load_tokenizer(config.model.encoder)
-    settings = entry.model_class.prepare_tokenizer(tokenizer, config.model)
-    featurizer = entry.model_class.featurizer(tokenizer, settings, ["None"], images=config.data.images)
+    featurizer = create_processor(config.model, tokenizer, ["None"], images=config.data.images).featurizer
     started = time.perf_counter()
     featurizer.featurize(records, with_labels=False)
     return round(time.perf_counter() - started, 2)

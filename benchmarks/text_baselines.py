@@ -31,7 +31,7 @@ import torch
 from mmie.data import read_dataset, write_dataset
 from mmie.training import train
 from mmie.training.config import apply_overrides
-from mmie.training.loading import load_model
+from mmie.inference.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"

@@ -16,7 +16,7 @@ import mmie
 from mmie.data import read_dataset
 from mmie.errors import DataError, MmieError
 from mmie.pipeline import Extractor, tokenize
-from mmie.pipeline.extractor import label_types
+from mmie.data.schema import relation_argument_types as label_types
 
 TWITTER2017 = Path("/work/shared/data/twitter2017/valid.txt")
 POST = "RT @nasa : alice visited paris today with bob !"

@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 from mmie.data import read_dataset
 from mmie.data.schema import Post, RelationInstance, Span
 from mmie.encoders.text import load_tokenizer
-from mmie.models.bert_cls import DEFAULT_MARKERS, add_marker_tokens
-from mmie.training.collate import Collator
-from mmie.training.features import (
+from mmie.features.text import DEFAULT_MARKERS, add_marker_tokens
+from mmie.features.collate import Collator
+from mmie.features.text import (
     META_KEY,
     NerFeaturizer,
     RelationFeaturizer,
     insert_entity_markers,
     select_words,
 )
-from mmie.training.predict import ner_tags
+from mmie.inference.predict import ner_tags
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]

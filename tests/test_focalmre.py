@@ -16,11 +16,11 @@ from mmie.data.synth import MRE_LABELS, generate_dataset
 from mmie.encoders.cache import FeatureCache
 from mmie.encoders.vision import load_vision_encoder
 from mmie.errors import ConfigError
-from mmie.models.prefix_tagger import pool_regions
-from mmie.models.registry import create_model, get_model_entry
+from mmie.encoders.vision import pool_regions
+from mmie.models.registry import create_model, create_processor, get_model_entry
 from mmie.regions.base import ImageSource, Region
 from mmie.regions.focal import draw_focal_frame, focal_images, locate_crop
-from mmie.training.collate import Collator
+from mmie.features.collate import Collator
 
 LABELS = list(MRE_LABELS)
 VARIANTS = {
@@ -97,13 +97,13 @@ def build(tiny_bert: str, tiny_vit: str, cache_dir: Path, **settings):
     entry = get_model_entry("focalmre")
     config = entry.config_class(name="focalmre", encoder=tiny_bert, vision_encoder=tiny_vit, max_length=48,
                                 feature_cache=str(cache_dir), dropout=0.0, attention_dropout=0.0, **settings)
-    config = entry.model_class.prepare_tokenizer(tokenizer, config)
+    config = create_processor(config, tokenizer, LABELS).config
     torch.manual_seed(0)
-    return create_model("focalmre", config, LABELS, tokenizer=tokenizer), tokenizer
+    return create_model(config, LABELS, tokenizer=tokenizer), tokenizer
 
 
 def featurize(model, tokenizer, sample: Path, records: list) -> dict:
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=sample / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=sample / "images").featurizer
     return Collator(tokenizer.pad_token_id)(featurizer.featurize(records)), featurizer
 
 
@@ -186,6 +186,6 @@ def test_config_errors(tiny_bert, tiny_vit, cache_dir):
     with pytest.raises(ConfigError, match="VG region"):
         build(tiny_bert, tiny_vit, cache_dir, regions_per_image=0)
     model, tokenizer = build(tiny_bert, tiny_vit, cache_dir, od_regions="precomputed")
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=Path("."))
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=Path(".")).featurizer
     with pytest.raises(ConfigError, match="od_region_dict"):
         featurizer.od_provider  # noqa: B018 - the property builds the provider

@@ -17,9 +17,9 @@ from transformers import AutoTokenizer, ViTConfig, ViTModel
 
 from mmie.data.schema import Post, RelationInstance, Span
 from mmie.errors import ConfigError
-from mmie.models.registry import create_model, get_model_entry
+from mmie.models.registry import create_model, create_processor, get_model_entry
 from mmie.models.layers.relevance_attention import RelevanceModulatedAttention
-from mmie.training.collate import Collator
+from mmie.features.collate import Collator
 
 LABELS = ["None", "/per/loc/place_of_residence", "/per/org/member_of"]
 IMAGE_DIM = 24  # the tiny ViT's hidden size: differs from the text's 32 on purpose
@@ -52,13 +52,13 @@ def build(name: str, tiny_bert: str, tiny_vit: str, tokenizer=None, seed: int = 
     entry = get_model_entry(name)
     config = entry.config_class(name=name, encoder=tiny_bert, vision_encoder=tiny_vit, max_length=32, **settings)
     if tokenizer is not None:
-        config = entry.model_class.prepare_tokenizer(tokenizer, config)
+        config = create_processor(config, tokenizer, LABELS).config
     torch.manual_seed(seed)
-    return create_model(name, config, LABELS, tokenizer=tokenizer)
+    return create_model(config, LABELS, tokenizer=tokenizer)
 
 
 def text_batch(tokenizer, model, instances: list[RelationInstance]) -> dict[str, torch.Tensor]:
-    from mmie.training.features import RelationFeaturizer
+    from mmie.features.text import RelationFeaturizer
 
     featurizer = RelationFeaturizer(tokenizer, LABELS, 32, model.model_config.markers)
     return Collator(tokenizer.pad_token_id)(featurizer.featurize(instances))
@@ -349,7 +349,7 @@ def first_slot(inputs: dict) -> dict:
 def test_glra_learns_what_only_one_later_image_tells_and_mtb_cannot(tiny_bert, tiny_vit, tokenizer):
     glra = build("glra", tiny_bert, tiny_vit, tokenizer, dropout=0.0)
     first_image = build("mtb_first_image", tiny_bert, tiny_vit, tokenizer, dropout=0.0)
-    mtb = create_model("mtb", {"encoder": tiny_bert, "max_length": 32, "dropout": 0.0}, LABELS, tokenizer=tokenizer)
+    mtb = create_model({"name": "mtb", "encoder": tiny_bert, "max_length": 32, "dropout": 0.0}, LABELS, tokenizer=tokenizer)
     (train, train_images), (test, test_images) = one_image_task(36, seed=1), one_image_task(36, seed=2)
     train_text, test_text = text_batch(tokenizer, glra, train), text_batch(tokenizer, glra, test)
 
@@ -394,7 +394,7 @@ def test_featurizer_reads_the_dataset_crops_beside_the_images(
 
     records = read_records(synthetic_mre)
     model = build("glra", tiny_bert, tiny_vit, tokenizer, freeze_vision=frozen, feature_cache=str(tmp_path / "cache"))
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=synthetic_mre / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=synthetic_mre / "images").featurizer
     features = featurizer.featurize(records, with_labels=False)  # the synthetic labels are not LABELS
     batch = Collator(tokenizer.pad_token_id)(features)
     crops = read_crop_dict(synthetic_mre / "images_vg.pth")
@@ -421,13 +421,13 @@ def test_featurizer_reads_the_dataset_crops_beside_the_images(
 def test_grid_regions_and_config_errors_of_the_featurizer(tiny_bert, tiny_vit, tokenizer, synthetic_mre, tmp_path):
     records = read_records(synthetic_mre)[:4]
     model = build("glra", tiny_bert, tiny_vit, tokenizer, regions="grid", feature_cache=str(tmp_path / "cache"))
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=synthetic_mre / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=synthetic_mre / "images").featurizer
     batch = Collator(tokenizer.pad_token_id)(featurizer.featurize(records, with_labels=False))
     # the tiny ViT's 4 x 4 patch grid always yields k boxes per real image
     assert torch.equal(batch["region_mask"], batch["image_mask"][..., None].expand(-1, -1, K))
     assert model(**batch).relevance.shape == batch["image_mask"].shape
 
-    no_folder = type(model).featurizer(tokenizer, model.model_config, LABELS)
+    no_folder = create_processor(model.model_config, tokenizer, LABELS).featurizer
     with pytest.raises(ConfigError, match="data.images"):
         no_folder.featurize(records, with_labels=False)
     images_only = tmp_path / "elsewhere" / "images"
@@ -435,7 +435,7 @@ def test_grid_regions_and_config_errors_of_the_featurizer(tiny_bert, tiny_vit, t
     for ref in records[0].post.images:
         (images_only / ref).write_bytes((synthetic_mre / "images" / ref).read_bytes())
     precomputed = build("glra", tiny_bert, tiny_vit, tokenizer, feature_cache=str(tmp_path / "cache"))
-    missing = type(precomputed).featurizer(tokenizer, precomputed.model_config, LABELS, images=images_only)
+    missing = create_processor(precomputed.model_config, tokenizer, LABELS, images=images_only).featurizer
     with pytest.raises(ConfigError, match=r"model.region_dict: .*images_vg.pth.*mmie regions build"):
         missing.featurize(records[:1], with_labels=False)
 
@@ -453,7 +453,7 @@ def test_text_free_regions_are_found_once_per_image_and_equal_each_pair_alone(
         (Span(0, 2, " ".join(post.tokens[:2])), Span(2, 3, post.tokens[2])),
     ]]
     model = build("glra", tiny_bert, tiny_vit, tokenizer, regions="grid", feature_cache=str(tmp_path / "cache"))
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=synthetic_mre / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=synthetic_mre / "images").featurizer
     provider = featurizer.provider
     calls = []
     real_find = provider.find
@@ -471,11 +471,11 @@ def test_every_glra_prediction_carries_the_relevance_of_each_real_image(
     tiny_bert, tiny_vit, tokenizer, synthetic_mre, tmp_path
 ):
     from mmie.evaluation.predictions import PredictionWriter, read_predictions
-    from mmie.training.predict import Predictor
+    from mmie.inference.predict import Predictor
 
     records = read_records(synthetic_mre)
     model = build("glra", tiny_bert, tiny_vit, tokenizer, feature_cache=str(tmp_path / "cache"))
-    predictor = Predictor(model, tokenizer, images=synthetic_mre / "images")
+    predictor = Predictor(model, create_processor(model.model_config, tokenizer, model.labels, images=synthetic_mre / "images"))
     path = tmp_path / "predictions.jsonl"
     with PredictionWriter(path) as writer:
         for prediction in predictor.iter_predictions(records, batch_size=5, progress=False):
@@ -487,5 +487,5 @@ def test_every_glra_prediction_carries_the_relevance_of_each_real_image(
         assert all(0.0 < value < 1.0 for value in prediction["relevance"])
     # models without relevance write none
     mtb = build("mtb_all_images", tiny_bert, tiny_vit, tokenizer, feature_cache=str(tmp_path / "cache"))
-    baseline = Predictor(mtb, tokenizer, images=synthetic_mre / "images")
+    baseline = Predictor(mtb, create_processor(mtb.model_config, tokenizer, mtb.labels, images=synthetic_mre / "images"))
     assert all("relevance" not in p for p in baseline.predict(records[:3], progress=False))

@@ -145,12 +145,12 @@ def test_a_frozen_encoder_on_pixels_encodes_in_chunks_with_the_same_vectors(enco
     """The reference code's way (pixels every step, frozen encoder): more images than one chunk, same vectors."""
     import torch
 
-    from mmie.models.glra import ENCODE_CHUNK
+    from mmie.models.image_model import ENCODE_CHUNK
     from mmie.models.registry import create_model, get_model_entry
 
     entry = get_model_entry("glra")
-    config = entry.config_class(encoder=encoders["bert"], vision_encoder=encoders["vit"], freeze_vision=True)
-    model = create_model("glra", config, ["None", "/per/per/peer"])
+    config = entry.config_class(name="glra", encoder=encoders["bert"], vision_encoder=encoders["vit"], freeze_vision=True)
+    model = create_model(config, ["None", "/per/per/peer"])
     generator = torch.Generator().manual_seed(0)
     image_mask = torch.ones(8, 4, dtype=torch.bool)
     region_mask = torch.ones(8, 4, 2, dtype=torch.bool)

@@ -11,11 +11,12 @@ import torch
 from conftest import make_ner_posts, make_re_instances, make_tiny_roberta
 from mmie.data.schema import Post
 from mmie.encoders.text import load_tokenizer
-from mmie.models import create_model, get_model_entry, list_models, register_model
-from mmie.models.base import ExtractionModel
+from mmie.models import create_model, create_processor, get_model_entry, list_models, register_model
+from mmie.features.processor import ner_processor
+from mmie.models.base import ExtractionModel, ModelConfig
 from mmie.training.engine import label_set
-from mmie.training.loading import load_model
-from mmie.training.saving import save_model_folder
+from mmie.inference.loading import load_model
+from mmie.inference.saving import save_model_folder
 
 
 def text_only(records: list) -> list:
@@ -31,11 +32,10 @@ def build(name: str, encoder: str, **settings):
     records = text_only(make_ner_posts(6) if entry.task == "ner" else make_re_instances(6))
     labels = label_set(entry.task, records)
     tokenizer = load_tokenizer(encoder)
-    config = entry.model_class.prepare_tokenizer(tokenizer, entry.config_class(name=name, encoder=encoder, **settings))
+    processor = create_processor({"name": name, "encoder": encoder, **settings}, tokenizer, labels)
     torch.manual_seed(0)
-    model = create_model(name, config, labels, tokenizer=tokenizer)
-    features = entry.model_class.featurizer(tokenizer, config, labels).featurize(records)
-    batch = entry.model_class.collator(tokenizer)(features)
+    model = create_model(processor.config, labels, tokenizer=tokenizer)
+    batch = processor(records)
     return model, tokenizer, batch, labels
 
 
@@ -87,7 +87,7 @@ def test_saved_folder_reloads_to_the_same_outputs_without_pickles(name, tiny_ber
 def test_register_model_checks_the_task():
     with pytest.raises(TypeError, match="task"):
 
-        @register_model("no_task")
+        @register_model("no_task", config=ModelConfig, processor=ner_processor)
         class NoTask(ExtractionModel):  # noqa: F841 - registration is the test
             task = "parsing"
 

@@ -19,7 +19,7 @@ from test_glra import (  # noqa: F401  (fixtures: tiny_vit, tokenizer, instances
     with_garbage_in_padding,
 )
 
-from mmie.training.collate import Collator
+from mmie.features.collate import Collator
 
 BASELINES = ["mtb_first_image", "mtb_all_images"]
 
@@ -31,7 +31,7 @@ def slots_of(name: str) -> int:
 @pytest.mark.parametrize("name", BASELINES)
 def test_shapes_and_the_four_d_representation(tiny_bert, tiny_vit, tokenizer, instances, name):
     model = build(name, tiny_bert, tiny_vit, tokenizer).eval()
-    assert type(model).image_slots(model.model_config) == slots_of(name)
+    assert model.model_config.image_slots == slots_of(name)
     assert model.classifier.in_features == 4 * model.hidden_size  # [H_s; H_o; A_s; A_o]
     batch = text_batch(tokenizer, model, instances)
     counts = [1, 1, 0, 1] if name == "mtb_first_image" else [1, 2, 3, 4]
@@ -71,7 +71,7 @@ def test_all_images_attention_has_no_image_order(tiny_bert, tiny_vit, tokenizer,
 
 def test_global_only_variant_reads_no_regions(tiny_bert, tiny_vit, tokenizer, instances):
     model = build("mtb_all_images", tiny_bert, tiny_vit, tokenizer, use_regions=False).eval()
-    assert type(model).regions_per_image(model.model_config) == 0
+    assert model.model_config.region_count == 0
     batch = text_batch(tokenizer, model, instances)
     inputs = image_inputs([1, 2, 3, 4])
     no_regions = {**inputs, "region_features": inputs["region_features"][:, :, :0], "region_mask": inputs["region_mask"][:, :, :0]}
@@ -82,7 +82,7 @@ def test_global_only_variant_reads_no_regions(tiny_bert, tiny_vit, tokenizer, in
 def test_featurizer_gives_the_first_image_or_all_of_them(tiny_bert, tiny_vit, tokenizer, synthetic_mre, tmp_path, name):
     records = [r for r in read_records(synthetic_mre) if r.post.n_images > 1][:4]
     model = build(name, tiny_bert, tiny_vit, tokenizer, feature_cache=str(tmp_path / "cache"))
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=synthetic_mre / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=synthetic_mre / "images").featurizer
     batch = Collator(tokenizer.pad_token_id)(featurizer.featurize(records, with_labels=False))
     slots = slots_of(name)
     assert batch["image_features"].shape == (4, slots, IMAGE_DIM)

@@ -282,14 +282,14 @@ def test_cli_builds_from_a_config_into_the_folder_the_model_reads(tiny_bert, tin
 
     # the model reads these crops through the precomputed provider
     from mmie.encoders.text import load_tokenizer
-    from mmie.models import create_model, get_model_entry
+    from mmie.models import create_model, create_processor
     from mmie.training.config import load_config
 
     settings = load_config(path).model
     tokenizer = load_tokenizer(tiny_bert)
-    settings = get_model_entry("glra").model_class.prepare_tokenizer(tokenizer, settings)
-    model = create_model("glra", settings, ["None"], tokenizer=tokenizer)
-    features = type(model).featurizer(tokenizer, settings, ["None"], images=synthetic_mre / "images").featurize(used[:2], with_labels=False)
+    processor = create_processor(settings, tokenizer, ["None"], images=synthetic_mre / "images")
+    model = create_model(processor.config, ["None"], tokenizer=tokenizer)
+    features = processor.featurize(used[:2], with_labels=False)
     assert features[0]["region_mask"].shape == (4, 1)
     assert features[0]["region_mask"][: used[0].post.n_images].all()
 

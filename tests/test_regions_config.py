@@ -43,14 +43,14 @@ def test_config_without_region_dict_builds_beside_the_images_and_the_model_reads
 
     # the model finds them with no region setting (precomputed, beside data.images)
     from mmie.encoders.text import load_tokenizer
-    from mmie.models import create_model, get_model_entry
+    from mmie.models import create_model, create_processor
     from mmie.training.config import load_config
 
     settings = load_config(config).model
     tokenizer = load_tokenizer(tiny_bert)
-    settings = get_model_entry("glra").model_class.prepare_tokenizer(tokenizer, settings)
-    model = create_model("glra", settings, ["None"], tokenizer=tokenizer)
-    featurizer = type(model).featurizer(tokenizer, settings, ["None"], images=images)
+    processor = create_processor(settings, tokenizer, ["None"], images=images)
+    model = create_model(processor.config, ["None"], tokenizer=tokenizer)
+    featurizer = processor.featurizer
     features = featurizer.featurize(records[:3], with_labels=False)
     for feature, record in zip(features, records[:3]):
         assert feature["region_mask"][: record.post.n_images].any(dim=1).all()

@@ -22,7 +22,7 @@ from mmie.cli import main
 from mmie.data import write_dataset
 from mmie.data.releases import fingerprint
 from mmie.evaluation.predictions import re_prediction, score_predictions
-from mmie.evaluation.report import build_report, write_report
+from mmie.reporting.report import build_report, write_report
 from mmie.evaluation.significance import approximate_randomisation, example_counts
 from mmie.training.engine import write_predictions
 
@@ -162,7 +162,7 @@ def test_report_cli_and_challenge_plot(sweep_folder, tmp_path, capsys):
 
 
 def test_low_resource_plot(gold, tmp_path):
-    from mmie.evaluation.plots import low_resource_plots
+    from mmie.reporting.plots import low_resource_plots
 
     gold_path, instances = gold
     for fraction in (0.1, 0.5):

@@ -12,14 +12,12 @@ from conftest import make_ner_posts
 from PIL import Image
 from transformers import AutoTokenizer, ViTConfig, ViTModel
 
-import mmie.models.prefix_baselines  # noqa: F401  (registers the baselines)
-import mmie.models.tpm_mi  # noqa: F401  (registers tpm_mi)
 from mmie.data.schema import Post
 from mmie.errors import ConfigError
-from mmie.models.registry import create_model
+from mmie.models.registry import create_model, create_processor
 from mmie.errors import DataError
-from mmie.training.collate import Collator, Deferred
-from mmie.training.features import NerFeaturizer
+from mmie.features.collate import Collator, Deferred
+from mmie.features.text import NerFeaturizer
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 IMAGE_DIM = 24  # the tiny ViT's hidden size: differs from the text's 32 on purpose
@@ -51,10 +49,10 @@ def tokenizer(tiny_bert):
 
 def build(name: str, tiny_bert: str, tiny_vit: str, seed: int = 0, **settings):
     torch.manual_seed(seed)
-    config = {"encoder": tiny_bert, "vision_encoder": tiny_vit, "max_length": 32, **settings}
+    config = {"name": name, "encoder": tiny_bert, "vision_encoder": tiny_vit, "max_length": 32, **settings}
     if name == "tpm_mi":
         config.setdefault("temporal_heads", 4)
-    return create_model(name, config, LABELS)
+    return create_model(config, LABELS)
 
 
 def text_batch(tokenizer, posts: list[Post]) -> dict[str, torch.Tensor]:
@@ -172,7 +170,7 @@ def test_image_order_matters_to_tpm_mi_but_not_to_the_ablation(tiny_bert, tiny_v
 
 def test_first_image_model_reads_only_the_first_image(tiny_bert, tiny_vit, tokenizer, posts):
     model = build("bert_crf_first_image", tiny_bert, tiny_vit).eval()
-    assert type(model).image_slots(model.model_config) == 1
+    assert model.model_config.image_slots == 1
     batch = text_batch(tokenizer, posts)
     regions = torch.randn(4, 1, 4, IMAGE_DIM)
     features, mask = image_inputs([1, 1, 1, 1], slots=1)
@@ -182,7 +180,7 @@ def test_first_image_model_reads_only_the_first_image(tiny_bert, tiny_vit, token
     with pytest.raises(ValueError, match="region_features"):
         model(**batch, image_features=features, image_mask=mask)
     global_model = build("bert_crf_first_image", tiny_bert, tiny_vit, first_image_tokens="global").eval()
-    assert type(global_model).region_cells(global_model.model_config) == 0
+    assert global_model.model_config.region_cells == 0
     assert global_model(**batch, image_features=features, image_mask=mask).logits.shape == out.logits.shape
 
 
@@ -225,8 +223,8 @@ def test_frozen_vision_gets_no_gradient_and_config_errors(tiny_bert, tiny_vit, t
 
 
 def test_saved_model_folder_reloads_with_its_fine_tuned_vision_encoder(tiny_bert, tiny_vit, tokenizer, posts, tmp_path):
-    from mmie.training.loading import load_model
-    from mmie.training.saving import save_model_folder
+    from mmie.inference.loading import load_model
+    from mmie.inference.saving import save_model_folder
 
     model = build("tpm_mi", tiny_bert, tiny_vit, freeze_vision=False).eval()
     with torch.no_grad():  # as if fine-tuned: differs from the checkpoint it was loaded from
@@ -262,9 +260,9 @@ def test_featurizer_collate_forward_backward_on_image_files(tiny_bert, tiny_vit,
     posts.append(Post(id="no-image", tokens=["alice", "visited", "paris"], tags=["B-PER", "O", "B-LOC"]))
     write_images(tmp_path / "images", posts)
     model = build(name, tiny_bert, tiny_vit, freeze_vision=frozen, feature_cache=str(tmp_path / "cache"))
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=tmp_path / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=tmp_path / "images").featurizer
     batch = Collator(tokenizer.pad_token_id)(featurizer.featurize(posts))
-    slots = 4 if model.image_layout == "all" else 1
+    slots = 4 if model.model_config.image_layout == "all" else 1
     assert batch["image_mask"].shape == (6, slots)
     expected = [min(p.n_images, slots) for p in posts]
     assert batch["image_mask"].sum(1).tolist() == expected
@@ -278,13 +276,13 @@ def test_featurizer_collate_forward_backward_on_image_files(tiny_bert, tiny_vit,
 
 def test_featurizer_needs_the_image_folder_and_names_a_missing_file(tiny_bert, tiny_vit, tokenizer, tmp_path):
     model = build("tpm_mi", tiny_bert, tiny_vit, feature_cache=str(tmp_path / "cache"))
-    no_folder = type(model).featurizer(tokenizer, model.model_config, LABELS)
+    no_folder = create_processor(model.model_config, tokenizer, LABELS).featurizer
     text_only = no_folder.featurize([Post(id="1", tokens=["bob"], tags=["B-PER"])])
     assert text_only[0]["image_mask"].tolist() == [False] * 4
     with pytest.raises(ConfigError, match="data.images"):
         no_folder.featurize([Post(id="2", tokens=["bob"], images=["2_0.jpg"], tags=["B-PER"])])
     (tmp_path / "images").mkdir()
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=tmp_path / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=tmp_path / "images").featurizer
     post = Post(id="7", tokens=["bob"], images=["7_0.jpg"], tags=["B-PER"])
     with pytest.raises(Exception, match="7_0.jpg"):
         featurizer.featurize([post])
@@ -294,7 +292,7 @@ def test_fine_tuned_pixels_are_made_only_when_the_batch_is_collated(tiny_bert, t
     posts = make_ner_posts(4, seed=3)
     write_images(tmp_path / "images", posts)
     model = build("tpm_mi", tiny_bert, tiny_vit, freeze_vision=False)
-    featurizer = type(model).featurizer(tokenizer, model.model_config, LABELS, images=tmp_path / "images")
+    featurizer = create_processor(model.model_config, tokenizer, LABELS, images=tmp_path / "images").featurizer
     features = featurizer.featurize(posts)
     assert all(isinstance(feature["pixel_values"], Deferred) for feature in features)  # no pixels held
     batch = Collator(tokenizer.pad_token_id)(features)
@@ -346,7 +344,7 @@ def train_losses(model, batch, extra, steps: int) -> list[float]:
 def test_tpm_mi_learns_what_only_the_images_tell(tiny_bert, tiny_vit, tokenizer):
     batch, features, mask = synthetic_task(tokenizer, 32, seed=1)
     steps = 25
-    text_only = create_model("bert_crf", {"encoder": tiny_bert, "max_length": 32, "dropout": 0.0}, LABELS)
+    text_only = create_model({"name": "bert_crf", "encoder": tiny_bert, "max_length": 32, "dropout": 0.0}, LABELS)
     torch.manual_seed(0)
     text_losses = train_losses(text_only, batch, {}, steps)
     tpm = build("tpm_mi", tiny_bert, tiny_vit, dropout=0.0, prefix_dropout=0.0)

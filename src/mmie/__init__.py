@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mmie.pipeline.extractor import Extractor
-    from mmie.training.loading import LoadedModel
+    from mmie.inference.loading import LoadedModel
 
 __version__ = "0.1.0"
 
@@ -20,7 +20,7 @@ def load_model(path: str | Path, device: str | None = None, images: str | Path |
 
     Lazy: torch and transformers are imported only when this is called.
     """
-    from mmie.training.loading import load_model as _load_model
+    from mmie.inference.loading import load_model as _load_model
 
     return _load_model(path, device=device, images=images)
 

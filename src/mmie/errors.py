@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class MmieError(Exception):
@@ -37,3 +42,22 @@ class DataError(MmieError, ValueError):
 
 class ConfigError(MmieError, ValueError):
     """An invalid experiment config: names the key (and the file when there is one)."""
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return f"{error['msg']} (got {error.get('input')!r})"
+
+
+def config_error(error: ValidationError, prefix: str = "", source: str | Path | None = None) -> ConfigError:
+    """A ConfigError naming the key of the first problem (and how many more there are)."""
+    problems = error.errors()
+    first = problems[0]
+    key = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    message = f"{key}: {_describe(first)}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem(s))"
+    return ConfigError(f"{source}: {message}" if source else message)

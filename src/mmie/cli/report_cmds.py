@@ -21,7 +21,7 @@ def report_command(
     seed: int = typer.Option(12345, "--seed", help="Seed of the significance test."),
 ) -> None:
     """Mean ± std over seeds per row and dataset, † on rows significantly better than the reference (p < 0.05)."""
-    from mmie.evaluation.report import build_report, render_markdown, write_report
+    from mmie.reporting.report import build_report, render_markdown, write_report
 
     report = build_report(run_dirs, reference, trials=trials, seed=seed)
     folder = out or run_dirs[0] / "report"

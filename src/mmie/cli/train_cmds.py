@@ -91,7 +91,7 @@ def evaluate_command(
 def _challenge(model, file: Path, challenge: str, ratios: str | None, seed: int, data_format: str | None,
                batch_size: int, out: Path | None) -> None:
     from mmie.errors import ConfigError
-    from mmie.evaluation.challenges import challenge_sweep, render_challenge_table
+    from mmie.inference.challenges import challenge_sweep, render_challenge_table
     from mmie.training.run_folder import write_atomic
 
     values = None

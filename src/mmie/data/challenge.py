@@ -14,7 +14,7 @@ machine (``random.Random(f"{challenge}:{seed}:{ratio}")``). They are written as 
 (:func:`write_align_noise`: one file in the input's format; :func:`write_aug_noise`: a folder in the
 MRE-MI layout, the records file + ``images_vg.pth`` + ``images_vg/``, crops hard-linked) that every
 reader, ``mmie evaluate`` and ``mmie train`` take as they are. The sweep over the paper's ratios is
-:mod:`mmie.evaluation.challenges` (``mmie evaluate --challenge``).
+:mod:`mmie.inference.challenges` (``mmie evaluate --challenge``).
 """
 
 from __future__ import annotations

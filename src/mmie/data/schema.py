@@ -61,3 +61,12 @@ class RelationInstance:
     @property
     def id(self) -> str:
         return self.post.id
+
+
+def relation_argument_types(label: str) -> tuple[str, str] | None:
+    """The entity types a relation label of the MNRE / MRE-MI releases names for its head and tail:
+    ``("PER", "ORG")`` for ``/per/org/member_of``; None for a label that names none (``None``, custom)."""
+    parts = label.split("/")
+    if len(parts) < 4 or parts[0] or not (parts[1].isalpha() and parts[2].isalpha()) or not parts[3]:
+        return None
+    return parts[1].upper(), parts[2].upper()

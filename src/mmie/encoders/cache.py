@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -94,8 +95,9 @@ class FeatureCache:
     ``(global [N, D], regions [N, R, D])`` as float32 CPU tensors in the order asked. Missing or
     undecodable files follow ``policy`` like :class:`mmie.data.images.ImageLoader`: ``"error"`` raises a
     DataError naming the file, ``"blank"`` uses the features of a blank image; both go to ``report``.
-    Not thread-safe; separate processes may share one root. ``root=None`` keeps the features in
-    memory only (the extraction service: uploads are never written to disk).
+    Thread-safe (one lookup at a time: the extraction service calls it from several threads); separate
+    processes may share one root. ``root=None`` keeps the features in memory only (the extraction
+    service: uploads are never written to disk).
     """
 
     def __init__(
@@ -138,10 +140,15 @@ class FeatureCache:
         self._memory_used = 0
         self._digest_memo: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
         self._undecodable: set[str] = set()  # digests of files that failed to decode (policy "blank")
+        self._lock = threading.RLock()
 
     # --- public API --------------------------------------------------------------------------------
     def get_many(self, items: Iterable[ImageItem]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(global [N, D], regions [N, R, D])`` for N images, computing only those not cached."""
+        with self._lock:
+            return self._get_many(items)
+
+    def _get_many(self, items: Iterable[ImageItem]) -> tuple[torch.Tensor, torch.Tensor]:
         hashed: dict[int, _Request] = {}  # a decoded picture listed many times (one per pair) is hashed once
         requests = []
         for item in items:
@@ -200,8 +207,9 @@ class FeatureCache:
 
     def forget_memory(self) -> None:
         """Empty the in-memory LRU (the disk entries stay)."""
-        self._memory.clear()
-        self._memory_used = 0
+        with self._lock:
+            self._memory.clear()
+            self._memory_used = 0
 
     def entry_path(self, digest: str) -> Path:
         return self.directory / digest[:2] / f"{digest}.safetensors"

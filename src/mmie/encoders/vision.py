@@ -348,6 +348,21 @@ def flatten_post_images(
     return flat, image_mask
 
 
+def pool_regions(regions: torch.Tensor, grid_size: tuple[int, int] | None, cells: int) -> torch.Tensor:
+    """Average-pool the R regions of each image to ``cells x cells`` tokens: ``[..., R, D] -> [..., cells^2, D]``.
+
+    Regions on a known grid (ViT patches, CNN cells) are pooled in 2D, like HVPNeT's pooled feature maps;
+    otherwise in reading order.
+    """
+    *leading, count, dim = regions.shape
+    flat = regions.reshape(-1, count, dim).transpose(1, 2)  # [N, D, R]
+    if grid_size is not None and grid_size[0] * grid_size[1] == count:
+        pooled = nn.functional.adaptive_avg_pool2d(flat.reshape(-1, dim, *grid_size), cells)  # [N, D, c, c]
+    else:
+        pooled = nn.functional.adaptive_avg_pool1d(flat, cells * cells)  # [N, D, c*c]
+    return pooled.flatten(2).transpose(1, 2).reshape(*leading, cells * cells, dim)
+
+
 def scatter_to_slots(flat: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
     """``flat [N, ...]`` (one row per True of ``image_mask``, row-major) -> ``[B, M, ...]``, zeros elsewhere."""
     if int(image_mask.sum()) != flat.shape[0]:

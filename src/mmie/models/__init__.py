@@ -1,22 +1,34 @@
-"""Models: one file per model, each registered by name (see :mod:`mmie.models.registry`).
+"""Models: one package per family, each config beside its model, every model registered by name.
 
-    from mmie.models import create_model, list_models
-    model = create_model("bert_crf", {"encoder": "minilm"}, labels)
+    from mmie.models import create_model, create_processor, model_config
+    config = model_config({"name": "bert_crf", "encoder": "minilm"})
+    processor = create_processor(config, tokenizer, labels)
+    model = create_model(processor.config, labels, tokenizer=tokenizer)
+
+Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``tpm_mi`` (TPM-MI and the visual-prefix
+baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``. Shared
+layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
 from __future__ import annotations
 
-# Importing a model file registers it. Later model files add their import here.
-from mmie.models import bert_cls, bert_crf, bert_softmax, mtb  # noqa: F401
-from mmie.models import glra, mre_image_baselines, prefix_baselines, tpm_mi  # noqa: F401
-from mmie.models import focalmre  # noqa: F401
+# Importing a family registers its models. A new family adds its import here.
+from mmie.models import focalmre, glra, text, tpm_mi  # noqa: F401
 from mmie.models.base import ExtractionModel, ModelConfig
-from mmie.models.registry import create_model, get_model_entry, list_models, model_config, register_model
+from mmie.models.registry import (
+    create_model,
+    create_processor,
+    get_model_entry,
+    list_models,
+    model_config,
+    register_model,
+)
 
 __all__ = [
     "ExtractionModel",
     "ModelConfig",
     "create_model",
+    "create_processor",
     "get_model_entry",
     "list_models",
     "model_config",

@@ -1,13 +1,13 @@
 """What every mmie model shares: its typed config, its parts, its outputs and its inputs.
 
 A model is an ``nn.Module`` with a text encoder (any Hugging Face ``AutoModel``) and a task head.
-Its ``forward`` takes the batch dict built by :mod:`mmie.training.collate` as keyword arguments and
-returns an output dataclass whose ``loss`` is set only when labels are given. The model never sees
-files: its featurizer (:mod:`mmie.training.features`) turns records into per-example feature dicts.
+Its ``forward`` takes the batch dict built by its processor (:mod:`mmie.features.processor`, bound
+to the model's name in :mod:`mmie.models.registry`) as keyword arguments and returns an output
+dataclass whose ``loss`` is set only when labels are given. The model never sees files or records.
 
 Multimodal models plug in the same way: they add parts in :meth:`ExtractionModel.build_components`
 (and their configs in :meth:`ExtractionModel.component_configs`), and inputs such as
-``pixel_values``/``image_mask`` through their featurizer and ``forward`` arguments.
+``pixel_values``/``image_mask`` through their processor and ``forward`` arguments.
 """
 
 from __future__ import annotations
@@ -16,33 +16,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from transformers.utils import ModelOutput
 
 from mmie.encoders.text import DEFAULT_TEXT_ENCODER, load_text_encoder, text_encoder_from_config
+from mmie.features.settings import InputSettings
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from mmie.training.collate import Collator
-    from mmie.data.images import ImageDirs
-    from mmie.training.features import Featurizer
+    from transformers import PreTrainedModel
 
 # Parameters whose names start with this belong to the pretrained text encoder; the rest is the
 # task head (trained from scratch, often with a higher learning rate).
 TEXT_ENCODER_PREFIX = "text_encoder."
 
 
-class ModelConfig(BaseModel):
-    """Settings every model has. Subclasses add their own; unknown keys are errors."""
+class ModelConfig(InputSettings):
+    """Settings every model has (``name`` and ``max_length`` come from :class:`InputSettings`).
+    Subclasses add their own and inherit the input settings of their inputs; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    name: str
     encoder: str = Field(DEFAULT_TEXT_ENCODER, description="text encoder: alias, Hugging Face id or folder")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the task head")
-    max_length: int = Field(128, ge=16, le=4096, description="sub-word tokens per example, specials included")
 
 
 @dataclass
@@ -69,9 +63,9 @@ class ExtractionModel(nn.Module):
     task: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     registry_name: ClassVar[str]
-    # Batch keys padded along their first dimension whose padding the model must see, and the mask
-    # collate builds for each (a multimodal model adds e.g. "pixel_values": "image_mask").
-    length_masks: ClassVar[dict[str, str]] = {"word_starts": "word_mask"}
+    # The output field that model selection and prediction read: NER models decode in forward
+    # ("predictions"), RE models are read from their "logits".
+    selected_output: ClassVar[str] = "logits"
 
     def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
         super().__init__()
@@ -95,34 +89,10 @@ class ExtractionModel(nn.Module):
         """What ``build_components`` needs to rebuild the parts offline, without their weights."""
         return {"text_encoder": self.text_encoder.config.to_dict()}
 
-    @classmethod
-    def prepare_tokenizer(cls, tokenizer: PreTrainedTokenizerBase, config: ModelConfig) -> ModelConfig:
-        """Add the tokens the model needs (entity markers, ...); returns the config, completed."""
-        return config
-
     def fit_vocabulary(self, vocabulary_size: int) -> None:
         """Grow the input embeddings when the tokenizer gained tokens (new rows start near the mean)."""
         if self.text_encoder.get_input_embeddings().num_embeddings != vocabulary_size:
             self.text_encoder.resize_token_embeddings(vocabulary_size)
-
-    @classmethod
-    def featurizer(
-        cls,
-        tokenizer: PreTrainedTokenizerBase,
-        config: ModelConfig,
-        labels: list[str],
-        images: ImageDirs | None = None,
-    ) -> Featurizer:
-        """Records -> feature dicts for this model; ``images`` is the image folder (text models ignore it)."""
-        raise NotImplementedError
-
-    @classmethod
-    def collator(cls, tokenizer: PreTrainedTokenizerBase) -> Collator:
-        """Pads this model's feature dicts into batches (dynamic padding)."""
-        from mmie.training.collate import Collator
-
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        return Collator(pad_id, length_masks=cls.length_masks)
 
     # ------------------------------------------------------------------------- running
 

@@ -1,23 +1,33 @@
-"""The model registry: ``@register_model`` on a model class, ``create_model(name, ...)`` to build one.
+"""The model registry: each model name bound to its config class, model class and input processor.
 
-Like timm's registry: every model file registers its class under a short name, and configs, the
-CLI and the tests find models only through here. Each class declares its task (``"ner"`` or
-``"re"``) and its typed config class (a :class:`mmie.models.base.ModelConfig` subclass).
+    @register_model("glra", config=GlraConfig, processor=image_relation_processor)
+    class GlraClassifier(ImageRelationModel): ...
+
+    config = model_config({"name": "glra", "encoder": "minilm"})     # typed, validated
+    processor = create_processor(config, tokenizer, labels, images="data/images")
+    model = create_model(processor.config, labels, tokenizer=tokenizer)
+
+Like timm's registry: training, evaluation, prediction, the Extractor, the tests and the benchmarks
+build models and their inputs only through :func:`create_model` and :func:`create_processor`.
+The built-in families register themselves when :mod:`mmie.models` is imported, which Python does
+before any of its modules (this one included) is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mmie.errors import ConfigError
+from mmie.errors import ConfigError, config_error
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from mmie.data.images import ImageDirs
+    from mmie.features.processor import Processor, ProcessorFactory
     from mmie.models.base import ExtractionModel, ModelConfig
 
 TASKS = ("ner", "re")
@@ -26,17 +36,21 @@ TASKS = ("ner", "re")
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    model_class: type[ExtractionModel]
     task: str
     config_class: type[ModelConfig]
+    model_class: type[ExtractionModel]
+    processor: ProcessorFactory
     description: str
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str) -> Callable[[type[ExtractionModel]], type[ExtractionModel]]:
-    """Class decorator: make a model available to configs and ``create_model`` under ``name``."""
+def register_model(
+    name: str, *, config: type[ModelConfig], processor: ProcessorFactory
+) -> Callable[[type[ExtractionModel]], type[ExtractionModel]]:
+    """Class decorator: make a model available to configs under ``name``, with its config class and
+    the factory of its input processor (:mod:`mmie.features.processor`)."""
 
     def register(model_class: type[ExtractionModel]) -> type[ExtractionModel]:
         task = getattr(model_class, "task", None)
@@ -45,67 +59,79 @@ def register_model(name: str) -> Callable[[type[ExtractionModel]], type[Extracti
         if name in _REGISTRY and _REGISTRY[name].model_class is not model_class:
             raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name].model_class}")
         doc = (model_class.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelEntry(name, model_class, task, model_class.config_class, doc[0] if doc else "")
+        _REGISTRY[name] = ModelEntry(name, task, config, model_class, processor, doc[0] if doc else "")
+        model_class.config_class = config
         model_class.registry_name = name
         return model_class
 
     return register
 
 
-def _ensure_builtin_models() -> None:
-    # The built-in model files register themselves when imported.
-    import mmie.models  # noqa: F401
-
-
 def list_models(task: str | None = None) -> list[str]:
     """Registered model names (of one task when given), sorted."""
-    _ensure_builtin_models()
     return sorted(name for name, entry in _REGISTRY.items() if task is None or entry.task == task)
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    _ensure_builtin_models()
     if name not in _REGISTRY:
         raise ConfigError(f"model.name: unknown model {name!r} (known: {', '.join(list_models())})")
     return _REGISTRY[name]
 
 
-def model_config(name: str, settings: ModelConfig | dict[str, Any] | None = None) -> ModelConfig:
-    """The typed config of model ``name`` from a mapping (ConfigError naming the key when invalid)."""
-    from mmie.training.config import config_error
-
-    entry = get_model_entry(name)
-    if isinstance(settings, entry.config_class):
-        return settings
-    values = dict(settings.model_dump() if hasattr(settings, "model_dump") else settings or {})
-    values.setdefault("name", name)
-    if values["name"] != name:
-        raise ConfigError(f"model.name: {values['name']!r} does not match the model {name!r}")
+def model_config(config: ModelConfig | Mapping[str, Any], name: str | None = None) -> ModelConfig:
+    """The typed config of a model from a mapping with ``name`` (or a config), validated against the
+    named model's config class; a ConfigError naming the key when invalid."""
+    values = dict(config.model_dump() if hasattr(config, "model_dump") else config)
+    if name is not None:
+        values.setdefault("name", name)
+        if values["name"] != name:
+            raise ConfigError(f"model.name: {values['name']!r} does not match the model {name!r}")
+    if "name" not in values:
+        raise ConfigError("model.name: required key is missing (one of the registered models)")
+    entry = get_model_entry(str(values["name"]))
+    if isinstance(config, entry.config_class):
+        return config
     try:
         return entry.config_class.model_validate(values)
     except ValidationError as error:
         raise config_error(error, prefix="model") from None
 
 
+def create_processor(
+    config: ModelConfig | Mapping[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    labels: Sequence[str],
+    *,
+    images: ImageDirs | None = None,
+) -> Processor:
+    """The input processor of the configured model: tokenizer + featurizer + collator.
+
+    It prepares ``tokenizer`` first (entity markers are added as special tokens); ``processor.config``
+    is the config completed with what it chose, the one to build and save the model with.
+    ``images``: the image folder(s) the records' image references resolve against.
+    """
+    settings = model_config(config)
+    return get_model_entry(settings.name).processor(settings, tokenizer, list(labels), images)
+
+
 def create_model(
-    name: str,
-    config: ModelConfig | dict[str, Any] | None,
+    config: ModelConfig | Mapping[str, Any],
     labels: Sequence[str],
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
     component_configs: dict[str, dict] | None = None,
 ) -> ExtractionModel:
-    """Build model ``name`` for ``labels``.
+    """Build the configured model for ``labels``.
 
     Without ``component_configs`` the pretrained parts (text encoder, ...) load their weights; with
     them (the saved configs of a model folder) they are built empty, for the saved weights to be
     loaded after. ``tokenizer``: the (possibly extended) tokenizer whose vocabulary the embeddings
     must cover; they are resized when it has tokens the encoder lacks (entity markers).
     """
-    entry = get_model_entry(name)
-    settings = model_config(name, config)
-    components = entry.model_class.build_components(settings, component_configs)
-    model = entry.model_class(settings, list(labels), **components)
+    settings = model_config(config)
+    model_class = get_model_entry(settings.name).model_class
+    components = model_class.build_components(settings, component_configs)
+    model = model_class(settings, list(labels), **components)
     if tokenizer is not None:
         model.fit_vocabulary(len(tokenizer))
     return model

@@ -12,12 +12,15 @@ relation label allows (``/per/org/...`` -> a PER head and an ORG tail) becomes a
 the RE model classifies them, reading the images (and regions: the offline grid provider when the
 model was trained on precomputed crops, which uploads do not have) when it is an image model.
 The output is a JSON-serialisable dict per post; ``docs/extraction.md`` documents its schema.
+
+An Extractor keeps no per-request state: the decoded images of a call travel with that call, so one
+Extractor serves calls from several threads at once (the feature caches it shares are thread-safe).
+A post without an id gets its position in the call (``"0"`` for a single post).
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +31,13 @@ from PIL import Image
 from mmie.data.images import InMemoryImages, decode_image_bytes
 from mmie.data.schema import MAX_IMAGES, NO_RELATION, Post, RelationInstance, Span
 from mmie.data.tags import bio_entities
+from mmie.data.schema import relation_argument_types
 from mmie.errors import DataError, MmieError
+from mmie.inference.loading import LoadedModel, load_model
+from mmie.inference.predict import Predictor
 from mmie.pipeline.tokenize import Token, tokenize
 
-if TYPE_CHECKING:
-    from mmie.training.loading import LoadedModel
-    from mmie.training.predict import Predictor
-
 ImageInput = str | Path | bytes | Image.Image
-# Label names of the MNRE / MRE-MI releases: /<head type>/<tail type>/<relation>.
-_TYPED_LABEL = re.compile(r"^/([a-z]+)/([a-z]+)/")
 SCORE_DIGITS = 6
 
 
@@ -63,12 +63,6 @@ class _Prepared:
     entities: list[dict] = field(default_factory=list)
 
 
-def label_types(label: str) -> tuple[str, str] | None:
-    """``("PER", "ORG")`` for ``/per/org/member_of``; None for labels that name no types."""
-    match = _TYPED_LABEL.match(label)
-    return (match.group(1).upper(), match.group(2).upper()) if match else None
-
-
 class Extractor:
     """Entities (NER model, or given) and relations (RE model) of raw posts; either model may be absent."""
 
@@ -81,8 +75,6 @@ class Extractor:
     ) -> None:
         """``max_pixels``: refuse larger images (None: Pillow's bomb guard only); ``include_none``: also list
         the candidate pairs classified ``None`` (no relation) in ``relations``."""
-        from mmie.training.predict import Predictor
-
         if ner is None and re is None:
             raise MmieError("an Extractor needs an NER model, an RE model or both")
         if ner is not None and ner.task != "ner":
@@ -92,14 +84,11 @@ class Extractor:
         self.ner, self.re = ner, re
         self.max_pixels = max_pixels
         self.include_none = include_none
-        self._uploads = InMemoryImages()
-        self._counter = itertools.count()
-        self._ner = Predictor(ner.model, ner.tokenizer, with_tag_scores=True) if ner is not None else None
-        self._re = Predictor(re.model, re.tokenizer) if re is not None else None
         caches: dict = {}  # one in-memory feature cache per vision encoder: an upload is encoded once
-        for predictor in (self._ner, self._re):
-            if predictor is not None and hasattr(predictor.featurizer, "serve_uploads"):
-                predictor.featurizer.serve_uploads(self._uploads, caches)
+        self._ner = (
+            Predictor(ner.model, ner.processor.for_uploads(caches), with_tag_scores=True) if ner is not None else None
+        )
+        self._re = Predictor(re.model, re.processor.for_uploads(caches)) if re is not None else None
         self._typed_labels = self._label_type_table()
 
     @classmethod
@@ -107,8 +96,6 @@ class Extractor:
         cls, ner: str | Path | None = None, re: str | Path | None = None, device: str | None = None, **options: Any
     ) -> Extractor:
         """Load the model folders (``<run>/model``) once; offline, nothing is downloaded."""
-        from mmie.training.loading import load_model
-
         return cls(
             ner=load_model(ner, device=device) if ner is not None else None,
             re=load_model(re, device=device) if re is not None else None,
@@ -160,15 +147,13 @@ class Extractor:
     # ------------------------------------------------------------------------------ steps
 
     def _extract(self, inputs: list[PostInput], batch_size: int) -> list[dict]:
-        prepared = [self._prepare(post) for post in inputs]
-        try:
-            self._find_entities(prepared, batch_size)
-            relations = self._classify_pairs(prepared, batch_size)
-        finally:
-            self._uploads.images.clear()
+        uploads = InMemoryImages()  # this call's pictures, by reference; gone with the call
+        prepared = [self._prepare(post, number, uploads) for number, post in enumerate(inputs)]
+        self._find_entities(prepared, batch_size, uploads)
+        relations = self._classify_pairs(prepared, batch_size, uploads)
         return [self._result(item, relations.get(index, [])) for index, item in enumerate(prepared)]
 
-    def _prepare(self, source: PostInput) -> _Prepared:
+    def _prepare(self, source: PostInput, number: int, uploads: InMemoryImages) -> _Prepared:
         where = f"post {source.id}: " if source.id is not None else ""
         if not isinstance(source.text, str):
             raise DataError(f"text must be a string, got {type(source.text).__name__}", field=f"{where}text")
@@ -178,9 +163,8 @@ class Extractor:
         if len(source.images) > MAX_IMAGES:
             raise DataError(f"{len(source.images)} images; a post has at most {MAX_IMAGES}", field=f"{where}images")
         pictures = [self._decode(image, f"{where}images[{k}]") for k, image in enumerate(source.images)]
-        number = next(self._counter)
-        refs = [f"upload-{number}-{k}" for k in range(len(pictures))]
-        self._uploads.images.update(zip(refs, pictures))
+        refs = [f"post-{number}-image-{k}" for k in range(len(pictures))]
+        uploads.images.update(zip(refs, pictures))
         post = Post(id=source.id or str(number), tokens=[token.text for token in tokens], images=refs)
         item = _Prepared(source, post.id, tokens, post, pictures)
         if source.entities is not None:
@@ -206,12 +190,13 @@ class Extractor:
             return decode_image_bytes(bytes(image), name, self.max_pixels)
         raise DataError(f"an image is a file path, bytes or a PIL image, got {type(image).__name__}", field=name)
 
-    def _find_entities(self, prepared: list[_Prepared], batch_size: int) -> None:
+    def _find_entities(self, prepared: list[_Prepared], batch_size: int, uploads: InMemoryImages) -> None:
         todo = [item for item in prepared if item.source.entities is None]
         if not todo:
             return
         assert self._ner is not None
-        lines = self._ner.iter_predictions([item.post for item in todo], batch_size=batch_size, progress=False)
+        posts = [item.post for item in todo]
+        lines = self._ner.iter_predictions(posts, batch_size=batch_size, progress=False, images=uploads)
         for item, line in zip(todo, lines):
             for kind, start, end in bio_entities(line["tags"]):
                 score = sum(line["tag_scores"][start:end]) / (end - start)
@@ -228,12 +213,14 @@ class Extractor:
 
     def _label_type_table(self) -> dict[str, tuple[str, str] | None]:
         labels = self.re.labels if self.re is not None else []
-        table = {label: label_types(label) for label in labels}
+        table = {label: relation_argument_types(label) for label in labels}
         if not any(types is not None for types in table.values()):  # labels name no types: no filter
             return dict.fromkeys(labels)
         return table
 
-    def _classify_pairs(self, prepared: list[_Prepared], batch_size: int) -> dict[int, list[dict]]:
+    def _classify_pairs(
+        self, prepared: list[_Prepared], batch_size: int, uploads: InMemoryImages
+    ) -> dict[int, list[dict]]:
         if self._re is None:
             return {}
         instances, owners = [], []
@@ -243,7 +230,7 @@ class Extractor:
                 instances.append(RelationInstance(item.post, spans[0], spans[1]))
                 owners.append((index, head, tail))
         found: dict[int, list[dict]] = {}
-        lines = self._re.iter_predictions(instances, batch_size=batch_size, progress=False)
+        lines = self._re.iter_predictions(instances, batch_size=batch_size, progress=False, images=uploads)
         for (index, head, tail), line in zip(owners, lines):
             entities = prepared[index].entities
             allowed = self._allowed_labels(entities[head]["type"], entities[tail]["type"]) + [NO_RELATION]
@@ -336,12 +323,12 @@ def _image_relevance(pairs: list[dict], count: int) -> list[float | None]:
 
 
 def _describe(loaded: LoadedModel, predictor: Predictor) -> dict:
-    featurizer = predictor.featurizer
+    processor = predictor.processor
     return {
         "path": str(loaded.path),
         "model": loaded.model.registry_name,
         "labels": loaded.labels,
-        "reads_images": hasattr(featurizer, "serve_uploads"),
-        "image_slots": getattr(featurizer, "slots", 0),
-        "regions": getattr(featurizer, "region_source", "none"),
+        "reads_images": processor.reads_images,
+        "image_slots": processor.image_slots,
+        "regions": processor.region_source,
     }

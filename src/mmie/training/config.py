@@ -21,8 +21,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
-from mmie.errors import ConfigError
+from mmie.errors import ConfigError, config_error
 from mmie.models.base import ModelConfig
+from mmie.models.registry import get_model_entry, model_config
 
 
 class _Strict(BaseModel):
@@ -96,25 +97,6 @@ class ExperimentConfig(_Strict):
 # ----------------------------------------------------------------------------- errors
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key"
-    if error["type"] == "missing":
-        return "required key is missing"
-    return f"{error['msg']} (got {error.get('input')!r})"
-
-
-def config_error(error: ValidationError, prefix: str = "", source: str | Path | None = None) -> ConfigError:
-    """A ConfigError naming the key of the first problem (and how many more there are)."""
-    problems = error.errors()
-    first = problems[0]
-    key = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
-    message = f"{key}: {_describe(first)}"
-    if len(problems) > 1:
-        message += f" (and {len(problems) - 1} more problem(s))"
-    return ConfigError(f"{source}: {message}" if source else message)
-
-
 # -------------------------------------------------------------------------- overrides
 
 
@@ -147,8 +129,6 @@ def apply_overrides(settings: dict[str, Any], overrides: Iterable[str]) -> dict[
 
 def parse_config(settings: Mapping[str, Any], source: str | Path | None = None) -> ExperimentConfig:
     """Validate a config mapping (model section against the named model's config class)."""
-    from mmie.models.registry import get_model_entry, model_config
-
     def fail(message: str) -> ConfigError:
         return ConfigError(f"{source}: {message}" if source else message)
 
@@ -162,7 +142,7 @@ def parse_config(settings: Mapping[str, Any], source: str | Path | None = None) 
         raise fail("model.name: required key is missing (one of the registered models)")
     try:
         entry = get_model_entry(str(model["name"]))
-        values["model"] = model_config(entry.name, dict(model))
+        values["model"] = model_config(dict(model))
     except ConfigError as error:
         raise fail(str(error)) from None
     try:

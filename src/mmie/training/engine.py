@@ -40,17 +40,33 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 import os
 import shutil
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mmie.data import read_dataset
+from mmie.data.releases import fingerprint
+from mmie.data.sampling import sample_records
+from mmie.data.schema import ENTITY_TYPES, NO_RELATION
+from mmie.encoders.text import load_tokenizer
 from mmie.errors import ConfigError
+from mmie.evaluation.metrics import ner_scores, re_scores
+from mmie.evaluation.predictions import PredictionWriter, score_predictions
+from mmie.features.text import META_KEY
+from mmie.inference.predict import Predictor, ner_tags
+from mmie.inference.saving import save_model_folder
+from mmie.models.base import ExtractionModel
+from mmie.models.registry import create_model, create_processor
+from mmie.training.callbacks import EvaluateWithinEpochCallback, ExamplesProgressCallback, LogFileCallback
 from mmie.training.config import ExperimentConfig, load_config
 from mmie.training.run_folder import (
     CHECKPOINTS,
@@ -78,8 +94,6 @@ class RunResult:
 
 def sample_train_split(config: ExperimentConfig, records: list) -> list:
     """The low-resource sample of the training split that ``data.sample_fraction`` / ``sample_per_label`` ask for."""
-    from mmie.data.sampling import sample_records
-
     data = config.data
     if data.sample_fraction is None and data.sample_per_label is None:
         return records
@@ -91,8 +105,6 @@ def sample_train_split(config: ExperimentConfig, records: list) -> list:
 
 
 def read_split(config: ExperimentConfig, key: str) -> list | None:
-    from mmie.data import read_dataset
-
     path = getattr(config.data, key)
     if path is None:
         return None
@@ -111,8 +123,6 @@ _TAG_PREFIXES = "BIES"
 def label_set(task: str, *splits: list | None) -> list[str]:
     """The labels a model predicts, in a fixed order: NER ``O`` then ``B-``/``I-`` per type
     (PER, LOC, ORG, MISC first); RE ``None`` then the relations, sorted."""
-    from mmie.data.schema import ENTITY_TYPES, NO_RELATION
-
     records = [record for split in splits if split for record in split]
     if task == "ner":
         tags = {tag for post in records for tag in post.tags or ()} - {"O"}
@@ -142,8 +152,6 @@ def is_main_process() -> bool:
 
 def data_fingerprints(config: ExperimentConfig) -> dict:
     """``{split: {"path", "sha256", "release", ...}}`` of the config's data files (metrics.json "data")."""
-    from mmie.data.releases import fingerprint
-
     return {
         split: fingerprint(path)
         for split in ("train", "dev", "test")
@@ -153,8 +161,6 @@ def data_fingerprints(config: ExperimentConfig) -> dict:
 
 def write_predictions(path: Path, predictions: list[dict]) -> None:
     """A prediction file written beside its destination and moved into place (never half-written)."""
-    from mmie.evaluation.predictions import PredictionWriter
-
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with PredictionWriter(staging) as writer:
@@ -262,9 +268,6 @@ def _trainer_class() -> type:
 
 def _selection_metrics(task: str, labels: list[str], features: list[dict], records: list) -> Any:
     """compute_metrics for the Trainer: dev F1 (and P/R) from the gathered predictions."""
-    from mmie.evaluation.metrics import ner_scores, re_scores
-    from mmie.training.features import META_KEY
-    from mmie.training.predict import ner_tags
 
     def compute(evaluation: Any) -> dict[str, float]:
         predictions = evaluation.predictions
@@ -280,12 +283,21 @@ def _selection_metrics(task: str, labels: list[str], features: list[dict], recor
     return compute
 
 
-def _keep_predictions(outputs: Any, labels: Any) -> Any:
-    # NER models output (logits [B, W, L], predictions): only the decoded ids are gathered for the metrics.
-    # RE models output logits [B, L], maybe followed by extras (GLRA's relevance): only the logits.
-    if not isinstance(outputs, tuple):
-        return outputs
-    return outputs[0] if outputs[0].dim() == 2 else outputs[-1]
+def _ignored_outputs(model: ExtractionModel) -> list[str]:
+    """Every output field but the one model selection reads (``selected_output``): the Trainer then
+    gathers that field alone, by name (NER: the decoded ``predictions``; RE: the ``logits``)."""
+    output_class = inspect.signature(model.forward).return_annotation
+    names = [field.name for field in dataclasses.fields(_resolve(model, output_class))]
+    if model.selected_output not in names:
+        raise TypeError(f"{type(model).__name__}.selected_output {model.selected_output!r} is not an output field")
+    return [name for name in names if name not in ("loss", model.selected_output)]
+
+
+def _resolve(model: ExtractionModel, annotation: Any) -> type:
+    """The output dataclass of ``model.forward`` (annotations are strings under ``from __future__``)."""
+    if isinstance(annotation, str):
+        return typing.get_type_hints(type(model).forward)["return"]
+    return annotation
 
 
 def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) -> Any:
@@ -328,14 +340,6 @@ def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) 
 def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     from transformers import PrinterCallback, ProgressCallback, set_seed
 
-    from mmie.encoders.text import load_tokenizer
-    from mmie.models.registry import create_model, get_model_entry
-    from mmie.training.callbacks import EvaluateWithinEpochCallback, ExamplesProgressCallback, LogFileCallback
-    from mmie.training.predict import Predictor
-    from mmie.training.saving import save_model_folder
-
-    from mmie.evaluation.predictions import score_predictions
-
     logger.info("run folder %s, config:\n%s", run_dir, config.to_yaml())
     fingerprints = data_fingerprints(config)
     for split, entry in fingerprints.items():
@@ -348,13 +352,12 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     logger.info("%d labels: %s", len(labels), " ".join(labels))
 
     set_seed(config.training.seed)  # the new layers' initial weights depend on it
-    entry = get_model_entry(config.model.name)
     tokenizer = load_tokenizer(config.model.encoder)
-    model_settings = entry.model_class.prepare_tokenizer(tokenizer, config.model)
-    model = create_model(entry.name, model_settings, labels, tokenizer=tokenizer)
-    featurizer = entry.model_class.featurizer(tokenizer, model_settings, labels, images=config.data.images)
-    train_features = featurizer.featurize(train_records)
-    dev_features = featurizer.featurize(dev_records) if dev_records else None
+    processor = create_processor(config.model, tokenizer, labels, images=config.data.images)
+    model = create_model(processor.config, labels, tokenizer=tokenizer)
+    train_features = processor.featurize(train_records)
+    # Featurized once: the Trainer's dev evaluations and the final dev predictions both read these.
+    dev_features = processor.featurize(dev_records) if dev_records else None
 
     checkpoint = last_complete_checkpoint(run_dir / CHECKPOINTS) if resume else None
     if resume:
@@ -368,28 +371,29 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
         args=_training_arguments(config, run_dir, dev_records is not None),
         train_dataset=FeatureDataset(train_features),
         eval_dataset=FeatureDataset(dev_features) if dev_features else None,
-        data_collator=entry.model_class.collator(tokenizer),
+        data_collator=processor.collator,
         processing_class=tokenizer,
         compute_metrics=_selection_metrics(config.task, labels, dev_features, dev_records) if dev_features else None,
-        preprocess_logits_for_metrics=_keep_predictions,
         head_learning_rate=config.training.head_learning_rate,
         callbacks=[*within_epoch, progress, LogFileCallback()],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     _point_tensorboard_at(trainer, run_dir / "tensorboard")
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    output = trainer.train(
+        resume_from_checkpoint=str(checkpoint) if checkpoint else None, ignore_keys_for_eval=_ignored_outputs(model)
+    )
     if not is_main_process():
         return RunResult(run_dir, run_dir / "model", {}, {}, config)
 
     # The Trainer has loaded the best checkpoint's weights (load_best_model_at_end).
     model_dir = save_model_folder(model, tokenizer, run_dir / "model")
-    predictor = Predictor(model, tokenizer, images=config.data.images)
+    predictor = Predictor(model, processor)
     batch_size = config.training.eval_batch_size
     metrics: dict[str, Any] = {}
-    for split, records in (("dev", dev_records), ("test", test_records)):
+    for split, records, features in (("dev", dev_records, dev_features), ("test", test_records, None)):
         if records:
-            predictions = list(predictor.iter_predictions(records, batch_size, description=split))
+            predictions = list(predictor.iter_predictions(records, batch_size, description=split, features=features))
             write_predictions(run_dir / "predictions" / f"{split}.jsonl", predictions)
             metrics[split] = score_predictions(records, predictions, task=config.task)
     metrics["data"] = fingerprints

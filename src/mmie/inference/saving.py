@@ -6,7 +6,7 @@
       tokenizer.json ...   the tokenizer, entity markers included
 
 The folder is written next to its destination and moved into place at the end, so an interrupted
-save never leaves a half-written model folder. :func:`mmie.training.loading.load_model` reads it
+save never leaves a half-written model folder. :func:`mmie.inference.loading.load_model` reads it
 back offline: the encoder is rebuilt from its saved config, not downloaded.
 """
 

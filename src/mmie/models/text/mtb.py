@@ -1,6 +1,6 @@
 """MTB, "Matching the Blanks" (Baldini Soares et al., 2019, sec. 3.3 "entity start" variant).
 
-    x = "... <s> head words </s> ... <o> tail words </o> ..."   entity markers (features.py)
+    x = "... <s> head words </s> ... <o> tail words </o> ..."   entity markers (mmie.features.text)
     r = [h_<s> ; h_<o>]                                         the two start-marker vectors (2d)
     r = LayerNorm(r)                                            optional (``post_layer: layer_norm``)
     p(r | x) = softmax(W r + b)
@@ -9,39 +9,31 @@ The paper puts either a plain linear layer or a layer normalization after the Tr
 treats that choice as a hyper-parameter per task; ``post_layer`` is that choice (default linear).
 
 The strongest text baseline of the MRE tables (MRE-MI paper, sec. 5.1, Table 2; FocalMRE, sec. 4).
-The featurizer guarantees both start markers are in the input, truncation included.
+The processor guarantees both start markers are in the input, truncation included.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from mmie.models.base import ModelConfig, RelationClassificationOutput, gather_positions
-from mmie.models.bert_cls import MarkedRelationModel, RelationModelConfig
+from mmie.features.processor import relation_processor
+from mmie.models.base import RelationClassificationOutput
 from mmie.models.registry import register_model
+from mmie.models.text.configuration import MtbConfig
+from mmie.models.text.relation import MarkedRelationModel
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-class MtbConfig(RelationModelConfig):
-    name: str = "mtb"
-    post_layer: Literal["linear", "layer_norm"] = Field(
-        "linear", description="after the Transformer: the classifier alone, or a layer norm of r before it"
-    )
-
-
-@register_model("mtb")
+@register_model("mtb", config=MtbConfig, processor=relation_processor)
 class MtbClassifier(MarkedRelationModel):
     """MTB RE: a linear classifier over the concatenated head and tail start-marker vectors."""
 
-    config_class = MtbConfig
-
-    def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
+    def __init__(self, config: MtbConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
         super().__init__(config, labels, text_encoder)
         self.dropout = nn.Dropout(config.dropout)
         self.post_layer = nn.LayerNorm(2 * self.hidden_size) if config.post_layer == "layer_norm" else nn.Identity()
@@ -51,8 +43,7 @@ class MtbClassifier(MarkedRelationModel):
         self, hidden: torch.Tensor, head_start: torch.Tensor, tail_start: torch.Tensor
     ) -> torch.Tensor:
         """``[batch, 2 * hidden]``: the head and tail start-marker vectors side by side."""
-        starts = gather_positions(hidden, torch.stack([head_start, tail_start], dim=1))
-        return starts.flatten(1)
+        return self.marker_vectors(hidden, head_start, tail_start).flatten(1)
 
     def forward(
         self,

@@ -3,7 +3,7 @@
     e_i = W h_{first(i)} + b          word i's label scores from its first sub-word vector
     y_i = argmax_y e_i[y]             independent decisions, no constraint between labels
 
-Labels live on words, not sub-words: the featurizer gives each word's first sub-word position
+Labels live on words, not sub-words: the processor gives each word's first sub-word position
 (``word_starts``), the model gathers those vectors, so loss, predictions and metrics are per word.
 """
 
@@ -14,45 +14,27 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from mmie.features.collate import IGNORE_INDEX
+from mmie.features.processor import ner_processor
 from mmie.models.base import ExtractionModel, ModelConfig, TokenClassificationOutput, gather_positions
 from mmie.models.registry import register_model
+from mmie.models.text.configuration import BertSoftmaxConfig
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from mmie.data.images import ImageDirs
-    from mmie.training.features import Featurizer
-
-IGNORE_INDEX = -100
+    from transformers import PreTrainedModel
 
 
-class BertSoftmaxConfig(ModelConfig):
-    name: str = "bert_softmax"
-
-
-@register_model("bert_softmax")
+@register_model("bert_softmax", config=BertSoftmaxConfig, processor=ner_processor)
 class BertSoftmaxTagger(ExtractionModel):
     """BERT-softmax NER: a linear classifier over each word's first sub-word."""
 
     task = "ner"
-    config_class = BertSoftmaxConfig
+    selected_output = "predictions"
 
     def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
         super().__init__(config, labels, text_encoder)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(self.hidden_size, len(labels))
-
-    @classmethod
-    def featurizer(
-        cls,
-        tokenizer: PreTrainedTokenizerBase,
-        config: ModelConfig,
-        labels: list[str],
-        images: ImageDirs | None = None,
-    ) -> Featurizer:
-        from mmie.training.features import NerFeaturizer
-
-        return NerFeaturizer(tokenizer, labels, max_length=config.max_length)
 
     def word_vectors(
         self,

@@ -14,13 +14,12 @@ import torch
 from tqdm.auto import tqdm
 
 from mmie.evaluation.predictions import ner_prediction, re_prediction, score_predictions
-from mmie.training.features import META_KEY
+from mmie.features.text import META_KEY
 
 if TYPE_CHECKING:
-    from mmie.data.images import ImageDirs
-    from transformers import PreTrainedTokenizerBase
-
-    from mmie.models.base import ExtractionModel, ModelConfig
+    from mmie.data.images import InMemoryImages
+    from mmie.features.processor import Processor
+    from mmie.models.base import ExtractionModel
 
 
 def ner_tags(label_ids: Sequence[int], meta: dict, labels: Sequence[str]) -> list[str]:
@@ -46,14 +45,18 @@ def tag_scores(output: Any, predicted: Sequence[Sequence[int]], features: Sequen
 
 
 def image_relevance(output: Any, batch: dict[str, torch.Tensor]) -> list[list[float]] | None:
-    """Per-image relevance of each example, real images only, for models whose output has one
-    (``relevance [B, M]``: GLRA); None for the others."""
-    relevance = getattr(output, "relevance", None)
+    """Per-image relevance of each example, real images only, when the output carries one
+    (``relevance [B, M]``: GLRA, FocalMRE); None for the others."""
+    relevance = output.get("relevance")  # a ModelOutput field, None when the model has none
     if relevance is None or "image_mask" not in batch:
         return None
     mask = batch["image_mask"].bool().cpu()
     values = relevance.float().cpu()
     return [[round(float(v), 6) for v in values[row][mask[row]]] for row in range(len(values))]
+
+
+def without_labels(feature: dict) -> dict:
+    return {key: value for key, value in feature.items() if key != "labels"}
 
 
 class Predictor:
@@ -62,21 +65,16 @@ class Predictor:
     def __init__(
         self,
         model: ExtractionModel,
-        tokenizer: PreTrainedTokenizerBase,
+        processor: Processor,
         device: torch.device | str | None = None,
-        images: ImageDirs | None = None,
         with_tag_scores: bool = False,
-        inputs_config: ModelConfig | None = None,
     ) -> None:
-        """``with_tag_scores``: NER lines also carry ``tag_scores`` (see :func:`tag_scores`).
-        ``inputs_config``: the model config the featurizer reads instead of the model's own (same model,
-        other inputs: the noisy crop dictionary of an Aug-Noise challenge set)."""
+        """``processor``: the model's inputs (:func:`mmie.models.create_processor`; another config of the
+        same model gives other inputs, e.g. the noisy crop dictionary of an Aug-Noise challenge set).
+        ``with_tag_scores``: NER lines also carry ``tag_scores`` (see :func:`tag_scores`)."""
         self.model = model
+        self.processor = processor
         self.with_tag_scores = with_tag_scores
-        self.tokenizer = tokenizer
-        config = inputs_config if inputs_config is not None else model.model_config
-        self.featurizer = type(model).featurizer(tokenizer, config, model.labels, images=images)
-        self.collate = type(model).collator(tokenizer)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
 
     @property
@@ -84,16 +82,30 @@ class Predictor:
         return self.model.task
 
     def iter_predictions(
-        self, records: Sequence[Any], batch_size: int = 64, progress: bool = True, description: str = "predict"
+        self,
+        records: Sequence[Any],
+        batch_size: int = 64,
+        progress: bool = True,
+        description: str = "predict",
+        features: Sequence[dict] | None = None,
+        images: InMemoryImages | None = None,
     ) -> Iterator[dict]:
+        """Prediction lines of ``records`` in order. ``features``: the records' features when the caller
+        has them already (training's dev split), so they are not computed again; ``images``: uploaded
+        pictures the records name (a processor made for uploads)."""
+        if features is not None and len(features) != len(records):
+            raise ValueError(f"{len(features)} features for {len(records)} records")
         was_training = self.model.training
         self.model.eval()
         bar = tqdm(total=len(records), unit="ex", desc=description, disable=not progress, dynamic_ncols=True)
         try:
             for start in range(0, len(records), batch_size):
                 chunk = records[start : start + batch_size]
-                features = self.featurizer.featurize(chunk, with_labels=False)
-                yield from self._predict_batch(chunk, features)
+                if features is None:
+                    chunk_features = self.processor.featurize(chunk, with_labels=False, images=images)
+                else:  # the model is not asked for a loss: labels stay out of the batch
+                    chunk_features = [without_labels(f) for f in features[start : start + batch_size]]
+                yield from self._predict_batch(chunk, chunk_features)
                 bar.update(len(chunk))
         finally:
             bar.close()
@@ -101,7 +113,7 @@ class Predictor:
 
     @torch.inference_mode()
     def _predict_batch(self, records: Sequence[Any], features: list[dict]) -> Iterator[dict]:
-        batch = {key: value.to(self.device) for key, value in self.collate(features).items()}
+        batch = {key: value.to(self.device) for key, value in self.processor.collate(features).items()}
         output = self.model(**batch)
         labels = self.model.labels
         if self.task == "ner":

@@ -15,25 +15,21 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mmie.features.collate import IGNORE_INDEX
+from mmie.features.processor import ner_processor
 from mmie.models.base import ModelConfig, TokenClassificationOutput
-from mmie.models.bert_softmax import IGNORE_INDEX, BertSoftmaxTagger
 from mmie.models.layers.crf import ConstrainedCRF
 from mmie.models.registry import register_model
+from mmie.models.text.bert_softmax import BertSoftmaxTagger
+from mmie.models.text.configuration import BertCrfConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-class BertCrfConfig(ModelConfig):
-    name: str = "bert_crf"
-
-
-@register_model("bert_crf")
+@register_model("bert_crf", config=BertCrfConfig, processor=ner_processor)
 class BertCrfTagger(BertSoftmaxTagger):
     """BERT-CRF NER: word emissions from BERT, BIO-constrained CRF decoding."""
-
-    task = "ner"
-    config_class = BertCrfConfig
 
     def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
         super().__init__(config, labels, text_encoder)

@@ -1,4 +1,4 @@
-"""Load a saved model folder (see :mod:`mmie.training.saving`) for prediction and evaluation.
+"""Load a saved model folder (see :mod:`mmie.inference.saving`) for prediction and evaluation.
 
     model = mmie.load_model("runs/bert_crf/model")
     predictions = model.predict(posts)          # prediction-line dicts, in input order
@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_model as load_safetensors
 
+from mmie.encoders.text import load_tokenizer
 from mmie.errors import MmieError
-from mmie.training.predict import Predictor
-from mmie.training.saving import CONFIG_NAME, MODEL_FORMAT, WEIGHTS_NAME
+from mmie.inference.predict import Predictor
+from mmie.inference.saving import CONFIG_NAME, MODEL_FORMAT, WEIGHTS_NAME
+from mmie.models.registry import create_model, create_processor
 
 if TYPE_CHECKING:
-    from mmie.data.images import ImageDirs
     from transformers import PreTrainedTokenizerBase
 
+    from mmie.data.images import ImageDirs
+    from mmie.features.processor import Processor
     from mmie.models.base import ExtractionModel
 
 
@@ -46,7 +49,14 @@ class LoadedModel:
     images: ImageDirs | None = None  # image folder(s) the records' image references resolve against
 
     def __post_init__(self) -> None:
-        self._predictor = Predictor(self.model, self.tokenizer, images=self.images)
+        self.processor = self.new_processor()
+        self._predictor = Predictor(self.model, self.processor)
+
+    def new_processor(self, images: ImageDirs | None = None, **settings: Any) -> Processor:
+        """A processor for this model's inputs: its own config, or with ``settings`` changed (the same
+        model fed other inputs, e.g. another crop dictionary); ``images``: another image folder."""
+        config = self.model.model_config.model_copy(update=settings) if settings else self.model.model_config
+        return create_processor(config, self.tokenizer, self.labels, images=images if images is not None else self.images)
 
     @property
     def task(self) -> str:
@@ -86,13 +96,10 @@ def load_model(
 
     ``images``: the folder the records' image references resolve against (image models need it).
     """
-    from mmie.encoders.text import load_tokenizer
-    from mmie.models.registry import create_model
-
     path = Path(path)
     config = read_model_config(path)
     model = create_model(
-        config["model"], config["model_config"], config["labels"], component_configs=config["components"]
+        {**config["model_config"], "name": config["model"]}, config["labels"], component_configs=config["components"]
     )
     weights = path / WEIGHTS_NAME
     if not weights.is_file():

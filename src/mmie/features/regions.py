@@ -1,8 +1,8 @@
 """Relation instances -> marked text + the post's images + k regions per image: the inputs of GLRA and
-the image RE baselines (:mod:`mmie.models.glra`, :mod:`mmie.models.mre_image_baselines`).
+the image RE baselines (:mod:`mmie.models.glra`), read as their :class:`RegionInputs` say.
 
-On top of :class:`~mmie.training.image_features.PostImageFeaturizer` (global image inputs, in the
-model's ``image_layout``), each image slot gets up to ``k`` regions from a region provider
+On top of :class:`~mmie.features.images.PostImageFeaturizer` (global image inputs, in the
+config's ``image_layout``), each image slot gets up to ``k`` regions from a region provider
 (:mod:`mmie.regions`), encoded by the same vision encoder as the images:
 
 * ``regions: precomputed`` -- the crops of a crop dictionary (MRE-MI ``images_vg.pth`` + ``images_vg/``
@@ -28,34 +28,30 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmie.data.images import InMemoryImages
-from mmie.data.schema import RelationInstance
+from mmie.data.schema import Post, RelationInstance
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
+from mmie.features.collate import Deferred
+from mmie.features.images import _IMAGE_CHUNK, PostImageFeaturizer
+from mmie.features.settings import RegionInputs
 from mmie.regions.base import ImageSource, RegionProvider
 from mmie.regions.build import record_queries
-from mmie.training.collate import Deferred
-from mmie.training.image_features import _IMAGE_CHUNK, PostImageFeaturizer
+from mmie.regions.grid import GridSaliencyRegions
+from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
 
 if TYPE_CHECKING:
     from mmie.encoders.cache import FeatureCache
-    from mmie.models.glra import ImageRelationConfig, ImageRelationModel
-    from mmie.training.features import Featurizer
+    from mmie.features.text import Featurizer
 
 
 class RelationImageFeaturizer(PostImageFeaturizer):
-    """Wraps the relation featurizer; adds image inputs and region inputs for an :class:`ImageRelationModel`."""
+    """Wraps the relation featurizer; adds image inputs and region inputs, as its :class:`RegionInputs` say."""
 
-    def __init__(
-        self,
-        text: Featurizer,
-        model_class: type[ImageRelationModel],
-        config: ImageRelationConfig,
-        images: Any,
-        policy: str = "error",
-    ) -> None:
-        super().__init__(text, model_class, config, images, policy)  # type: ignore[arg-type]
-        self.k = model_class.regions_per_image(config)
+    config: RegionInputs
+
+    def __init__(self, text: Featurizer, config: RegionInputs, images: Any, policy: str = "error") -> None:
+        super().__init__(text, config, images, policy)  # type: ignore[arg-type]
+        self.k = config.region_count
         self._provider: RegionProvider | None = None
 
     @property
@@ -64,12 +60,8 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         if self._provider is None:
             config = self.config
             if config.regions == "grid":
-                from mmie.regions.grid import GridSaliencyRegions
-
                 self._provider = GridSaliencyRegions(self.encoder, cache=self.cache)
             else:
-                from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
-
                 crop_dict = config.region_dict
                 if crop_dict is None:
                     if self.loader is None:
@@ -81,14 +73,13 @@ class RelationImageFeaturizer(PostImageFeaturizer):
                     raise ConfigError(f"model.region_dict: {error} (or set model.regions: grid)") from None
         return self._provider
 
-    def serve_uploads(self, images: InMemoryImages, shared: dict[str, FeatureCache] | None = None) -> None:
-        """Uploads instead of a folder (see the base class). Uploads have no crop dictionary, so a model
-        trained on precomputed regions gets the offline grid regions (:mod:`mmie.regions.grid`)."""
-        super().serve_uploads(images, shared)
-        if self.k and self.config.regions != "grid":
-            from mmie.regions.grid import GridSaliencyRegions
-
-            self._provider = GridSaliencyRegions(self.encoder, cache=self.cache)
+    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> RelationImageFeaturizer:
+        """For uploads (see the base class). Uploads have no crop dictionary, so a model trained on
+        precomputed regions gets the offline grid regions (:mod:`mmie.regions.grid`)."""
+        uploads = super().for_uploads(shared)
+        if uploads.k and uploads.config.regions != "grid":
+            uploads._provider = GridSaliencyRegions(uploads.encoder, cache=uploads.cache)
+        return uploads
 
     @property
     def region_source(self) -> str:
@@ -97,17 +88,9 @@ class RelationImageFeaturizer(PostImageFeaturizer):
             return "none"
         return getattr(self._provider, "name", None) or self.config.regions
 
-    def featurize(self, records: Sequence[RelationInstance], with_labels: bool = True) -> list[dict]:
-        if self.loader is None and any(instance.post.images for instance in records):
-            raise ConfigError(
-                f"data.images: the model {self.config.name!r} reads the posts' images; give the image folder"
-            )
-        features = self.text.featurize(records, with_labels)
-        for start in range(0, len(records), _IMAGE_CHUNK):
-            chunk = records[start : start + _IMAGE_CHUNK]
-            for feature, inputs in zip(features[start : start + _IMAGE_CHUNK], self._example_inputs(chunk)):
-                feature.update(inputs)
-        return features
+    @staticmethod
+    def _post(record: RelationInstance) -> Post:
+        return record.post
 
     def _example_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, torch.Tensor]]:
         """The image inputs of each instance (a subclass reading other image inputs overrides this)."""

@@ -1,6 +1,6 @@
 """Posts -> NER features plus their images, the inputs of the visual-prefix models.
 
-Which images a model gets is its ``image_layout``: ``"all"`` (up to M slots, in order), ``"first"``
+Which images a model gets is its config's ``image_layout`` (:mod:`mmie.features.settings`): ``"all"`` (up to M slots, in order), ``"first"``
 (the single-image baselines) or ``"stitched"`` (all images on one 2 x 2 grid, the "-MI" baselines).
 How they get in:
 
@@ -8,7 +8,7 @@ How they get in:
   models reading regions, ``region_features [M, cells^2, D]`` pooled right away to keep memory flat)
   from the feature cache, so each image is encoded once for every run and model;
 * fine-tuned (``freeze_vision: false``): ``pixel_values [M, 3, H, W]`` for the model's own encoder,
-  decoded and preprocessed when the example's batch is collated (:class:`~mmie.training.collate.Deferred`),
+  decoded and preprocessed when the example's batch is collated (:class:`~mmie.features.collate.Deferred`),
   so memory stays flat however large the split; a missing file is still reported up front.
 
 Every example also gets ``image_mask [M]`` (False = no image in that slot). A post without images
@@ -20,6 +20,7 @@ picture, counted in ``report``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,35 +32,42 @@ from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy, ImageReport, I
 from mmie.data.schema import MAX_IMAGES, Post
 from mmie.data.stitch import stitch_images
 from mmie.encoders.cache import FeatureCache, default_cache_root
-from mmie.encoders.vision import VisionEncoder, flatten_post_images, load_vision_encoder, scatter_to_slots
+from mmie.encoders.vision import (
+    VisionEncoder,
+    flatten_post_images,
+    load_vision_encoder,
+    pool_regions,
+    scatter_to_slots,
+)
 from mmie.errors import ConfigError
-from mmie.models.prefix_tagger import pool_regions
-from mmie.training.collate import Deferred
+from mmie.features.collate import Deferred
+from mmie.features.settings import ImageInputs
 
 if TYPE_CHECKING:
-    from mmie.models.prefix_tagger import PrefixTaggerConfig, VisualPrefixTagger
-    from mmie.training.features import Featurizer
+    from mmie.features.text import Featurizer
 
 # Posts whose images are encoded (or read from the cache) together.
 _IMAGE_CHUNK = 64
 
 
 class PostImageFeaturizer:
-    """Wraps a text featurizer and adds each post's image inputs for a :class:`VisualPrefixTagger`."""
+    """Wraps a text featurizer and adds each post's image inputs, as its :class:`ImageInputs` say."""
+
+    reads_images = True
+    region_source = "none"
 
     def __init__(
         self,
         text: Featurizer,
-        model_class: type[VisualPrefixTagger],
-        config: PrefixTaggerConfig,
+        config: ImageInputs,
         images: ImageDirs | None,
         policy: ImagePolicy = "error",
     ) -> None:
         self.text = text
         self.config = config
-        self.layout = model_class.image_layout
-        self.slots = model_class.image_slots(config)
-        self.cells = model_class.region_cells(config)
+        self.layout = config.image_layout
+        self.slots = config.image_slots
+        self.cells = config.region_cells
         self.policy = policy
         self.loader: ImageLoader | InMemoryImages | None = ImageLoader(images, policy) if images is not None else None
         self.frozen = config.freeze_vision
@@ -87,26 +95,46 @@ class PostImageFeaturizer:
             return self._cache.report
         return self.loader.report if self.loader is not None else None
 
-    def serve_uploads(self, images: InMemoryImages, shared: dict[str, FeatureCache] | None = None) -> None:
-        """Read the posts' images from ``images`` (uploads) instead of a folder; frozen features then stay
-        in memory (an LRU), never written to the disk cache. ``shared``: in-memory caches by encoder key,
-        so that models with the same vision encoder (NER and RE of one Extractor) encode an upload once."""
-        self.loader = images
+    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> PostImageFeaturizer:
+        """A copy for uploaded pictures, which each ``featurize`` call brings (``images``) instead of a
+        folder; frozen features stay in memory (an LRU), never written to the disk cache. ``shared``:
+        in-memory caches by encoder key, so that models with the same vision encoder (NER and RE of one
+        Extractor) encode an upload once."""
+        uploads = copy.copy(self)
+        uploads.loader = None
         if self.frozen:
             cache = FeatureCache(None, self.encoder, policy=self.policy)
-            self._cache = shared.setdefault(cache.key, cache) if shared is not None else cache
+            uploads._cache = shared.setdefault(cache.key, cache) if shared is not None else cache
+        return uploads
 
-    def featurize(self, records: Sequence[Post], with_labels: bool = True) -> list[dict]:
-        if self.loader is None and any(post.images for post in records):
+    def featurize(
+        self, records: Sequence[Any], with_labels: bool = True, images: InMemoryImages | None = None
+    ) -> list[dict]:
+        """Feature dicts of ``records``; ``images``: the pictures their references name, for this call only
+        (uploads: nothing about them stays in the featurizer, so concurrent calls do not meet)."""
+        if images is not None:
+            call = copy.copy(self)
+            call.loader = images
+            return call.featurize(records, with_labels)
+        if self.loader is None and any(self._post(record).images for record in records):
             raise ConfigError(
                 f"data.images: the model {self.config.name!r} reads the posts' images; give the image folder"
             )
         features = self.text.featurize(records, with_labels)
         for start in range(0, len(records), _IMAGE_CHUNK):
             chunk = records[start : start + _IMAGE_CHUNK]
-            for feature, inputs in zip(features[start : start + _IMAGE_CHUNK], self._image_inputs(chunk)):
+            for feature, inputs in zip(features[start : start + _IMAGE_CHUNK], self._example_inputs(chunk)):
                 feature.update(inputs)
         return features
+
+    @staticmethod
+    def _post(record: Any) -> Post:
+        """The post a record belongs to (NER: the record itself)."""
+        return record
+
+    def _example_inputs(self, records: Sequence[Any]) -> list[dict[str, Any]]:
+        """The image inputs of each record (a subclass reading other image inputs overrides this)."""
+        return self._image_inputs(records)
 
     def _post_images(self, post: Post) -> list[Any]:
         """What to encode for one post: file paths (frozen: the cache hashes the files) or PIL images."""

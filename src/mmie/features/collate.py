@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
-from mmie.training.features import META_KEY
+from mmie.features.text import META_KEY
 
-# Padding value per key; any other key pads with 0.
-LABEL_PAD = -100
+# The label of positions that carry none (padding, words past max_length): the padding value of
+# ``labels``, and what the models' losses ignore and their NER predictions hold past a post's end.
+IGNORE_INDEX = -100
 DEFAULT_LENGTH_MASKS = {"word_starts": "word_mask"}  # what the text models need (their class says so)
 
 
@@ -49,7 +50,7 @@ class Collator:
         pad_values: Mapping[str, float] | None = None,
         length_masks: Mapping[str, str] | None = None,
     ) -> None:
-        self.pad_values: dict[str, float] = {"input_ids": pad_token_id, "labels": LABEL_PAD, **(pad_values or {})}
+        self.pad_values: dict[str, float] = {"input_ids": pad_token_id, "labels": IGNORE_INDEX, **(pad_values or {})}
         self.length_masks = dict(DEFAULT_LENGTH_MASKS if length_masks is None else length_masks)
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:

@@ -26,10 +26,10 @@ from mmie.data import read_dataset
 from mmie.data.challenge import CHALLENGES, CROP_DIR_NAME, DEFAULT_SEED, PAPER_RATIOS, align_noise, aug_noise, crop_keys
 from mmie.data.formats.crops import read_crop_dict, write_crop_dict
 from mmie.errors import ConfigError
-from mmie.training.predict import Predictor
+from mmie.inference.predict import Predictor
 
 if TYPE_CHECKING:
-    from mmie.training.loading import LoadedModel
+    from mmie.inference.loading import LoadedModel
 
 
 def _crop_source(model: LoadedModel) -> tuple[Path, Path, str]:
@@ -105,8 +105,8 @@ def _evaluate_aug_noise(
         noisy_dict = Path(folder) / crop_dict.name
         write_crop_dict(noise.crops, noisy_dict)
         # The crop names stay names of the original folder (a replaced region is another image's crop).
-        config = model.model.model_config.model_copy(update={"region_dict": noisy_dict, "region_dir": crop_dir})
-        predictor = Predictor(model.model, model.tokenizer, images=model.images, inputs_config=config)
+        processor = model.new_processor(region_dict=noisy_dict, region_dir=crop_dir)
+        predictor = Predictor(model.model, processor)
         return predictor.evaluate(records, batch_size, progress, description=f"aug-noise {ratio:g}")
 
 

@@ -2,7 +2,7 @@
 
 A feature dict holds the model's inputs as plain lists/ints (``input_ids``, ``attention_mask``, ...,
 ``labels`` when asked) plus ``meta``: what decoding needs to map outputs back to the record, never
-given to the model. :mod:`mmie.training.collate` pads them into a batch; multimodal featurizers add
+given to the model. :mod:`mmie.features.collate` pads them into a batch; multimodal featurizers add
 keys (``pixel_values``, ...) that pass through collate unchanged.
 
 NER (:class:`NerFeaturizer`): words go through the fast tokenizer pre-split
@@ -11,7 +11,8 @@ first sub-word (``word_starts``), which also carries its label. Words past ``max
 tweets), or that tokenize to nothing (stray control characters), get no position: they are not
 trained on and are predicted ``O``.
 
-RE (:class:`RelationFeaturizer`): entity markers are inserted as words around the head and tail
+RE (:class:`RelationFeaturizer`): entity markers, added to the tokenizer as special tokens
+(:func:`add_marker_tokens`), are inserted as words around the head and tail
 (:func:`insert_entity_markers`, rules below); when the marked text is longer than ``max_length`` it
 is cut around the entities (:func:`select_words`), so both start markers are always present.
 """
@@ -29,12 +30,30 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 META_KEY = "meta"
+# Head start, head end, tail start, tail end ("s" for subject, "o" for object).
+DEFAULT_MARKERS = ("<s>", "</s>", "<o>", "</o>")
+# Used when the default markers are already special tokens of the tokenizer (RoBERTa's <s>, </s>).
+FALLBACK_MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 # Records tokenized per call of the (Rust, batched) tokenizer.
 _TOKENIZER_BATCH = 512
 
 
 class Featurizer(Protocol):
+    """Records -> feature dicts. What it reads besides the text is declared, never probed."""
+
+    reads_images: bool  # the features carry the posts' images
+    slots: int  # image slots per example (0: no images)
+    region_source: str  # regions the features carry: "none", "grid", "precomputed", a provider's name
+
     def featurize(self, records: Sequence[Any], with_labels: bool = True) -> list[dict]: ...
+
+
+class TextFeaturizer:
+    """What the text-only featurizers declare."""
+
+    reads_images = False
+    slots = 0
+    region_source = "none"
 
 
 def _encoder_inputs(encoding: Any, index: int) -> dict:
@@ -46,7 +65,7 @@ def _encoder_inputs(encoding: Any, index: int) -> dict:
 # ------------------------------------------------------------------------------------ NER
 
 
-class NerFeaturizer:
+class NerFeaturizer(TextFeaturizer):
     """Posts -> sub-word inputs + first-sub-word positions of the words + word labels."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], max_length: int) -> None:
@@ -99,6 +118,22 @@ def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]
 
 
 # ----------------------------------------------------------------------------- RE markers
+
+
+def add_marker_tokens(tokenizer: PreTrainedTokenizerBase, markers: Sequence[str] | None) -> tuple[str, str, str, str]:
+    """Add the entity markers to ``tokenizer`` as special tokens; returns the markers used."""
+    if markers is None:
+        taken = set(tokenizer.all_special_tokens)
+        markers = FALLBACK_MARKERS if taken.intersection(DEFAULT_MARKERS) else DEFAULT_MARKERS
+    chosen = tuple(markers)
+    if len(chosen) != 4 or len(set(chosen)) != 4:
+        raise ConfigError(f"model.markers: four different markers are needed, got {list(chosen)}")
+    tokenizer.add_tokens(list(chosen), special_tokens=True)
+    for marker in chosen:
+        ids = tokenizer.convert_tokens_to_ids([marker])
+        if len(tokenizer.tokenize(marker)) != 1 or ids[0] == tokenizer.unk_token_id:
+            raise ConfigError(f"model.markers: {marker!r} does not become one token of the tokenizer")
+    return chosen  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -190,7 +225,7 @@ def select_words(
     return sorted(kept)
 
 
-class RelationFeaturizer:
+class RelationFeaturizer(TextFeaturizer):
     """Relation instances -> marked sub-word inputs + start-marker positions + label."""
 
     def __init__(

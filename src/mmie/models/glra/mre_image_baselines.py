@@ -23,10 +23,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from mmie.models.glra import ImageRelationConfig, ImageRelationModel, PostRegions
+from mmie.features.processor import image_relation_processor
+from mmie.models.glra.configuration import MtbAllImagesConfig, MtbFirstImageConfig
+from mmie.models.glra.image_relation import ImageRelationModel, PostRegions
 from mmie.models.layers.relevance_attention import RelevanceModulatedAttention
 from mmie.models.registry import register_model
 
@@ -36,34 +37,17 @@ if TYPE_CHECKING:
     from mmie.encoders.vision import VisionEncoder
 
 
-class FirstImageConfig(ImageRelationConfig):
-    name: str = "mtb_first_image"
-    use_regions: bool = Field(
-        True, description="image tokens: the global vector and the k regions (false: global only)"
-    )
-
-
-class AllImagesConfig(FirstImageConfig):
-    name: str = "mtb_all_images"
-
-
 class MarkerImageAttentionClassifier(ImageRelationModel):
     """MTB + plain attention of the start markers over image tokens (global vectors, then regions)."""
 
-    config_class = FirstImageConfig
-
     def __init__(
-        self, config: FirstImageConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self, config: MtbFirstImageConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
         self.attention = RelevanceModulatedAttention(
             self.hidden_size, self.image_dim, config.attention_heads, relevance_modulation=False
         )
         self.classifier = nn.Linear(4 * self.hidden_size, len(labels))
-
-    @classmethod
-    def regions_per_image(cls, config: FirstImageConfig) -> int:
-        return config.regions_per_image if config.use_regions else 0
 
     def classify(
         self, hidden: torch.Tensor, markers: torch.Tensor, posts: PostRegions
@@ -76,17 +60,11 @@ class MarkerImageAttentionClassifier(ImageRelationModel):
         return logits, {}
 
 
-@register_model("mtb_first_image")
+@register_model("mtb_first_image", config=MtbFirstImageConfig, processor=image_relation_processor)
 class FirstImageClassifier(MarkerImageAttentionClassifier):
     """MTB + attention over the FIRST image and its regions (the single-image rows of Table 2)."""
 
-    config_class = FirstImageConfig
-    image_layout = "first"
 
-
-@register_model("mtb_all_images")
+@register_model("mtb_all_images", config=MtbAllImagesConfig, processor=image_relation_processor)
 class AllImagesClassifier(MarkerImageAttentionClassifier):
     """MTB + attention over every image and all their regions (the "-MI" rows of Table 2)."""
-
-    config_class = AllImagesConfig
-    image_layout = "all"

@@ -24,32 +24,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from mmie.data.schema import MAX_IMAGES
 from mmie.errors import ConfigError
-from mmie.models.prefix_tagger import PostImages, PrefixTaggerConfig, VisualPrefixTagger
+from mmie.features.processor import image_ner_processor
 from mmie.models.registry import register_model
+from mmie.models.tpm_mi.configuration import TpmMiConfig
+from mmie.models.tpm_mi.prefix_tagger import PostImages, VisualPrefixTagger
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from mmie.encoders.vision import VisionEncoder
-
-
-class TpmMiConfig(PrefixTaggerConfig):
-    name: str = "tpm_mi"
-    max_images: int = Field(MAX_IMAGES, ge=1, le=MAX_IMAGES, description="m: image slots per post (the paper: 4)")
-    temporal_layers: int = Field(1, ge=1, description="layers of the Transformer encoder over the images")
-    temporal_heads: int = Field(8, ge=1, description="its attention heads (must divide the image dimension)")
-    temporal_feedforward: int | None = Field(None, ge=1, description="its feed-forward size; null: 4 x its width")
-    # The paper's encoders (ViT-B/16, BERT-base) are both 768 wide, so there the temporal encoder is as
-    # wide as the text; EfficientNet-Lite0's 1280-d vectors would make it (20M parameters at 4 x 1280)
-    # as large as the whole MiniLM text encoder, hence a projected width for the offline configs.
-    temporal_dim: int | None = Field(
-        None, ge=1, description="width of the temporal encoder (image vectors projected to it); null: the image dim"
-    )
 
 
 class TemporalImageEncoder(nn.Module):
@@ -80,13 +66,9 @@ class TemporalImageEncoder(nn.Module):
         return self.encoder(combined, src_key_padding_mask=ignore)
 
 
-@register_model("tpm_mi")
+@register_model("tpm_mi", config=TpmMiConfig, processor=image_ner_processor)
 class TpmMiTagger(VisualPrefixTagger):
     """TPM-MI (MNER-MI paper): images as video frames -> temporal encoder -> visual prefix in BERT -> CRF."""
-
-    task = "ner"
-    config_class = TpmMiConfig
-    image_layout = "all"
 
     def __init__(
         self, config: TpmMiConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder

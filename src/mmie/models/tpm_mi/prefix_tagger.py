@@ -19,40 +19,19 @@ Padded slots are masked everywhere: their content never changes the output.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING
 
 import torch
-from pydantic import Field
-from torch import nn
 
-from mmie.data.schema import MAX_IMAGES
-from mmie.encoders.vision import DEFAULT_VISION_ENCODER, VisionEncoder, load_vision_encoder, scatter_to_slots
-from mmie.models.base import ModelConfig, TokenClassificationOutput, gather_positions
-from mmie.models.bert_crf import BertCrfTagger
+from mmie.encoders.vision import VisionEncoder, pool_regions, scatter_to_slots
+from mmie.models.base import TokenClassificationOutput, gather_positions
+from mmie.models.image_model import ImageModelMixin
 from mmie.models.layers.visual_prefix import VisualPrefix, encode_with_prefix
+from mmie.models.text.bert_crf import BertCrfTagger
+from mmie.models.tpm_mi.configuration import PrefixTaggerConfig
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from mmie.data.images import ImageDirs
-    from mmie.training.features import Featurizer
-
-VISION_PREFIX = "vision_encoder."
-ImageLayout = Literal["all", "first", "stitched"]
-
-
-class PrefixTaggerConfig(ModelConfig):
-    vision_encoder: str = Field(
-        DEFAULT_VISION_ENCODER, description="vision encoder: alias, Hugging Face id or folder (the paper: ViT-B/16)"
-    )
-    freeze_vision: bool = Field(
-        True, description="true: frozen, features precomputed (feature cache); false: fine-tuned end to end on pixels"
-    )
-    prefix_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the per-layer prompts P^l")
-    feature_cache: Path | None = Field(
-        None, description="feature cache folder (frozen vision); null: $MMIE_CACHE_DIR or ~/.cache/mmie/vision-features"
-    )
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -64,27 +43,8 @@ class PostImages:
     mask: torch.Tensor  # [B, M] bool
 
 
-def pool_regions(regions: torch.Tensor, grid_size: tuple[int, int] | None, cells: int) -> torch.Tensor:
-    """Average-pool the R regions of each image to ``cells x cells`` tokens: ``[..., R, D] -> [..., cells^2, D]``.
-
-    Regions on a known grid (ViT patches, CNN cells) are pooled in 2D, like HVPNeT's pooled feature maps;
-    otherwise in reading order.
-    """
-    *leading, count, dim = regions.shape
-    flat = regions.reshape(-1, count, dim).transpose(1, 2)  # [N, D, R]
-    if grid_size is not None and grid_size[0] * grid_size[1] == count:
-        pooled = nn.functional.adaptive_avg_pool2d(flat.reshape(-1, dim, *grid_size), cells)  # [N, D, c, c]
-    else:
-        pooled = nn.functional.adaptive_avg_pool1d(flat, cells * cells)  # [N, D, c*c]
-    return pooled.flatten(2).transpose(1, 2).reshape(*leading, cells * cells, dim)
-
-
-class VisualPrefixTagger(BertCrfTagger):
+class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
     """Base of the visual-prefix NER models; subclasses say which visual tokens become the prefix."""
-
-    config_class: ClassVar[type[ModelConfig]] = PrefixTaggerConfig
-    # What the featurizer hands over: every image ("all", up to image_slots), the first one, or one stitched grid.
-    image_layout: ClassVar[ImageLayout] = "all"
 
     def __init__(
         self,
@@ -95,20 +55,9 @@ class VisualPrefixTagger(BertCrfTagger):
     ) -> None:
         super().__init__(config, labels, text_encoder)
         self.vision_encoder = vision_encoder
-        self.image_dim: int = vision_encoder.hidden_size
         self.visual_prefix = VisualPrefix(self.visual_token_dim(), text_encoder.config, config.prefix_dropout)
 
     # ---------------------------------------------------------------- what a subclass provides
-
-    @classmethod
-    def image_slots(cls, config: PrefixTaggerConfig) -> int:
-        """M: image slots per post in the batch."""
-        return 1 if cls.image_layout != "all" else getattr(config, "max_images", MAX_IMAGES)
-
-    @classmethod
-    def region_cells(cls, config: PrefixTaggerConfig) -> int:
-        """Side of the pooled region grid the model reads (0: the model reads global vectors only)."""
-        return 0
 
     def visual_tokens(self, images: PostImages) -> tuple[torch.Tensor, torch.Tensor]:
         """The prefix's visual tokens ``[B, P, D]`` and their mask ``[B, P]``."""
@@ -117,39 +66,6 @@ class VisualPrefixTagger(BertCrfTagger):
     def visual_token_dim(self) -> int:
         """D of :meth:`visual_tokens` (read from the config and ``image_dim`` only: called while building)."""
         return self.image_dim
-
-    # ------------------------------------------------------------------------ building
-
-    @classmethod
-    def build_components(cls, config: PrefixTaggerConfig, component_configs: dict[str, dict] | None = None) -> dict:
-        components = super().build_components(config, component_configs)
-        # Rebuilt by name also from a saved model folder; the folder's weights then overwrite it.
-        vision = (component_configs or {}).get("vision_encoder", {})
-        components["vision_encoder"] = load_vision_encoder(
-            vision.get("name", config.vision_encoder), frozen=vision.get("frozen", config.freeze_vision)
-        )
-        return components
-
-    def component_configs(self) -> dict[str, dict]:
-        return {
-            **super().component_configs(),
-            "vision_encoder": {"name": self.vision_encoder.name, "frozen": self.vision_encoder.frozen},
-        }
-
-    @classmethod
-    def featurizer(
-        cls,
-        tokenizer: PreTrainedTokenizerBase,
-        config: PrefixTaggerConfig,
-        labels: list[str],
-        images: ImageDirs | None = None,
-    ) -> Featurizer:
-        from mmie.training.image_features import PostImageFeaturizer
-
-        return PostImageFeaturizer(super().featurizer(tokenizer, config, labels), cls, config, images)
-
-    def is_head_parameter(self, name: str) -> bool:
-        return super().is_head_parameter(name) and not name.startswith(VISION_PREFIX)
 
     # ------------------------------------------------------------------------- running
 
@@ -162,14 +78,13 @@ class VisualPrefixTagger(BertCrfTagger):
     ) -> PostImages:
         """Per-slot image features from whichever input the batch has; padded slots are zero."""
         mask = image_mask.bool()
-        cells = self.region_cells(self.model_config)
+        cells = self.model_config.region_cells
         if pixel_values is not None and not mask.any():  # no real image in the batch: nothing to encode
             image_features = pixel_values.new_zeros(*mask.shape, self.image_dim)
             region_features = pixel_values.new_zeros(*mask.shape, cells * cells, self.image_dim) if cells else None
         elif pixel_values is not None:
             # [B, M, 3, H, W] -> the real images only [N, 3, H, W]: padded slots cost no compute
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.vision_encoder.frozen):
-                out = self.vision_encoder.encode_pixels(pixel_values[mask])
+            out = self.encode_images(pixel_values[mask])
             image_features = scatter_to_slots(out.global_features, mask)
             if cells:
                 regions = pool_regions(out.region_features, self.vision_encoder.grid_size, cells)

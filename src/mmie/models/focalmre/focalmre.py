@@ -33,51 +33,24 @@ regions cut out: no global context) or ``original`` (the image itself once in ea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from mmie.errors import ConfigError
-from mmie.models.glra import ImageRelationConfig, ImageRelationModel
+from mmie.features.processor import focal_relation_processor
+from mmie.models.base import RelationClassificationOutput
+from mmie.models.focalmre.configuration import FocalMreConfig
+from mmie.models.glra.image_relation import ImageRelationModel
 from mmie.models.layers.gate import TextImageGate
 from mmie.models.layers.relevance_attention import RelevanceModulatedAttention
 from mmie.models.registry import register_model
-from mmie.models.base import RelationClassificationOutput
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
-    from mmie.data.images import ImageDirs
     from mmie.encoders.vision import VisionEncoder
-    from mmie.training.features import Featurizer
-
-
-class FocalMreConfig(ImageRelationConfig):
-    name: str = "focalmre"
-    # The VG set: regions / region_dict / region_dir / region_key of ImageRelationConfig, k = regions_per_image.
-    regions_per_image: int = Field(4, ge=0, le=16, description="VG regions per image (paper: 4)")
-    regions: Literal["precomputed", "grid", "detector"] = Field(
-        "precomputed", description="VG regions: a crop dictionary (located in the image), the offline grid, or a detector"
-    )
-    od_regions: Literal["grid", "detector", "precomputed", "none"] = Field(
-        "grid", description="OD regions: offline grid saliency, a detector, a crop dictionary, or none (no OD set)"
-    )
-    od_per_image: int = Field(3, ge=0, le=16, description="OD regions per image (paper: 3)")
-    od_region_dict: str | None = Field(None, description="crop dictionary of the OD regions (od_regions: precomputed)")
-    od_region_dir: str | None = Field(None, description="crop folder of od_region_dict; null: images_vg/ beside it")
-    detector: str | None = Field(
-        None, description="zero-shot detector (name or folder, local only) for regions/od_regions: detector"
-    )
-    image_input: Literal["focal", "cropped", "original"] = Field(
-        "focal", description="Table 5: framed copies of the image, the cropped regions, or the original image"
-    )
-    focal_attention: bool = Field(True, description="eq. 3 text-to-patch attention (Table 3: w/o Focal Attention)")
-    gating: bool = Field(True, description="eq. 4 gate (Table 3: w/o Gating)")
-    attention_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the focal attention's output")
-    patch_cells: int = Field(7, ge=1, le=32, description="patches per side the image grid is pooled to (7: 49, paper)")
-    frame_width: int | None = Field(None, ge=1, description="frame width in pixels; null: 1.5% of the longer side")
 
 
 @dataclass
@@ -90,19 +63,9 @@ class FocalMreOutput(RelationClassificationOutput):
     focal_weights: torch.Tensor | None = None
 
 
-def set_sizes(config: FocalMreConfig) -> tuple[int, int]:
-    """(VG, OD) augmented images per image slot: the original image once per set with ``image_input: original``."""
-    od = 0 if config.od_regions == "none" else config.od_per_image
-    if config.image_input == "original":
-        return 1, int(od > 0)
-    return config.regions_per_image, od
-
-
-@register_model("focalmre")
+@register_model("focalmre", config=FocalMreConfig, processor=focal_relation_processor)
 class FocalMreClassifier(ImageRelationModel):
     """FocalMRE: gated focal attention of the entity markers over framed copies of each image (VG + OD sets)."""
-
-    config_class = FocalMreConfig
 
     def __init__(
         self, config: FocalMreConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
@@ -110,7 +73,7 @@ class FocalMreClassifier(ImageRelationModel):
         super().__init__(config, labels, text_encoder, vision_encoder)
         if not config.freeze_vision:
             raise ConfigError("model.freeze_vision: FocalMRE reads frozen patch features of its focal copies (cache)")
-        self.n_vg, self.n_od = set_sizes(config)
+        self.n_vg, self.n_od = config.focal_sets
         if self.n_vg == 0:
             raise ConfigError("model.regions_per_image: FocalMRE needs at least one VG region")
         d = self.hidden_size
@@ -127,19 +90,6 @@ class FocalMreClassifier(ImageRelationModel):
         self.classifier = nn.Sequential(  # eq. 7
             nn.Linear(2 * sets * d, d), nn.Tanh(), nn.Dropout(config.dropout), nn.Linear(d, len(labels))
         )
-
-    @classmethod
-    def featurizer(
-        cls,
-        tokenizer: PreTrainedTokenizerBase,
-        config: FocalMreConfig,
-        labels: list[str],
-        images: ImageDirs | None = None,
-    ) -> Featurizer:
-        from mmie.training.focal_features import FocalFeaturizer
-
-        text = super(ImageRelationModel, cls).featurizer(tokenizer, config, labels)  # the marked text only
-        return FocalFeaturizer(text, cls, config, images)
 
     # ------------------------------------------------------------------------- running
 

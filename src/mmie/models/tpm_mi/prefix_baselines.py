@@ -15,44 +15,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 
-from mmie.data.schema import MAX_IMAGES
-from mmie.models.prefix_tagger import PostImages, PrefixTaggerConfig, VisualPrefixTagger
+from mmie.features.processor import image_ner_processor
 from mmie.models.registry import register_model
+from mmie.models.tpm_mi.configuration import PrefixAllImagesConfig, PrefixFirstImageConfig, StitchedConfig
+from mmie.models.tpm_mi.prefix_tagger import PostImages, VisualPrefixTagger
 
 
-class FirstImageConfig(PrefixTaggerConfig):
-    name: str = "bert_crf_first_image"
-    first_image_tokens: Literal["regions", "global"] = Field(
-        "regions", description="prefix tokens: pooled region features of the image, or its global vector"
-    )
-    region_grid: int = Field(2, ge=1, le=16, description="regions are pooled to region_grid x region_grid tokens")
-
-
-class StitchedConfig(FirstImageConfig):
-    name: str = "bert_crf_stitched"
-
-
-class AllImagesConfig(PrefixTaggerConfig):
-    name: str = "prefix_all_images"
-    max_images: int = Field(MAX_IMAGES, ge=1, le=MAX_IMAGES, description="m: image slots per post")
-
-
-@register_model("bert_crf_first_image")
+@register_model("bert_crf_first_image", config=PrefixFirstImageConfig, processor=image_ner_processor)
 class FirstImagePrefixTagger(VisualPrefixTagger):
     """BERT-CRF + visual prefix from the first image's pooled regions (HVPNeT-style single-image baseline)."""
-
-    task = "ner"
-    config_class = FirstImageConfig
-    image_layout = "first"
-
-    @classmethod
-    def region_cells(cls, config: FirstImageConfig) -> int:
-        return config.region_grid if config.first_image_tokens == "regions" else 0
 
     def visual_tokens(self, images: PostImages) -> tuple[torch.Tensor, torch.Tensor]:
         present = images.mask[:, :1]  # [B, 1]: does the post have its (first) image
@@ -62,21 +35,16 @@ class FirstImagePrefixTagger(VisualPrefixTagger):
         return regions, present.expand(-1, regions.shape[1])
 
 
-@register_model("bert_crf_stitched")
+@register_model("bert_crf_stitched", config=StitchedConfig, processor=image_ner_processor)
 class StitchedPrefixTagger(FirstImagePrefixTagger):
-    """BERT-CRF + visual prefix from all images stitched into one 2 x 2 picture (the "-MI" stitched baseline)."""
+    """BERT-CRF + visual prefix from all images stitched into one 2 x 2 picture (the "-MI" stitched baseline).
 
-    config_class = StitchedConfig
-    image_layout = "stitched"
+    The model is the first-image row's; only its config's ``image_layout`` (stitched) differs."""
 
 
-@register_model("prefix_all_images")
+@register_model("prefix_all_images", config=PrefixAllImagesConfig, processor=image_ner_processor)
 class AllImagesPrefixTagger(VisualPrefixTagger):
     """BERT-CRF + one prefix token per image, without temporal positions or encoder (TPM-MI ablation)."""
-
-    task = "ner"
-    config_class = AllImagesConfig
-    image_layout = "all"
 
     def visual_tokens(self, images: PostImages) -> tuple[torch.Tensor, torch.Tensor]:
         return images.global_features, images.mask  # U = V: [B, M, D]

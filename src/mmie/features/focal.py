@@ -34,33 +34,30 @@ from mmie.data.images import resolve_image
 from mmie.data.schema import RelationInstance
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
-from mmie.models.focalmre import set_sizes
-from mmie.models.prefix_tagger import pool_regions
+from mmie.encoders.vision import pool_regions
+from mmie.features.regions import RelationImageFeaturizer
+from mmie.features.settings import FocalInputs
 from mmie.regions.base import ImageSource, RegionProvider
 from mmie.regions.build import record_queries
+from mmie.regions.detector import DetectorRegions
 from mmie.regions.focal import focal_images
-from mmie.training.region_features import RelationImageFeaturizer
+from mmie.regions.grid import GridSaliencyRegions
+from mmie.regions.precomputed import PrecomputedRegions
 
 if TYPE_CHECKING:
-    from mmie.models.focalmre import FocalMreClassifier, FocalMreConfig
-    from mmie.training.features import Featurizer
+    from mmie.features.text import Featurizer
 
 
 class FocalFeaturizer(RelationImageFeaturizer):
-    """Wraps the relation featurizer; adds the focal copies' patch features for :class:`FocalMreClassifier`."""
+    """Wraps the relation featurizer; adds the focal copies' patch features, as its :class:`FocalInputs` say."""
 
-    def __init__(
-        self,
-        text: Featurizer,
-        model_class: type[FocalMreClassifier],
-        config: FocalMreConfig,
-        images: Any,
-        policy: str = "error",
-    ) -> None:
+    config: FocalInputs
+
+    def __init__(self, text: Featurizer, config: FocalInputs, images: Any, policy: str = "error") -> None:
         if not config.freeze_vision:
             raise ConfigError("model.freeze_vision: FocalMRE reads frozen patch features of its focal copies (cache)")
-        super().__init__(text, model_class, config, images, policy)  # type: ignore[arg-type]
-        self.n_vg, self.n_od = set_sizes(config)
+        super().__init__(text, config, images, policy)
+        self.n_vg, self.n_od = config.focal_sets
         self._detector: RegionProvider | None = None
         self._od_provider: RegionProvider | None = None
 
@@ -70,8 +67,6 @@ class FocalFeaturizer(RelationImageFeaturizer):
         if self._detector is None:
             if not self.config.detector:
                 raise ConfigError("model.detector: regions or od_regions is 'detector' but no detector is named")
-            from mmie.regions.detector import DetectorRegions
-
             self._detector = DetectorRegions(self.config.detector)
         return self._detector
 
@@ -89,12 +84,8 @@ class FocalFeaturizer(RelationImageFeaturizer):
             if kind == "detector":
                 self._od_provider = self.detector()
             elif kind == "grid":
-                from mmie.regions.grid import GridSaliencyRegions
-
                 self._od_provider = GridSaliencyRegions(self.encoder, cache=self.cache)
             elif kind == "precomputed":
-                from mmie.regions.precomputed import PrecomputedRegions
-
                 if self.config.od_region_dict is None:
                     raise ConfigError("model.od_region_dict: od_regions is 'precomputed' but no crop dictionary is named")
                 self._od_provider = PrecomputedRegions(

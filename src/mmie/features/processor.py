@@ -1,0 +1,144 @@
+"""A model's input processor: its tokenizer, featurizer and collator in one object.
+
+    processor = create_processor(config, tokenizer, labels, images="data/images")   # mmie.models
+    features = processor.featurize(records)          # per-example feature dicts (meta included)
+    batch = processor.collate(features)              # padded tensors, the model's keyword arguments
+
+The factories below build one from the settings a config holds (:mod:`mmie.features.settings`);
+the model registry binds each model name to one of them. They never see a model class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from mmie.errors import ConfigError
+from mmie.features.collate import Collator
+from mmie.features.focal import FocalFeaturizer
+from mmie.features.images import PostImageFeaturizer
+from mmie.features.regions import RelationImageFeaturizer
+from mmie.features.settings import FocalInputs, ImageInputs, InputSettings, MarkerInputs, RegionInputs
+from mmie.features.text import Featurizer, NerFeaturizer, RelationFeaturizer, add_marker_tokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from mmie.data.images import ImageDirs, InMemoryImages
+
+
+@dataclass
+class Processor:
+    """Records -> feature dicts -> batches, for one model. ``config``: the settings it was built from,
+    completed (the entity markers it chose)."""
+
+    config: InputSettings
+    tokenizer: PreTrainedTokenizerBase
+    featurizer: Featurizer
+    collator: Collator
+
+    @property
+    def reads_images(self) -> bool:
+        """True when the inputs carry the posts' images."""
+        return self.featurizer.reads_images
+
+    @property
+    def image_slots(self) -> int:
+        return self.featurizer.slots
+
+    @property
+    def region_source(self) -> str:
+        """Which regions the inputs carry: ``"none"``, ``"grid"``, ``"precomputed"`` or a provider name."""
+        return self.featurizer.region_source
+
+    def featurize(
+        self, records: Sequence[Any], with_labels: bool = True, images: InMemoryImages | None = None
+    ) -> list[dict]:
+        """Feature dicts of ``records``. ``images``: uploaded pictures by reference, for this call only
+        (a processor made by :meth:`for_uploads`; text-only inputs ignore them)."""
+        if images is not None and self.reads_images:
+            return self.featurizer.featurize(records, with_labels, images=images)  # type: ignore[call-arg]
+        return self.featurizer.featurize(records, with_labels)
+
+    def for_uploads(self, shared_caches: dict | None = None) -> Processor:
+        """This processor for uploads: pictures given to each ``featurize`` call, features kept in memory
+        (``shared_caches``: one in-memory feature cache per vision encoder, shared between processors)."""
+        if not self.reads_images:
+            return self
+        return dataclasses.replace(self, featurizer=self.featurizer.for_uploads(shared_caches))  # type: ignore[attr-defined]
+
+    def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        return self.collator(features)
+
+    def __call__(self, records: Sequence[Any], with_labels: bool = True) -> dict[str, torch.Tensor]:
+        """One batch of ``records``, ready for the model."""
+        return self.collate(self.featurize(records, with_labels))
+
+
+class ProcessorFactory(Protocol):
+    def __call__(
+        self, config: Any, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+    ) -> Processor: ...
+
+
+def _collator(tokenizer: PreTrainedTokenizerBase) -> Collator:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Collator(pad_id)
+
+
+def ner_processor(
+    config: InputSettings, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Words -> sub-words and each word's first sub-word position (text NER models)."""
+    featurizer = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
+    return Processor(config, tokenizer, featurizer, _collator(tokenizer))
+
+
+def image_ner_processor(
+    config: ImageInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """NER inputs plus the posts' images (the visual-prefix taggers)."""
+    text = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
+    return Processor(config, tokenizer, PostImageFeaturizer(text, config, images), _collator(tokenizer))
+
+
+def _marked(config: MarkerInputs, tokenizer: PreTrainedTokenizerBase) -> MarkerInputs:
+    """The config with the entity markers it uses, after adding them to the tokenizer."""
+    markers = add_marker_tokens(tokenizer, config.markers)
+    return config.model_copy(update={"markers": markers})
+
+
+def _relation_text(config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> RelationFeaturizer:
+    if config.markers is None:
+        raise ConfigError("model.markers: not set (the processor adds them to the tokenizer first)")
+    return RelationFeaturizer(tokenizer, labels, max_length=config.max_length, markers=config.markers)
+
+
+def relation_processor(
+    config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Relation instances -> the post's text with entity markers (text RE models)."""
+    config = _marked(config, tokenizer)
+    return Processor(config, tokenizer, _relation_text(config, tokenizer, labels), _collator(tokenizer))
+
+
+def image_relation_processor(
+    config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Marked text plus the post's images and k regions per image (GLRA and its baselines)."""
+    config = _marked(config, tokenizer)  # type: ignore[assignment,arg-type]
+    text = _relation_text(config, tokenizer, labels)  # type: ignore[arg-type]
+    return Processor(config, tokenizer, RelationImageFeaturizer(text, config, images), _collator(tokenizer))
+
+
+def focal_relation_processor(
+    config: FocalInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Marked text plus the patch features of every focal copy of every image (FocalMRE)."""
+    config = _marked(config, tokenizer)  # type: ignore[assignment,arg-type]
+    text = _relation_text(config, tokenizer, labels)  # type: ignore[arg-type]
+    return Processor(config, tokenizer, FocalFeaturizer(text, config, images), _collator(tokenizer))

@@ -1,0 +1,125 @@
+"""The settings the input processors read, one class per kind of input.
+
+A model's config class inherits the settings of the inputs its model takes (GLRA's config is a
+:class:`RegionInputs`, TPM-MI's an :class:`ImageInputs`), so a config file stays one flat ``model:``
+section while the featurizers depend on these classes only, never on a model class. Which images a
+model reads is said here too: ``image_layout`` (a class attribute of the config) and the properties
+``image_slots``, ``region_cells`` and ``region_count`` that config classes override.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmie.data.schema import MAX_IMAGES
+from mmie.encoders.vision import DEFAULT_VISION_ENCODER
+
+# Which images the featurizer hands over: every image (up to image_slots), the first one, or one
+# picture with all of them stitched on a 2 x 2 grid.
+ImageLayout = Literal["all", "first", "stitched"]
+Markers = tuple[str, str, str, str]
+
+
+class InputSettings(BaseModel):
+    """What every featurizer reads: the model's name (for messages) and the sub-word budget."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    max_length: int = Field(128, ge=16, le=4096, description="sub-word tokens per example, specials included")
+
+
+class MarkerInputs(InputSettings):
+    """Relation inputs: the text with entity markers around the head and the tail."""
+
+    markers: Markers | None = Field(
+        None,
+        description="head start, head end, tail start, tail end markers; default <s> </s> <o> </o> "
+        "(or [E1] [/E1] [E2] [/E2] when the tokenizer already uses <s>/</s>)",
+    )
+
+
+class ImageInputs(InputSettings):
+    """The post's images, as global vectors from a frozen encoder (feature cache) or as pixels."""
+
+    image_layout: ClassVar[ImageLayout] = "all"
+
+    vision_encoder: str = Field(
+        DEFAULT_VISION_ENCODER, description="vision encoder: alias, Hugging Face id or folder"
+    )
+    freeze_vision: bool = Field(
+        True, description="true: frozen, features precomputed (feature cache); false: fine-tuned end to end on pixels"
+    )
+    feature_cache: Path | None = Field(
+        None, description="feature cache folder (frozen vision); null: $MMIE_CACHE_DIR or ~/.cache/mmie/vision-features"
+    )
+
+    @property
+    def image_slots(self) -> int:
+        """M: image slots per post in a batch."""
+        return MAX_IMAGES if self.image_layout == "all" else 1
+
+    @property
+    def region_cells(self) -> int:
+        """Side of the pooled grid of region features per image (0: global vectors only)."""
+        return 0
+
+
+class RegionInputs(ImageInputs):
+    """Images plus up to k regions (crops) per image from a region provider (:mod:`mmie.regions`)."""
+
+    max_images: int = Field(MAX_IMAGES, ge=1, le=MAX_IMAGES, description="m: image slots per post")
+    regions_per_image: int = Field(2, ge=0, le=16, description="k: regions per image (MRE-MI ships up to 2)")
+    regions: Literal["precomputed", "grid"] = Field(
+        "precomputed", description="precomputed: a crop dictionary (images_vg.pth); grid: offline saliency boxes"
+    )
+    region_dict: Path | None = Field(
+        None, description="crop dictionary; null: images_vg.pth beside the image folder (MRE-MI layout)"
+    )
+    region_dir: Path | None = Field(None, description="crop folder; null: images_vg/ beside the crop dictionary")
+    region_key: Literal["image", "record"] = Field(
+        "image", description="crop dictionary keys: image names (MRE-MI, Twitter) or record ids (MNRE line index)"
+    )
+
+    @property
+    def image_slots(self) -> int:
+        return 1 if self.image_layout == "first" else self.max_images
+
+    @property
+    def region_count(self) -> int:
+        """k: region slots per image in a batch."""
+        return self.regions_per_image
+
+
+class FocalInputs(RegionInputs):
+    """FocalMRE's inputs: the patch features of framed copies of each image, one per region (VG and OD sets)."""
+
+    regions_per_image: int = Field(4, ge=0, le=16, description="VG regions per image (paper: 4)")
+    regions: Literal["precomputed", "grid", "detector"] = Field(  # type: ignore[assignment]
+        "precomputed", description="VG regions: a crop dictionary (located in the image), the offline grid, or a detector"
+    )
+    od_regions: Literal["grid", "detector", "precomputed", "none"] = Field(
+        "grid", description="OD regions: offline grid saliency, a detector, a crop dictionary, or none (no OD set)"
+    )
+    od_per_image: int = Field(3, ge=0, le=16, description="OD regions per image (paper: 3)")
+    od_region_dict: str | None = Field(None, description="crop dictionary of the OD regions (od_regions: precomputed)")
+    od_region_dir: str | None = Field(None, description="crop folder of od_region_dict; null: images_vg/ beside it")
+    detector: str | None = Field(
+        None, description="zero-shot detector (name or folder, local only) for regions/od_regions: detector"
+    )
+    image_input: Literal["focal", "cropped", "original"] = Field(
+        "focal", description="Table 5: framed copies of the image, the cropped regions, or the original image"
+    )
+    patch_cells: int = Field(7, ge=1, le=32, description="patches per side the image grid is pooled to (7: 49, paper)")
+    frame_width: int | None = Field(None, ge=1, description="frame width in pixels; null: 1.5% of the longer side")
+
+    @property
+    def focal_sets(self) -> tuple[int, int]:
+        """(VG, OD) augmented images per image slot: the original image once per set with ``image_input: original``."""
+        od = 0 if self.od_regions == "none" else self.od_per_image
+        if self.image_input == "original":
+            return 1, int(od > 0)
+        return self.regions_per_image, od

@@ -1,0 +1,2 @@
+"""Running trained models: model folders (``saving``, ``loading``), predictions over records
+(``predict``) and the challenge-set sweeps (``challenges``)."""

@@ -1,0 +1,3 @@
+"""FocalMRE (focal augmentation, focal attention and gating)."""
+
+from mmie.models.focalmre import focalmre  # noqa: F401

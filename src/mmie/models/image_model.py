@@ -1,0 +1,67 @@
+"""What every image model shares: its vision encoder, built, saved and run in one way.
+
+:class:`ImageModelMixin` goes first in the bases of an image model (``class VisualPrefixTagger(
+ImageModelMixin, BertCrfTagger)``): it adds the ``vision_encoder`` part (loaded by name, or rebuilt
+from a saved folder's components and then overwritten by its weights), keeps that part out of the
+head learning rate, and encodes the real images of a batch only (padded slots cost nothing).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mmie.encoders.vision import VisionEncoder, VisionOutput, load_vision_encoder
+from mmie.features.settings import ImageInputs
+
+if TYPE_CHECKING:
+    from mmie.models.base import ModelConfig
+
+# Parameters whose names start with this belong to the pretrained vision encoder.
+VISION_PREFIX = "vision_encoder."
+# Images per vision-encoder call when no gradient flows through it: a batch of 16 posts holds up to
+# 16 x (4 + 8) images and crops, and EfficientNet's activations for all of them at once take ~2 GB.
+ENCODE_CHUNK = 32
+
+
+class ImageModelMixin:
+    """The vision-encoder part of an image model (a mixin before an :class:`ExtractionModel` base)."""
+
+    vision_encoder: VisionEncoder
+
+    @classmethod
+    def build_components(cls, config: ModelConfig, component_configs: dict[str, dict] | None = None) -> dict:
+        components: dict[str, Any] = super().build_components(config, component_configs)  # type: ignore[misc]
+        assert isinstance(config, ImageInputs)
+        # Rebuilt by name also from a saved model folder; the folder's weights then overwrite it.
+        vision = (component_configs or {}).get("vision_encoder", {})
+        components["vision_encoder"] = load_vision_encoder(
+            vision.get("name", config.vision_encoder), frozen=vision.get("frozen", config.freeze_vision)
+        )
+        return components
+
+    def component_configs(self) -> dict[str, dict]:
+        return {
+            **super().component_configs(),  # type: ignore[misc]
+            "vision_encoder": {"name": self.vision_encoder.name, "frozen": self.vision_encoder.frozen},
+        }
+
+    def is_head_parameter(self, name: str) -> bool:
+        return super().is_head_parameter(name) and not name.startswith(VISION_PREFIX)  # type: ignore[misc]
+
+    @property
+    def image_dim(self) -> int:
+        return self.vision_encoder.hidden_size
+
+    def encode_images(self, pixels: torch.Tensor) -> VisionOutput:
+        """Encode real images ``[N, 3, H, W]`` with the vision encoder: with gradients when it is
+        fine-tuned and training, otherwise in chunks that keep the activations' memory flat."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.vision_encoder.frozen):
+            if torch.is_grad_enabled() or len(pixels) <= ENCODE_CHUNK:
+                return self.vision_encoder.encode_pixels(pixels)
+            outputs = [self.vision_encoder.encode_pixels(chunk) for chunk in pixels.split(ENCODE_CHUNK)]
+        return VisionOutput(
+            global_features=torch.cat([out.global_features for out in outputs]),
+            region_features=torch.cat([out.region_features for out in outputs]),
+        )

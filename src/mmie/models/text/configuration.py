@@ -1,0 +1,33 @@
+"""Configs of the text models: BERT-softmax and BERT-CRF (NER), BERT [CLS] and MTB (RE)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mmie.features.settings import MarkerInputs
+from mmie.models.base import ModelConfig
+
+
+class BertSoftmaxConfig(ModelConfig):
+    name: str = "bert_softmax"
+
+
+class BertCrfConfig(ModelConfig):
+    name: str = "bert_crf"
+
+
+class RelationModelConfig(ModelConfig, MarkerInputs):
+    """Every relation model reads the text with entity markers (``markers``, see MarkerInputs)."""
+
+
+class BertClsConfig(RelationModelConfig):
+    name: str = "bert_cls"
+
+
+class MtbConfig(RelationModelConfig):
+    name: str = "mtb"
+    post_layer: Literal["linear", "layer_norm"] = Field(
+        "linear", description="after the Transformer: the classifier alone, or a layer norm of r before it"
+    )
