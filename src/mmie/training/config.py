@@ -9,7 +9,8 @@ Unknown keys and wrong types are :class:`mmie.errors.ConfigError` naming the key
 (``training.lerning_rate: unknown key``). The ``model`` section is checked against the config
 class of the named model (:mod:`mmie.models.registry`). Relative data paths are relative to the
 working directory. ``--set training.learning_rate=5e-5`` overrides one key; the value is read as
-YAML (``yaml.safe_load``), so numbers, booleans, lists and null work.
+YAML (``yaml.safe_load``), so numbers, booleans, lists and null work, after the file's ``base:``
+(another config file it extends, :mod:`mmie.training.compose`) is merged in.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from mmie.errors import ConfigError, config_error
 from mmie.models.base import ModelConfig
 from mmie.models.registry import get_model_entry, model_config
+from mmie.training.compose import compose_yaml
 
 
 class _Strict(BaseModel):
@@ -154,21 +156,6 @@ def parse_config(settings: Mapping[str, Any], source: str | Path | None = None) 
     return config
 
 
-def read_yaml_mapping(path: Path, kind: str, expected: str) -> dict:
-    """The mapping a YAML ``kind`` file (config, sweep) holds; a ConfigError naming the file otherwise."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {kind} file")
-    try:
-        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if settings is None:
-        raise ConfigError(f"{path}: the {kind} file is empty")
-    if not isinstance(settings, dict):
-        raise ConfigError(f"{path}: expected a mapping {expected}, got {type(settings).__name__}")
-    return settings
-
-
 def load_config(
     config: ExperimentConfig | Mapping[str, Any] | str | Path, overrides: Iterable[str] = ()
 ) -> ExperimentConfig:
@@ -183,6 +170,6 @@ def load_config(
         settings = dict(config)
     else:
         source = Path(config)
-        settings = read_yaml_mapping(source, "config", "of sections")
+        settings = compose_yaml(source)  # with its base: merged under it
         settings.setdefault("name", source.stem)
     return parse_config(apply_overrides(settings, overrides), source=source)

@@ -33,7 +33,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmie.errors import ConfigError
-from mmie.training.config import config_error, load_config, read_yaml_mapping
+from mmie.errors import config_error
+from mmie.training.compose import read_yaml_mapping
+from mmie.training.config import load_config
 
 logger = logging.getLogger("mmie.sweep")
 
