@@ -20,6 +20,7 @@ from test_glra import (  # noqa: F401  (fixtures: tiny_vit, tokenizer, instances
 )
 
 from mmie.features.collate import Collator
+from mmie.models import create_processor
 
 BASELINES = ["mtb_first_image", "mtb_all_images"]
 

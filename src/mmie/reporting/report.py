@@ -392,7 +392,7 @@ def render_markdown(report: Report) -> str:
 
 def write_report(report: Report, out: str | Path, challenge_files: list[Path] = ()) -> list[Path]:
     """Write report.md and every table as .md, .tex and .csv, and the plots, into ``out``."""
-    from mmie.evaluation import plots
+    from mmie.reporting import plots
     from mmie.training.run_folder import write_atomic
 
     out = Path(out)
