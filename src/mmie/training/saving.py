@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from safetensors.torch import save_model as save_safetensors
 
-import mmie
+from mmie._version import __version__ as mmie_version
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -37,7 +37,7 @@ def model_folder_config(model: ExtractionModel) -> dict:
     return {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
-        "mmie_version": mmie.__version__,
+        "mmie_version": mmie_version,
         "model": model.registry_name,
         "task": model.task,
         "labels": list(model.labels),
