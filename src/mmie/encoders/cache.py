@@ -48,7 +48,8 @@ from mmie.data.images import (
     load_image,
 )
 from mmie.data.schema import MAX_IMAGES
-from mmie.encoders.vision import PostVisionOutput, VisionEncoder, flatten_post_images, tensor_bytes
+from mmie.encoders.vision import PostVisionOutput, flatten_post_images
+from mmie.encoders.vision_base import VisionEncoder, tensor_bytes
 from mmie.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
