@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mmie.cli import app
+from mmie.cli.typer_apps import app
 from mmie.errors import DataError
 
 FORMAT_HELP = "twitter, mnermi, mnre or mremi (detected if omitted)."
