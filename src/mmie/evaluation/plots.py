@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from mmie.errors import DataError
 
 if TYPE_CHECKING:
-    from mmie.evaluation.report import RunRecord
+    from mmie.evaluation.run_records import RunRecord
 
 LOW_RESOURCE_KEYS = ("data.sample_fraction", "data.sample_per_label")
 IMAGE_GROUPS = ("single", "multi", "whole")
