@@ -30,6 +30,7 @@ from typing import Any
 from mmie.errors import MmieError
 # read_run and collect_runs stay importable from here, where they were defined before.
 from mmie.evaluation.run_records import RunRecord, collect_runs, read_run  # noqa: F401
+from mmie.io import write_atomic
 
 DAGGER = "†"
 
@@ -335,7 +336,6 @@ def render_markdown(report: Report) -> str:
 def write_report(report: Report, out: str | Path, challenge_files: list[Path] = ()) -> list[Path]:
     """Write report.md and every table as .md, .tex and .csv, and the plots, into ``out``."""
     from mmie.evaluation import plots
-    from mmie.training.run_folder import write_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

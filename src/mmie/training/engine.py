@@ -51,6 +51,7 @@ from typing import Any
 import torch
 
 from mmie.errors import ConfigError
+from mmie.io import atomic_path, write_atomic
 from mmie.training.config import ExperimentConfig, load_config
 from mmie.training.run_folder import (
     CHECKPOINTS,
@@ -58,7 +59,6 @@ from mmie.training.run_folder import (
     last_complete_checkpoint,
     prepare_run_dir,
     remove_log_file,
-    write_atomic,
 )
 
 logger = logging.getLogger("mmie.training")
@@ -156,11 +156,10 @@ def write_predictions(path: Path, predictions: list[dict]) -> None:
     from mmie.evaluation.predictions import PredictionWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with PredictionWriter(staging) as writer:
+    # PredictionWriter opens its file by name, so it gets a temporary path rather than a handle.
+    with atomic_path(path) as staging, PredictionWriter(staging) as writer:
         for prediction in predictions:
             writer.write(prediction)
-    os.replace(staging, path)
 
 
 # --------------------------------------------------------------------------------- train

@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmie.errors import ConfigError
+from mmie.io import write_atomic
 from mmie.training.config import config_error, load_config, read_yaml_mapping
 
 logger = logging.getLogger("mmie.sweep")
@@ -177,7 +178,6 @@ def run_sweep(
 ) -> tuple[SweepConfig, list[SweepRun], SweepOutcome]:
     """Run (or, with ``dry_run``, only list) every run of a sweep; see the module docstring."""
     from mmie.training.engine import train
-    from mmie.training.run_folder import write_atomic
 
     sweep_file = Path(sweep_file)
     sweep = load_sweep(sweep_file)
