@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# `as`: an explicit re-export, so `mmie.__version__` stays public.
+from mmie._version import __version__ as __version__
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mmie.pipeline.extractor import Extractor
     from mmie.inference.loading import LoadedModel
-
-__version__ = "0.1.0"
 
 
 def load_model(path: str | Path, device: str | None = None, images: str | Path | None = None) -> LoadedModel:

@@ -1,7 +1,8 @@
 """The ``mmie`` command: a thin layer over the Python API.
 
-Each command group lives in its own module and registers itself on :data:`app`; errors that mmie
-raises on purpose (:class:`mmie.errors.MmieError`) are printed as one line, never as a trace.
+Each command group lives in its own module and registers itself on :data:`app` (defined in
+:mod:`mmie.cli.typer_apps`); errors that mmie raises on purpose (:class:`mmie.errors.MmieError`) are
+printed as one line, never as a trace.
 """
 
 from __future__ import annotations
@@ -10,30 +11,21 @@ import sys
 
 import typer
 
+# Imported for their side effect of adding commands to `app`; they take `app` from mmie.cli.typer_apps,
+# never from here, so this package depends on them and not the other way round. Keep this order (not
+# sorted): commands are listed in `mmie --help` in the order they are registered.
+# isort: off
+from mmie.cli import cache_cmds, data_cmds, score_cmds, synth_cmds, train_cmds  # noqa: F401
+from mmie.cli import regions_cmds  # noqa: F401
+from mmie.cli import extract_cmds  # noqa: F401
+from mmie.cli import data_check_cmds, report_cmds, sweep_cmds  # noqa: F401
+from mmie.cli import challenge_cmds  # noqa: F401
+# isort: on
+from mmie.cli.typer_apps import app, data_app  # noqa: F401 - re-exported: `mmie.cli.app` as before
 from mmie.errors import MmieError
-
-app = typer.Typer(
-    name="mmie",
-    help="Multimodal information extraction from social-media posts with 1-4 images.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-data_app = typer.Typer(help="Datasets: statistics, conversion, synthetic samples.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-
-
-def _register() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from mmie.cli import cache_cmds, data_cmds, score_cmds, synth_cmds, train_cmds  # noqa: F401
-    from mmie.cli import regions_cmds  # noqa: F401
-    from mmie.cli import extract_cmds  # noqa: F401
-    from mmie.cli import data_check_cmds, report_cmds, sweep_cmds  # noqa: F401
-    from mmie.cli import challenge_cmds  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register()
     try:
         # Standalone mode: typer itself prints usage errors (missing or bad options) and exits 2.
         app(args=argv, prog_name="mmie")

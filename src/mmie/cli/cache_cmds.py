@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmie.cli import app
+from mmie.cli.typer_apps import app
 from mmie.errors import ConfigError
 
 cache_app = typer.Typer(help="Frozen vision features cached on disk: build, info.", no_args_is_help=True)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mmie.cli import app, data_app
+from mmie.cli.typer_apps import app, data_app
 from mmie.data.challenge import DEFAULT_SEED, write_align_noise, write_aug_noise
 
 challenge_app = typer.Typer(help="Noise challenge sets (FocalMRE Table 2) for any model.", no_args_is_help=True)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmie.cli import data_app
+from mmie.cli.typer_apps import data_app
 from mmie.data.check import DATASETS, check_dataset, render_check
 
 

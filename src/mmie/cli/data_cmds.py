@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmie.cli import data_app
+from mmie.cli.typer_apps import data_app
 from mmie.data import DEFAULT_TARGET, FORMATS, Dataset, convert_dataset, read_dataset
 from mmie.data.stats import dataset_stats, render_stats, skip_reason, skipped_by_reason
 

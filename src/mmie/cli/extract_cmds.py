@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from mmie.cli import app
+from mmie.cli.typer_apps import app
 from mmie.errors import DataError, MmieError
 
 NER_HELP = "NER model folder (<run>/model); omit it to give entities in the input."

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmie.cli import app
+from mmie.cli.typer_apps import app
 from mmie.errors import ConfigError
 
 _CONFIG_KEYS = ("data", "format", "images", "encoder", "cache_dir", "top_k", "out")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmie.cli import app
+from mmie.cli.typer_apps import app
 
 
 @app.command("report")

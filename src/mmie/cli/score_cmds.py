@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mmie.cli import app
+from mmie.cli.typer_apps import app
 from mmie.data import read_dataset
 from mmie.evaluation.predictions import read_predictions, score_predictions
 

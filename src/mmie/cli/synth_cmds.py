@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mmie.cli import data_app
+from mmie.cli.typer_apps import data_app
 from mmie.data.synth import DEFAULT_POSTS, DEFAULT_SEED, generate_dataset
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mmie.cli import app
+from mmie.cli.typer_apps import app
 from mmie.errors import DataError
 
 FORMAT_HELP = "twitter, mnermi, mnre or mremi (detected if omitted)."
@@ -92,7 +92,7 @@ def _challenge(model, file: Path, challenge: str, ratios: str | None, seed: int,
                batch_size: int, out: Path | None) -> None:
     from mmie.errors import ConfigError
     from mmie.inference.challenges import challenge_sweep, render_challenge_table
-    from mmie.training.run_folder import write_atomic
+    from mmie.io import write_atomic
 
     values = None
     if ratios:

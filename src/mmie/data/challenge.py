@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mmie.data.formats import read_dataset, write_dataset
-from mmie.data.formats.base import atomic_writer
 from mmie.data.formats.crops import read_crop_dict, write_crop_dict
 from mmie.data.images import resolve_image
 from mmie.data.schema import Post, RelationInstance
 from mmie.errors import ConfigError
+from mmie.io import atomic_writer
 
 CHALLENGES = ("align-noise", "aug-noise")
 # The ratios of the paper's Table 2.

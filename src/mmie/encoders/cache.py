@@ -38,7 +38,6 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from mmie.data.formats.base import atomic_writer
 from mmie.data.images import (
     DEFAULT_BLANK_SIZE,
     POLICIES,
@@ -49,8 +48,10 @@ from mmie.data.images import (
     load_image,
 )
 from mmie.data.schema import MAX_IMAGES
-from mmie.encoders.vision import PostVisionOutput, VisionEncoder, flatten_post_images, tensor_bytes
+from mmie.encoders.vision import PostVisionOutput, flatten_post_images
+from mmie.encoders.vision_base import VisionEncoder, tensor_bytes
 from mmie.errors import ConfigError, DataError
+from mmie.io import atomic_writer
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mmie.encoders.vision import VisionEncoder, VisionOutput
+from mmie.encoders.vision_base import VisionEncoder, VisionOutput
 from mmie.errors import ConfigError
 
 # TensorFlow EfficientNet-Lite input normalisation, on the 0..255 scale.

@@ -13,14 +13,13 @@ back offline: the encoder is rebuilt from its saved config, not downloaded.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safetensors.torch import save_model as save_safetensors
 
-import mmie
+from mmie._version import __version__ as mmie_version
+from mmie.io import atomic_folder
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -37,7 +36,7 @@ def model_folder_config(model: ExtractionModel) -> dict:
     return {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
-        "mmie_version": mmie.__version__,
+        "mmie_version": mmie_version,
         "model": model.registry_name,
         "task": model.task,
         "labels": list(model.labels),
@@ -49,19 +48,9 @@ def model_folder_config(model: ExtractionModel) -> dict:
 def save_model_folder(model: ExtractionModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
     """Write ``model`` and ``tokenizer`` to the folder ``path`` (replacing it, atomically)."""
     path = Path(path)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    save_safetensors(model, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
-    tokenizer.save_pretrained(str(staging))
-    # Written after the tokenizer: its config.json (not the tokenizer's) is the folder's config.
-    (staging / CONFIG_NAME).write_text(json.dumps(model_folder_config(model), indent=2) + "\n", encoding="utf-8")
-    if path.exists():
-        retired = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, retired)
-        os.replace(staging, path)
-        shutil.rmtree(retired)
-    else:
-        os.replace(staging, path)
+    with atomic_folder(path) as staging:
+        save_safetensors(model, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+        tokenizer.save_pretrained(str(staging))
+        # Written after the tokenizer: its config.json (not the tokenizer's) is the folder's config.
+        (staging / CONFIG_NAME).write_text(json.dumps(model_folder_config(model), indent=2) + "\n", encoding="utf-8")
     return path

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from mmie import __version__
+from mmie._version import __version__
 from mmie.data.schema import MAX_IMAGES
 from mmie.errors import DataError
 from mmie.pipeline.extractor import Extractor

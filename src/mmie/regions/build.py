@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmie.data.formats.base import atomic_writer
 from mmie.data.formats.crops import read_crop_dict, write_crop_dict
 from mmie.data.images import ImageDirs, ImagePolicy, resolve_image
 from mmie.data.schema import Post, RelationInstance
 from mmie.errors import ConfigError, DataError
+from mmie.io import atomic_writer
 from mmie.regions.base import ImageSource, RegionProvider
 from mmie.regions.precomputed import CROP_DICT_NAME, CROP_DIR_NAME
 

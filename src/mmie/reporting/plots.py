@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmie.errors import DataError
+from mmie.io import atomic_writer
 
 if TYPE_CHECKING:
-    from mmie.reporting.report import RunRecord
+    from mmie.reporting.run_records import RunRecord
 
 LOW_RESOURCE_KEYS = ("data.sample_fraction", "data.sample_per_label")
 IMAGE_GROUPS = ("single", "multi", "whole")
@@ -51,9 +52,8 @@ def _scores(run: RunRecord) -> dict:
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    fig.savefig(staging, dpi=120, bbox_inches="tight", format="png")
-    staging.replace(path)
+    with atomic_writer(path, binary=True) as handle:
+        fig.savefig(handle, dpi=120, bbox_inches="tight", format="png")
     return path
 
 

@@ -27,27 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mmie.errors import MmieError
+# read_run and collect_runs stay importable from here, where they were defined before.
+from mmie.reporting.run_records import RunRecord, collect_runs, read_run  # noqa: F401
+from mmie.io import write_atomic
 
 DAGGER = "†"
-
-
-@dataclass
-class RunRecord:
-    path: Path
-    row: str
-    dataset: str
-    grid: dict[str, Any]
-    seed: int
-    task: str
-    metrics: dict
-    row_index: int = 0  # the row's place in its sweep file
-
-    @property
-    def row_key(self) -> tuple[str, tuple]:
-        return (self.row, tuple(self.grid.items()))
 
 
 @dataclass
@@ -85,48 +70,6 @@ class Report:
     warnings: list[str]
     significance: list[dict]
     reference: str | None
-
-
-# --------------------------------------------------------------------------------- collecting
-
-
-def _run_folders(path: Path) -> list[Path]:
-    if (path / "metrics.json").is_file():
-        return [path]
-    if not path.is_dir():
-        raise MmieError(f"{path}: no such run folder")
-    found = sorted(p.parent for p in path.rglob("metrics.json") if "model" not in p.relative_to(path).parts[:-1])
-    if not found:
-        raise MmieError(f"{path}: no metrics.json in it or below it (not a run or sweep folder)")
-    return found
-
-
-def read_run(path: Path) -> RunRecord:
-    try:
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise MmieError(f"{path / 'metrics.json'}: not valid JSON: {error}") from None
-    info_path = path / "sweep_run.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    config_path = path / "config.yaml"
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    task = config.get("task") or ("re" if "accuracy" in metrics.get("test", metrics.get("dev", {})) else "ner")
-    return RunRecord(
-        path=path,
-        row=str(info.get("row") or config.get("name") or path.name),
-        dataset=str(info.get("dataset") or "test"),
-        grid=dict(info.get("grid") or {}),
-        seed=int(info.get("seed", config.get("training", {}).get("seed", 0))),
-        task=task,
-        metrics=metrics,
-        row_index=int(info.get("row_index", 0)),
-    )
-
-
-def collect_runs(paths: list[str | Path]) -> list[RunRecord]:
-    folders = dict.fromkeys(folder for path in paths for folder in _run_folders(Path(path)))
-    # rows in their sweep file's order (a stable sort: folders and sweeps keep theirs)
-    return sorted((read_run(folder) for folder in folders), key=lambda run: run.row_index)
 
 
 def _split(run: RunRecord) -> str:
@@ -393,7 +336,6 @@ def render_markdown(report: Report) -> str:
 def write_report(report: Report, out: str | Path, challenge_files: list[Path] = ()) -> list[Path]:
     """Write report.md and every table as .md, .tex and .csv, and the plots, into ``out``."""
     from mmie.reporting import plots
-    from mmie.training.run_folder import write_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

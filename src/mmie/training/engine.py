@@ -64,6 +64,7 @@ from mmie.evaluation.predictions import PredictionWriter, score_predictions
 from mmie.features.text import META_KEY
 from mmie.inference.predict import Predictor, ner_tags
 from mmie.inference.saving import save_model_folder
+from mmie.io import atomic_path, write_atomic
 from mmie.models.base import ExtractionModel
 from mmie.models.registry import create_model, create_processor
 from mmie.training.callbacks import EvaluateWithinEpochCallback, ExamplesProgressCallback, LogFileCallback
@@ -74,7 +75,6 @@ from mmie.training.run_folder import (
     last_complete_checkpoint,
     prepare_run_dir,
     remove_log_file,
-    write_atomic,
 )
 
 logger = logging.getLogger("mmie.training")
@@ -162,11 +162,10 @@ def data_fingerprints(config: ExperimentConfig) -> dict:
 def write_predictions(path: Path, predictions: list[dict]) -> None:
     """A prediction file written beside its destination and moved into place (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with PredictionWriter(staging) as writer:
+    # PredictionWriter opens its file by name, so it gets a temporary path rather than a handle.
+    with atomic_path(path) as staging, PredictionWriter(staging) as writer:
         for prediction in predictions:
             writer.write(prediction)
-    os.replace(staging, path)
 
 
 # --------------------------------------------------------------------------------- train

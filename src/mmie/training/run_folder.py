@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
@@ -12,18 +11,13 @@ from typing import Any
 import yaml
 
 from mmie.errors import ConfigError
+from mmie.io import write_atomic
 from mmie.training.config import ExperimentConfig
 
 logger = logging.getLogger("mmie.training")
 
 CHECKPOINTS = "checkpoints"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
 
 
 def _config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:

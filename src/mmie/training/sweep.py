@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mmie.errors import ConfigError
 from mmie.errors import config_error
+from mmie.io import write_atomic
 from mmie.training.compose import read_yaml_mapping
 from mmie.training.config import load_config
 
@@ -179,7 +180,6 @@ def run_sweep(
 ) -> tuple[SweepConfig, list[SweepRun], SweepOutcome]:
     """Run (or, with ``dry_run``, only list) every run of a sweep; see the module docstring."""
     from mmie.training.engine import train
-    from mmie.training.run_folder import write_atomic
 
     sweep_file = Path(sweep_file)
     sweep = load_sweep(sweep_file)

@@ -21,8 +21,9 @@ from pathlib import Path
 from types import ModuleType
 
 from mmie.data.formats import mnermi, mnre, mremi, twitter
-from mmie.data.formats.base import Dataset, ReadState, atomic_writer, check_readable, check_record_types, read_lines
+from mmie.data.formats.base import Dataset, ReadState, check_readable, check_record_types, read_lines
 from mmie.errors import DataError
+from mmie.io import atomic_writer
 
 FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (twitter, mnermi, mnre, mremi)}
 # Formats with one record per line, told apart by the keys of their records.

@@ -1,4 +1,4 @@
-"""What every format module shares: the Dataset, errors that name file/line/field, field checks, atomic writes.
+"""What every format module shares: the Dataset, errors that name file/line/field, field checks.
 
 A format module reads ``(line number, text)`` pairs from :func:`read_lines` and builds records with the
 checks of :class:`RecordChecker`; every problem becomes one :class:`RecordError` (a
@@ -7,10 +7,7 @@ checks of :class:`RecordChecker`; every problem becomes one :class:`RecordError`
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -298,30 +295,3 @@ def span_entity(span: Span, tokens: list[str]) -> dict:
     """The release's entity dict; a span without a name gets the spanned tokens, as the releases write it."""
     name = span.name if span.name is not None else " ".join(tokens[span.start : span.end])
     return {"name": name, "pos": [span.start, span.end]}
-
-
-@contextmanager
-def atomic_writer(path: str | Path, *, binary: bool = False) -> Iterator[IO]:
-    """A handle whose content replaces ``path`` only when the block finishes without error."""
-    path = Path(path)
-    try:
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise DataError(f"cannot write here: {error.strerror or error}", path=path) from error
-    try:
-        if binary:
-            handle = os.fdopen(descriptor, "wb")
-        else:
-            handle = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes the file private (0600); a dataset file is as readable as any other.
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):  # a full disk, a directory in the way, no permission
-            raise DataError(f"cannot write: {error.strerror or error}", path=path) from error
-        raise

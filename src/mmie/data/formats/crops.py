@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmie.data.formats.base import atomic_writer, check_readable
+from mmie.data.formats.base import check_readable
 from mmie.errors import DataError
+from mmie.io import atomic_writer
 
 
 def _normalise(mapping: Any, path: Path) -> dict[str, list[str]]:

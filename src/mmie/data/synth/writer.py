@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmie.data import write_crop_dict, write_dataset
-from mmie.data.formats.base import atomic_writer
 from mmie.data.synth.common import SynthPost, split_sizes
 from mmie.data.synth.images import IMAGE_SIZE, ImagePlan, RenderedImage, grounding_boxes, render_image
 from mmie.data.synth.mner import plan_mner
 from mmie.data.synth.mre import plan_mre
 from mmie.errors import ConfigError
+from mmie.io import atomic_writer
 
 TASKS = {"mner": (plan_mner, "mnermi"), "mre": (plan_mre, "mremi")}
 DEFAULT_POSTS = 600
