@@ -38,7 +38,7 @@ from mmie.encoders.vision import pool_regions
 from mmie.features.regions import RelationImageFeaturizer
 from mmie.features.settings import FocalInputs
 from mmie.regions.base import ImageSource, RegionProvider
-from mmie.regions.build import record_queries
+from mmie.regions.queries import record_queries
 from mmie.regions.detector import DetectorRegions
 from mmie.regions.focal import focal_images
 from mmie.regions.grid import GridSaliencyRegions

@@ -35,7 +35,7 @@ from mmie.features.collate import Deferred
 from mmie.features.images import _IMAGE_CHUNK, PostImageFeaturizer
 from mmie.features.settings import RegionInputs
 from mmie.regions.base import ImageSource, RegionProvider
-from mmie.regions.build import record_queries
+from mmie.regions.queries import record_queries
 from mmie.regions.grid import GridSaliencyRegions
 from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
 

@@ -4,8 +4,9 @@ saliency ranking) and ``build_regions``, which writes them in the MRE-MI layout.
 from __future__ import annotations
 
 from mmie.regions.base import Box, ImageSource, Region, RegionProvider
-from mmie.regions.build import PROVIDERS, BuildSummary, build_regions, create_provider, image_jobs, record_queries
+from mmie.regions.build import PROVIDERS, BuildSummary, build_regions, create_provider, image_jobs
 from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
+from mmie.regions.queries import record_queries
 
 __all__ = [
     "PROVIDERS",
