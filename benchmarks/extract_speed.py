@@ -117,8 +117,11 @@ def main() -> None:
         "images": sum(len(p["images"]) for p in posts),
         "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "posts_per_s": {"cold": round(cold, 2), "warm": round(statistics.median(repeats), 2),
-                        "ner_alone_warm": round(statistics.median(ner_alone), 2)},
+        "posts_per_s": {
+            "cold": round(cold, 2),
+            "warm": round(statistics.median(repeats), 2),
+            "ner_alone_warm": round(statistics.median(ner_alone), 2),
+        },
         "single_post_p50_ms": round(1000 * statistics.median(latencies), 1),
         "entities_per_post": round(sum(len(r["entities"]) for r in results) / len(posts), 2),
         "candidate_pairs_per_post": round(sum(len(r["relations"]) for r in results) / len(posts), 2),
@@ -126,8 +129,12 @@ def main() -> None:
         "warm_over_ner_alone": round(statistics.median(ratios), 3),
         "warm_over_ner_alone_per_repeat": [round(ratio, 3) for ratio in ratios],
         "target_warm_over_ner_alone": 0.6,
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "note": "a shared machine: other jobs may have run at the same time"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "note": "a shared machine: other jobs may have run at the same time",
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_suffix(".tmp")

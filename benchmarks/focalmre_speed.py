@@ -52,18 +52,30 @@ def main() -> None:
         "what": "SYNTHETIC MRE sample, MiniLM + frozen EfficientNet-Lite0, batch 16: training examples/s of "
         "FocalMRE (warm cache: the framed copies encoded before) vs MTB; target ratio >= 0.5",
         "mode": "smoke" if args.smoke else "full",
-        "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads or torch.get_num_threads(),
-                    "load_average_at_start": [round(load, 2) for load in os.getloadavg()], "torch": torch.__version__},
-        "settings": {"posts": args.posts, "batch_size": 16, "steps": args.steps, "warmup_steps": args.warmup,
-                     "repeats": args.repeats},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": args.threads or torch.get_num_threads(),
+            "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
+            "torch": torch.__version__,
+        },
+        "settings": {
+            "posts": args.posts,
+            "batch_size": 16,
+            "steps": args.steps,
+            "warmup_steps": args.warmup,
+            "repeats": args.repeats,
+        },
     }
     with tempfile.TemporaryDirectory(prefix="focalmre-speed-") as scratch_dir:
         data, cache = Path(scratch_dir) / "synth_mre", Path(scratch_dir) / "feature-cache"
         generate_dataset("mre", data, args.posts, 13)
         base = {"data": str(data), "cache": str(cache), "warmup": args.warmup, "repeats": 1}
         started = time.perf_counter()  # one untimed FocalMRE run fills the cache with every framed copy
-        run_worker("training", {**base, "name": "focalmre_fill", "config_file": "focalmre.yaml", "mode": "warm",
-                                "steps": 1, "warmup": 0}, args.threads)
+        run_worker(
+            "training",
+            {**base, "name": "focalmre_fill", "config_file": "focalmre.yaml", "mode": "warm", "steps": 1, "warmup": 0},
+            args.threads,
+        )
         results["settings"]["cache_filling_seconds"] = round(time.perf_counter() - started, 2)
         repeats: dict[str, list[dict]] = {name: [] for name in RUNS}
         for repeat in range(args.repeats):

@@ -64,6 +64,7 @@ def _worker(run: str, data: Path, cache: Path) -> dict:
     from mmie.encoders.text import load_tokenizer
     from mmie.models.registry import create_model, create_processor
     from mmie.training.config import load_config
+
     # the engine's own Trainer (two learning rates, fused AdamW) and arguments, so the steps are `mmie train`'s
     from mmie.training.engine import FeatureDataset, _trainer_class, _training_arguments, label_set, read_split
 
@@ -297,9 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             for key in ("examples_per_second", "median_step_seconds", "featurize_seconds", "peak_rss_mib")
         }
         if "vision" in rows[0]:
-            summary[run]["vision"] = {
-                key: _median([row["vision"][key] for row in rows]) for key in rows[0]["vision"]
-            }
+            summary[run]["vision"] = {key: _median([row["vision"][key] for row in rows]) for key in rows[0]["vision"]}
     ratios = {}
 
     def ratio(name: str, numerator: str, denominator: str) -> None:

@@ -139,7 +139,7 @@ def training_worker(spec: dict) -> dict:
         rates.append(round(spec["steps"] * BATCH_SIZE / (time.perf_counter() - started), 3))
     result = {
         "config": f"configs/synthetic/{config_file}",
-        "model": entry.name,
+        "model": config.model.name,
         "cache": mode,
         "train_examples": len(records),
         "featurize_seconds": round(featurize_seconds, 2),
@@ -312,8 +312,14 @@ def main() -> None:
         for repeat in range(args.repeats):
             for name in TRAINING_RUNS:
                 print(f"training: {name}, repeat {repeat + 1}/{args.repeats}", flush=True)
-                spec = {"name": name, "data": str(data), "cache": str(cache), "steps": args.steps,
-                        "warmup": args.warmup, "repeats": 1}
+                spec = {
+                    "name": name,
+                    "data": str(data),
+                    "cache": str(cache),
+                    "steps": args.steps,
+                    "warmup": args.warmup,
+                    "repeats": 1,
+                }
                 repeats[name].append(run_worker("training", spec, args.threads))
                 print(json.dumps(repeats[name][-1]), flush=True)
         runs = {name: merge_repeats(done) for name, done in repeats.items()}
@@ -323,8 +329,12 @@ def main() -> None:
         region_scratch.mkdir()
         results["region_building"] = run_worker(
             "regions",
-            {"data": str(data), "scratch": str(region_scratch), "repeats": args.repeats,
-             "region_images": args.region_images},
+            {
+                "data": str(data),
+                "scratch": str(region_scratch),
+                "repeats": args.repeats,
+                "region_images": args.region_images,
+            },
             args.threads,
         )
 

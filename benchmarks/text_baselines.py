@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from mmie.data import read_dataset, write_dataset
+from mmie.inference.loading import load_model
 from mmie.training import train
 from mmie.training.config import apply_overrides
-from mmie.inference.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"

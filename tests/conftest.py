@@ -114,7 +114,7 @@ def make_ner_posts(count: int, seed: int = 0) -> list[Post]:
         tokens: list[str] = []
         tags: list[str] = []
 
-        def add(words: list[str], kind: str | None) -> None:
+        def add(words: list[str], kind: str | None, tokens: list[str] = tokens, tags: list[str] = tags) -> None:
             tokens.extend(words)
             tags.extend(["O"] * len(words) if kind is None else [f"B-{kind}"] + [f"I-{kind}"] * (len(words) - 1))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import TEST_WORDS, make_tiny_bert, write_splits
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
@@ -40,30 +41,47 @@ def _train_ner(root: Path) -> Path:
         "task": "ner",
         "model": {"name": "bert_crf", "encoder": bert, "max_length": 32},
         "data": {split: str(path) for split, path in paths.items()},
-        "training": {"epochs": 8, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 1e-2,
-                     "warmup_ratio": 0.0, "logging_steps": 50},
+        "training": {
+            "epochs": 8,
+            "batch_size": 8,
+            "learning_rate": 3e-3,
+            "head_learning_rate": 1e-2,
+            "warmup_ratio": 0.0,
+            "logging_steps": 50,
+        },
     }
     return train(config, output_dir=root / "ner_run").model_dir
 
 
 def _train_glra(root: Path) -> tuple[Path, Path]:
-    from test_glra import make_tiny_vit
-
     from mmie.data import read_dataset
     from mmie.data.synth import generate_dataset
     from mmie.training import train
+    from test_glra import make_tiny_vit
 
     sample = root / "synth_mre"
     generate_dataset("mre", sample, 40, 5, overwrite=True)
-    words = {token.lower() for split in ("train", "val", "test")
-             for record in read_dataset(sample / f"{split}.txt").records for token in record.post.tokens}
+    words = {
+        token.lower()
+        for split in ("train", "val", "test")
+        for record in read_dataset(sample / f"{split}.txt").records
+        for token in record.post.tokens
+    }
     bert = make_tiny_bert(root / "re_bert", sorted(words | set(TEST_WORDS)))
     vit = make_tiny_vit(root / "vit")
     overrides = [
-        f"model.encoder={bert}", f"model.vision_encoder={vit}", f"model.feature_cache={root / 'cache'}",
-        "model.max_length=48", f"data.train={sample / 'train.txt'}", f"data.dev={sample / 'val.txt'}",
-        f"data.test={sample / 'test.txt'}", f"data.images={sample / 'images'}", "training.epochs=1",
-        "training.learning_rate=1e-3", "training.head_learning_rate=3e-3", "training.logging_steps=50",
+        f"model.encoder={bert}",
+        f"model.vision_encoder={vit}",
+        f"model.feature_cache={root / 'cache'}",
+        "model.max_length=48",
+        f"data.train={sample / 'train.txt'}",
+        f"data.dev={sample / 'val.txt'}",
+        f"data.test={sample / 'test.txt'}",
+        f"data.images={sample / 'images'}",
+        "training.epochs=1",
+        "training.learning_rate=1e-3",
+        "training.head_learning_rate=3e-3",
+        "training.logging_steps=50",
     ]
     result = train(CONFIGS / "glra.yaml", output_dir=root / "re_run", overrides=overrides)
     return result.model_dir, sample / "images"

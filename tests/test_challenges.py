@@ -8,10 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import make_ner_posts, make_re_instances
-from test_glra import make_tiny_vit
-from test_score_cli import run
 
+from conftest import make_ner_posts, make_re_instances
 from mmie.data import read_crop_dict, read_dataset, write_dataset
 from mmie.data.challenge import align_noise, aug_noise, crop_keys, write_aug_noise
 from mmie.data.sampling import sample_fraction, sample_per_label, stratum
@@ -20,6 +18,8 @@ from mmie.data.synth import generate_dataset
 from mmie.errors import ConfigError
 from mmie.training import train
 from mmie.training.config import load_config
+from test_glra import make_tiny_vit
+from test_score_cli import run
 
 
 def labelled(counts: dict[str, int]) -> list[RelationInstance]:
@@ -68,9 +68,12 @@ def test_the_engine_samples_the_train_split_only_and_keeps_every_label(tmp_path,
     train_records, dev_records = make_re_instances(30, seed=0), make_re_instances(6, seed=1)
     for split, records in (("train", train_records), ("dev", dev_records)):
         write_dataset(records, tmp_path / f"{split}.txt", "mremi")
-    config = {"task": "re", "model": {"name": "mtb", "encoder": tiny_bert, "max_length": 32},
-              "data": {"train": str(tmp_path / "train.txt"), "dev": str(tmp_path / "dev.txt"), "sample_per_label": 1},
-              "training": {"epochs": 1, "batch_size": 8, "device": "cpu"}}
+    config = {
+        "task": "re",
+        "model": {"name": "mtb", "encoder": tiny_bert, "max_length": 32},
+        "data": {"train": str(tmp_path / "train.txt"), "dev": str(tmp_path / "dev.txt"), "sample_per_label": 1},
+        "training": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+    }
     result = train(config, output_dir=tmp_path / "run")
     labels = {r.label for r in train_records}
     assert result.summary["train_examples"] == len(labels)
@@ -82,7 +85,9 @@ def test_the_engine_samples_the_train_split_only_and_keeps_every_label(tmp_path,
 
 def test_data_sample_cli(tmp_path, capsys):
     write_dataset(labelled({"None": 20, "X": 10}), tmp_path / "train.txt", "mremi")
-    code, out, _ = run(["data", "sample", str(tmp_path / "train.txt"), str(tmp_path / "s.txt"), "--fraction", "0.2"], capsys)
+    code, out, _ = run(
+        ["data", "sample", str(tmp_path / "train.txt"), str(tmp_path / "s.txt"), "--fraction", "0.2"], capsys
+    )
     assert code == 0 and "wrote 6 of 30" in out
     assert Counter(r.label for r in read_dataset(tmp_path / "s.txt").records) == {"None": 4, "X": 2}
     code, _, err = run(["data", "sample", str(tmp_path / "train.txt"), str(tmp_path / "s.txt")], capsys)
@@ -133,13 +138,16 @@ def sample(tmp_path_factory) -> Path:
 
 
 def test_challenge_cli_writes_ordinary_dataset_files(sample, tmp_path, capsys):
-    code, out, _ = run(["challenge", "align-noise", str(sample / "train.txt"), str(tmp_path / "a.txt"),
-                        "--ratio", "0.5"], capsys)
+    code, out, _ = run(
+        ["challenge", "align-noise", str(sample / "train.txt"), str(tmp_path / "a.txt"), "--ratio", "0.5"], capsys
+    )
     assert code == 0
     noisy = read_dataset(tmp_path / "a.txt")
     assert noisy.format == "mremi" and len(noisy.records) == len(read_dataset(sample / "train.txt").records)
-    code, out, _ = run(["challenge", "aug-noise", str(sample / "train.txt"), str(tmp_path / "aug"),
-                        "--ratio", "0.5", "--seed", "3"], capsys)
+    code, out, _ = run(
+        ["challenge", "aug-noise", str(sample / "train.txt"), str(tmp_path / "aug"), "--ratio", "0.5", "--seed", "3"],
+        capsys,
+    )
     assert code == 0 and "replaced" in out
     written = read_crop_dict(tmp_path / "aug" / "images_vg.pth")
     assert all((tmp_path / "aug" / "images_vg" / name).is_file() for names in written.values() for name in names)
@@ -151,20 +159,43 @@ def test_challenge_cli_writes_ordinary_dataset_files(sample, tmp_path, capsys):
 
 def test_evaluate_challenge_sweeps_the_ratios_into_one_table_and_json(sample, tmp_path, tiny_bert, capsys):
     vit = make_tiny_vit(tmp_path / "vit")
-    overrides = [f"model.encoder={tiny_bert}", f"model.vision_encoder={vit}", f"model.feature_cache={tmp_path / 'cache'}",
-                 "model.max_length=48", "model.patch_cells=2", f"data.train={sample / 'train.txt'}",
-                 f"data.dev={sample / 'val.txt'}", "data.test=null", f"data.images={sample / 'images'}",
-                 "training.epochs=1", "training.device=cpu"]
+    overrides = [
+        f"model.encoder={tiny_bert}",
+        f"model.vision_encoder={vit}",
+        f"model.feature_cache={tmp_path / 'cache'}",
+        "model.max_length=48",
+        "model.patch_cells=2",
+        f"data.train={sample / 'train.txt'}",
+        f"data.dev={sample / 'val.txt'}",
+        "data.test=null",
+        f"data.images={sample / 'images'}",
+        "training.epochs=1",
+        "training.device=cpu",
+    ]
     config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "focalmre.yaml"
     model_dir = train(config, overrides=overrides, output_dir=tmp_path / "run").model_dir
-    clean_code, clean_out, _ = run(["evaluate", str(model_dir), str(sample / "val.txt"), "--images",
-                                    str(sample / "images"), "--json"], capsys)
+    clean_code, clean_out, _ = run(
+        ["evaluate", str(model_dir), str(sample / "val.txt"), "--images", str(sample / "images"), "--json"], capsys
+    )
     clean = json.loads(clean_out)
     for challenge, ratios in (("align-noise", [0.5, 1.0]), ("aug-noise", [0.3, 1.0])):
         out_json = tmp_path / f"{challenge}.json"
-        code, out, err = run(["evaluate", str(model_dir), str(sample / "val.txt"), "--images", str(sample / "images"),
-                              "--challenge", challenge, "--ratios", ",".join(map(str, ratios)), "--out", str(out_json)],
-                             capsys)
+        code, out, err = run(
+            [
+                "evaluate",
+                str(model_dir),
+                str(sample / "val.txt"),
+                "--images",
+                str(sample / "images"),
+                "--challenge",
+                challenge,
+                "--ratios",
+                ",".join(map(str, ratios)),
+                "--out",
+                str(out_json),
+            ],
+            capsys,
+        )
         assert code == 0, err
         result = json.loads(out_json.read_text())
         assert result["challenge"] == challenge and result["seed"] == 13 and result["data"] == str(sample / "val.txt")
@@ -172,7 +203,9 @@ def test_evaluate_challenge_sweeps_the_ratios_into_one_table_and_json(sample, tm
         assert result["results"][0]["metrics"] == clean  # the clean row is what `mmie evaluate --json` prints
         assert set(result["results"][1]["metrics"]) == set(clean)
         assert "| clean |" in out and "| 100% |" in out
-    code, out, _ = run(["evaluate", str(model_dir), str(sample / "val.txt"), "--images", str(sample / "images"),
-                        "--per-relation"], capsys)
+    code, out, _ = run(
+        ["evaluate", str(model_dir), str(sample / "val.txt"), "--images", str(sample / "images"), "--per-relation"],
+        capsys,
+    )
     assert code == 0 and "| relation (support) | P | R | F1 |" in out
     assert clean_code == 0

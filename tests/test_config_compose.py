@@ -64,11 +64,14 @@ ROW = {
 
 def test_mappings_merge_key_by_key_and_lists_replace(tmp_path):
     write(tmp_path / "row.yaml", ROW)
-    variant = write(tmp_path / "variant.yaml", {
-        "base": "row.yaml",
-        "model": {"encoder": "minilm"},
-        "data": {"images": ["c"]},
-    })
+    variant = write(
+        tmp_path / "variant.yaml",
+        {
+            "base": "row.yaml",
+            "model": {"encoder": "minilm"},
+            "data": {"images": ["c"]},
+        },
+    )
     settings = compose_yaml(variant)
     assert "base" not in settings
     assert settings["model"] == {"name": "bert_crf", "encoder": "minilm", "dropout": 0.2}
@@ -89,10 +92,13 @@ def test_the_base_name_does_not_leak_into_the_variant(tmp_path):
 def test_bases_of_bases_resolve_relative_to_the_file_that_names_them(tmp_path):
     write(tmp_path / "paper" / "row.yaml", ROW)
     write(tmp_path / "paper" / "offline" / "row.yaml", {"base": "../row.yaml", "model": {"encoder": "minilm"}})
-    tiny = write(tmp_path / "elsewhere" / "tiny.yaml", {
-        "base": "../paper/offline/row.yaml",
-        "training": {"epochs": 1},
-    })
+    tiny = write(
+        tmp_path / "elsewhere" / "tiny.yaml",
+        {
+            "base": "../paper/offline/row.yaml",
+            "training": {"epochs": 1},
+        },
+    )
     config = load_config(tiny)
     assert config.name == "tiny"
     assert config.model.encoder == "minilm" and config.model.dropout == 0.2  # from the middle and the row
@@ -135,9 +141,14 @@ def test_a_missing_base_of_a_base_names_both_files(tmp_path):
     assert str(caught.value) == f"{variant}: base: {middle}: base: no such file nope.yaml"
 
 
-@pytest.mark.parametrize(("text", "problem"), [("[1, 2]\n", "expected a mapping of sections, got list"),
-                                              ("", "the config file is empty"),
-                                              ("a: [\n", "not valid YAML")])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[1, 2]\n", "expected a mapping of sections, got list"),
+        ("", "the config file is empty"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
 def test_a_base_that_is_not_a_mapping_names_the_file_and_the_key(tmp_path, text, problem):
     (tmp_path / "row.yaml").write_text(text, encoding="utf-8")
     variant = write(tmp_path / "variant.yaml", {"base": "row.yaml"})

@@ -14,7 +14,8 @@ from mmie.training.config import load_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # configs/tables/ holds sweep files (one per paper table), not experiment configs: tests/test_table_sweeps.py
 CONFIG_FILES = [
-    path for path in sorted(CONFIGS.rglob("*.yaml")) + sorted(CONFIGS.rglob("*.yml"))
+    path
+    for path in sorted(CONFIGS.rglob("*.yaml")) + sorted(CONFIGS.rglob("*.yml"))
     if path.relative_to(CONFIGS).parts[0] != "tables"
 ]
 # The rows of the MNER-MI paper's Table 3 that mmie's prefix models cover, on its three datasets.

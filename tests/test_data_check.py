@@ -67,8 +67,14 @@ def test_images_listed_and_wrong_layout(tmp_path, capsys):
     folder = tmp_path / "mre_mi"
     write_splits(folder, "re", {"train": 6, "val": 3, "test": 3})
     (folder / "images").mkdir()
-    refs = sorted({ref for path in folder.glob("*.txt") for line in path.read_text().splitlines()
-                   for ref in json.loads(line)["images"]})
+    refs = sorted(
+        {
+            ref
+            for path in folder.glob("*.txt")
+            for line in path.read_text().splitlines()
+            for ref in json.loads(line)["images"]
+        }
+    )
     for ref in refs[1:]:
         Image.new("RGB", (8, 8)).save(folder / "images" / ref)
     (folder / "images" / refs[1]).write_bytes(b"not a jpeg")

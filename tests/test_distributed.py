@@ -31,18 +31,41 @@ def test_two_process_training_matches_one_process(tiny_bert, tmp_path):
         "task": "re",
         "model": {"name": "mtb", "encoder": tiny_bert, "max_length": 32},
         "data": {split: str(path) for split, path in paths.items()},
-        "training": {"epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 1e-2,
-                     "warmup_ratio": 0.0, "logging_steps": 2, "device": "cpu"},
+        "training": {
+            "epochs": 6,
+            "batch_size": 8,
+            "learning_rate": 3e-3,
+            "head_learning_rate": 1e-2,
+            "warmup_ratio": 0.0,
+            "logging_steps": 2,
+            "device": "cpu",
+        },
     }
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(config))
     single = train(config_file, output_dir=tmp_path / "one")
 
     src = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "mmie.cli", "train", str(config_file),
-               "--output-dir", str(tmp_path / "two"), "--set", "training.batch_size=4"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        TORCHRUN,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmie.cli",
+        "train",
+        str(config_file),
+        "--output-dir",
+        str(tmp_path / "two"),
+        "--set",
+        "training.batch_size=4",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -57,6 +80,12 @@ def test_two_process_training_matches_one_process(tiny_bert, tmp_path):
         assert abs(metrics[split]["accuracy"] - single.metrics[split]["accuracy"]) <= 0.13, split
     assert metrics["data"] == single.metrics["data"]
     # rank 0 alone wrote the folder: no leftovers of a second writer, no staging files
-    assert sorted(p.name for p in two.iterdir()) == ["config.yaml", "metrics.json", "model", "predictions",
-                                                     "summary.json", "train.log"]
+    assert sorted(p.name for p in two.iterdir()) == [
+        "config.yaml",
+        "metrics.json",
+        "model",
+        "predictions",
+        "summary.json",
+        "train.log",
+    ]
     assert sorted(p.name for p in (two / "predictions").iterdir()) == ["dev.jsonl", "test.jsonl"]

@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from extraction_models import synthetic_images
 from PIL import Image
-from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 import mmie
+from extraction_models import synthetic_images
 from mmie.data import read_dataset
+from mmie.data.schema import relation_argument_types as label_types
 from mmie.errors import DataError, MmieError
 from mmie.pipeline import Extractor, tokenize
-from mmie.data.schema import relation_argument_types as label_types
+from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 TWITTER2017 = Path("/work/shared/data/twitter2017/valid.txt")
 POST = "RT @nasa : alice visited paris today with bob !"
@@ -30,8 +30,23 @@ def test_tokenizer_splits_like_twitter2017_and_keeps_offsets():
     text = "RT @GreenFlashBeer: Let's go!! #NBAAwards 10,000 fans :) https://t.co/x1 💪🏼"
     tokens = tokenize(text)
     assert [t.text for t in tokens] == [
-        "RT", "@", "GreenFlashBeer", ":", "Let", "'", "s", "go", "!", "!", "#", "NBAAwards", "10,000", "fans",
-        ":)", "💪", "🏼",
+        "RT",
+        "@",
+        "GreenFlashBeer",
+        ":",
+        "Let",
+        "'",
+        "s",
+        "go",
+        "!",
+        "!",
+        "#",
+        "NBAAwards",
+        "10,000",
+        "fans",
+        ":)",
+        "💪",
+        "🏼",
     ]
     assert all(text[t.start : t.end] == t.text for t in tokens)
     assert texts("see www.x.org/a now") == ["see", "now"]
@@ -94,13 +109,17 @@ def test_pipe_matches_single_calls_and_takes_gold_entities(extractor, extraction
     for one, other in zip(batched, single):
         assert [(e["text"], e["type"]) for e in one["entities"]] == [(e["text"], e["type"]) for e in other["entities"]]
         assert [r["relation"] for r in one["relations"]] == [r["relation"] for r in other["relations"]]
-    gold = extractor("bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"},
-                                                     {"start": 14, "end": 18, "type": "ORG"}])
-    assert [(e["text"], e["source"], e["score"]) for e in gold["entities"]] == [("bob", "given", None),
-                                                                                ("nasa", "given", None)]
+    gold = extractor(
+        "bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"}, {"start": 14, "end": 18, "type": "ORG"}]
+    )
+    assert [(e["text"], e["source"], e["score"]) for e in gold["entities"]] == [
+        ("bob", "given", None),
+        ("nasa", "given", None),
+    ]
     with_none = Extractor(re=extractor.re, include_none=True)
-    pairs = with_none("bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"},
-                                                      {"start": 14, "end": 18, "type": "ORG"}])["relations"]
+    pairs = with_none(
+        "bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"}, {"start": 14, "end": 18, "type": "ORG"}]
+    )["relations"]
     assert [(p["head"], p["tail"]) for p in pairs] == [(0, 1)]  # ORG -> PER fits no label: not a candidate
 
 
@@ -126,19 +145,44 @@ def test_bad_inputs_are_named(extractor, extraction_models, tmp_path):
 
 def test_cli_extract_one_post_and_a_resumable_file(extraction_models, tmp_path, capsys):
     image = synthetic_images(extraction_models.images, 1)[0]
-    code, out, err = run(["extract", "--ner", str(extraction_models.ner), "--re", str(extraction_models.re),
-                          "--text", POST, "--image", str(image)], capsys)
+    code, out, err = run(
+        [
+            "extract",
+            "--ner",
+            str(extraction_models.ner),
+            "--re",
+            str(extraction_models.re),
+            "--text",
+            POST,
+            "--image",
+            str(image),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert {"alice", "paris"} <= {e["text"] for e in json.loads(out)["entities"]}
 
     (tmp_path / "img.jpg").write_bytes(image.read_bytes())
     posts = tmp_path / "posts.jsonl"
-    lines = [{"id": f"p{i}", "text": f"{name} visited paris today", "images": ["img.jpg"]}
-             for i, name in enumerate(["alice", "bob", "carol", "dave", "erin"])]
+    lines = [
+        {"id": f"p{i}", "text": f"{name} visited paris today", "images": ["img.jpg"]}
+        for i, name in enumerate(["alice", "bob", "carol", "dave", "erin"])
+    ]
     posts.write_text("".join(json.dumps(line) + "\n" for line in lines))
     results = tmp_path / "out.jsonl"
-    args = ["extract", "--ner", str(extraction_models.ner), "--re", str(extraction_models.re),
-            "--input", str(posts), "--out", str(results), "--batch-size", "2"]
+    args = [
+        "extract",
+        "--ner",
+        str(extraction_models.ner),
+        "--re",
+        str(extraction_models.re),
+        "--input",
+        str(posts),
+        "--out",
+        str(results),
+        "--batch-size",
+        "2",
+    ]
     assert run(args, capsys)[0] == 0
     first = results.read_text().splitlines()
     assert [json.loads(line)["id"] for line in first] == ["p0", "p1", "p2", "p3", "p4"]

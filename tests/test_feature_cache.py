@@ -251,15 +251,22 @@ def test_cli_build_from_folder_and_from_config(tmp_path, vit_path, jpegs, capsys
     mmie_main(["cache", "build", "--images", str(jpegs[0].parent), "--encoder", vit_path, "--cache-dir", str(root)])
     assert [row["entries"] for row in cache_summary(root)] == [5]
     # a config caches only the images its data files name
-    posts = [Post("1", ["a", "b"], images=["0.jpg", "1.jpg"], tags=["O", "O"]),
-             Post("2", ["c"], images=["3.jpg"], tags=["O"])]
+    posts = [
+        Post("1", ["a", "b"], images=["0.jpg", "1.jpg"], tags=["O", "O"]),
+        Post("2", ["c"], images=["3.jpg"], tags=["O"]),
+    ]
     train = tmp_path / "train.jsonl"
     write_dataset(posts, train, "mnermi")
     config = tmp_path / "exp.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "ner", "model": {"name": "bert_crf"},
-        "data": {"train": str(train), "format": "mnermi", "images": str(jpegs[0].parent)},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "ner",
+                "model": {"name": "bert_crf"},
+                "data": {"train": str(train), "format": "mnermi", "images": str(jpegs[0].parent)},
+            }
+        )
+    )
     other_root = tmp_path / "config-cache"
     mmie_main(["cache", "build", str(config), "--encoder", vit_path, "--cache-dir", str(other_root)])
     assert "caching 3 images" in capsys.readouterr().out
@@ -278,9 +285,14 @@ def test_cli_build_reads_the_vision_encoder_and_cache_folder_of_a_model_config(t
     write_dataset([Post("1", ["a"], images=["0.jpg", "4.jpg"], tags=["O"])], train, "mnermi")
     model_root = tmp_path / "model-cache"
     config = tmp_path / "exp.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "ner", "model": {"name": "tpm_mi", "vision_encoder": vit_path, "feature_cache": str(model_root)},
-        "data": {"train": str(train), "format": "mnermi", "images": str(jpegs[0].parent)},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "ner",
+                "model": {"name": "tpm_mi", "vision_encoder": vit_path, "feature_cache": str(model_root)},
+                "data": {"train": str(train), "format": "mnermi", "images": str(jpegs[0].parent)},
+            }
+        )
+    )
     mmie_main(["cache", "build", str(config)])
     assert [(row["entries"], row["name"]) for row in cache_summary(model_root)] == [(2, vit_path)]

@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from mmie.data import read_dataset
 from mmie.data.schema import Post, RelationInstance, Span
 from mmie.encoders.text import load_tokenizer
-from mmie.features.text import DEFAULT_MARKERS, add_marker_tokens
 from mmie.features.collate import Collator
 from mmie.features.text import (
+    DEFAULT_MARKERS,
     META_KEY,
     NerFeaturizer,
     RelationFeaturizer,
+    add_marker_tokens,
     insert_entity_markers,
     select_words,
 )
@@ -158,9 +159,7 @@ def test_any_pair_of_spans_gives_well_formed_markers(data):
 
 def test_truncation_cuts_around_the_entities_and_keeps_both_start_markers(marker_tokenizer):
     tokens = ["alice"] + ["the"] * 40 + ["visited"] + ["today"] * 30 + ["paris"] + ["news"] * 20
-    instance = RelationInstance(
-        post=Post(id="long", tokens=tokens), head=Span(0, 1), tail=Span(72, 73), label="None"
-    )
+    instance = RelationInstance(post=Post(id="long", tokens=tokens), head=Span(0, 1), tail=Span(72, 73), label="None")
     featurizer = RelationFeaturizer(marker_tokenizer, ["None"], max_length=20, markers=DEFAULT_MARKERS)
     feature = featurizer.featurize([instance])[0]
     pieces = marker_tokenizer.convert_ids_to_tokens(feature["input_ids"])
@@ -198,10 +197,22 @@ def test_select_words_prefers_anchors_then_markers_then_nearest_words():
 
 def test_collate_pads_per_batch_and_passes_extra_keys_through():
     features = [
-        {"input_ids": [101, 5, 102], "attention_mask": [1, 1, 1], "word_starts": [1], "labels": [2],
-         "pixel_values": torch.ones(1, 3, 2, 2), META_KEY: {"words": [0]}},
-        {"input_ids": [101, 5, 6, 7, 102], "attention_mask": [1] * 5, "word_starts": [1, 2, 3], "labels": [1, 0, 0],
-         "pixel_values": torch.ones(3, 3, 2, 2), META_KEY: {"words": [0, 1, 2]}},
+        {
+            "input_ids": [101, 5, 102],
+            "attention_mask": [1, 1, 1],
+            "word_starts": [1],
+            "labels": [2],
+            "pixel_values": torch.ones(1, 3, 2, 2),
+            META_KEY: {"words": [0]},
+        },
+        {
+            "input_ids": [101, 5, 6, 7, 102],
+            "attention_mask": [1] * 5,
+            "word_starts": [1, 2, 3],
+            "labels": [1, 0, 0],
+            "pixel_values": torch.ones(3, 3, 2, 2),
+            META_KEY: {"words": [0, 1, 2]},
+        },
     ]
     batch = Collator(pad_token_id=0, length_masks={"word_starts": "word_mask", "pixel_values": "image_mask"})(features)
     assert META_KEY not in batch

@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_glra import make_tiny_vit
 
 from mmie.data import read_crop_dict, read_dataset
 from mmie.data.synth import MRE_LABELS, generate_dataset
 from mmie.encoders.cache import FeatureCache
-from mmie.encoders.vision import load_vision_encoder
+from mmie.encoders.vision import load_vision_encoder, pool_regions
 from mmie.errors import ConfigError
-from mmie.encoders.vision import pool_regions
+from mmie.features.collate import Collator
 from mmie.models.registry import create_model, create_processor, get_model_entry
 from mmie.regions.base import ImageSource, Region
 from mmie.regions.focal import draw_focal_frame, focal_images, locate_crop
-from mmie.features.collate import Collator
+from test_glra import make_tiny_vit
 
 LABELS = list(MRE_LABELS)
 VARIANTS = {
@@ -50,7 +49,11 @@ def test_the_frame_changes_the_pixels_on_the_box_border_and_nothing_else():
     assert tuple(np.asarray(framed)[y0, x0]) == (255, 0, 0)
     # a box on the picture's edge keeps its whole frame inside the picture
     edge = np.asarray(draw_focal_frame(image, (0, 0, 100, 80), width=2))
-    assert (edge[:2] == (255, 0, 0)).all() and (edge[:, -2:] == (255, 0, 0)).all() and (edge[2:-2, 2:-2] != (255, 0, 0)).any()
+    assert (
+        (edge[:2] == (255, 0, 0)).all()
+        and (edge[:, -2:] == (255, 0, 0)).all()
+        and (edge[2:-2, 2:-2] != (255, 0, 0)).any()
+    )
 
 
 def test_a_crop_is_located_in_its_picture_even_after_jpeg(tmp_path):
@@ -95,8 +98,16 @@ def build(tiny_bert: str, tiny_vit: str, cache_dir: Path, **settings):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     entry = get_model_entry("focalmre")
-    config = entry.config_class(name="focalmre", encoder=tiny_bert, vision_encoder=tiny_vit, max_length=48,
-                                feature_cache=str(cache_dir), dropout=0.0, attention_dropout=0.0, **settings)
+    config = entry.config_class(
+        name="focalmre",
+        encoder=tiny_bert,
+        vision_encoder=tiny_vit,
+        max_length=48,
+        feature_cache=str(cache_dir),
+        dropout=0.0,
+        attention_dropout=0.0,
+        **settings,
+    )
     config = create_processor(config, tokenizer, LABELS).config
     torch.manual_seed(0)
     return create_model(config, LABELS, tokenizer=tokenizer), tokenizer
@@ -147,7 +158,10 @@ def test_padded_copies_and_images_change_nothing(tiny_bert, tiny_vit, cache_dir,
     with torch.no_grad():
         clean = model(**batch)
         noisy = dict(batch)
-        absent = ~(batch["focal_mask"][:, : batch["focal_features"].shape[1]] & batch["image_mask"][:, : batch["focal_features"].shape[1], None])
+        absent = ~(
+            batch["focal_mask"][:, : batch["focal_features"].shape[1]]
+            & batch["image_mask"][:, : batch["focal_features"].shape[1], None]
+        )
         noisy["focal_features"] = batch["focal_features"].masked_fill(absent[..., None, None], 7.0)
         assert torch.allclose(model(**noisy).logits, clean.logits, atol=1e-5)
         alone = model(**{k: v[:1] for k, v in batch.items()})  # a batch of one: less slot padding

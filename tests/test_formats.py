@@ -133,7 +133,9 @@ CONSTRUCTED_POSTS = [
     Post("5302", ["i", "have", "jaebeom"], ["5302_0.jpg", "5302_1.jpg"], "https://t.co/x", ["O", "O", "B-PER"]),
     Post("twitter2017-17_06_1", ["Kawhi", "Leonard"], ["17_06_1.jpg"], None, ["B-PER", "I-PER"]),
     Post("007", ["zero", "padded", "id"], [], None, ["O", "O", "O"]),
-    Post("u", ["ünïcødé", "😍", "line\u2028sep", "tab\there", "\ud800"], ["a.jpg", "b.jpg", "c.jpg", "d.jpg"], None, None),
+    Post(
+        "u", ["ünïcødé", "😍", "line\u2028sep", "tab\there", "\ud800"], ["a.jpg", "b.jpg", "c.jpg", "d.jpg"], None, None
+    ),
     Post("irregular", ["O", "then", "I"], ["x.jpg"], None, ["O", "I-PER", "B-ORG"]),
 ]
 CONSTRUCTED_INSTANCES = [
@@ -189,8 +191,11 @@ def test_writers_refuse_records_their_format_cannot_hold(tmp_path):
     with pytest.raises(DataError, match=r"text: token 1 is an empty string"):
         write_dataset([Post("1", ["a", ""], [], None, None)], tmp_path / "e.jsonl", "mnermi")
     with pytest.raises(DataError, match=r"h.name: 'Bill' does not equal the spanned tokens 'x'"):
-        write_dataset([RelationInstance(Post("1", ["x"], []), Span(0, 1, "Bill"), Span(0, 1, "x"), "None")],
-                      tmp_path / "n.jsonl", "mremi")
+        write_dataset(
+            [RelationInstance(Post("1", ["x"], []), Span(0, 1, "Bill"), Span(0, 1, "x"), "None")],
+            tmp_path / "n.jsonl",
+            "mremi",
+        )
     with pytest.raises(DataError, match="format"):
         write_dataset([], tmp_path / "z.txt", "conll")
 

@@ -113,7 +113,29 @@ def test_random_bytes(workdir, content):
         st.tuples(
             st.sampled_from(["delete", "insert", "replace", "cut"]),
             st.floats(0, 1),
-            st.sampled_from(["\n", "\t", " ", "{", "}", "[", "]", '"', "'", ",", ":", "-", "0", "9", "I-", "\\", "\x00", "é", "\ud7ff"]),
+            st.sampled_from(
+                [
+                    "\n",
+                    "\t",
+                    " ",
+                    "{",
+                    "}",
+                    "[",
+                    "]",
+                    '"',
+                    "'",
+                    ",",
+                    ":",
+                    "-",
+                    "0",
+                    "9",
+                    "I-",
+                    "\\",
+                    "\x00",
+                    "é",
+                    "\ud7ff",
+                ]
+            ),
         ),
         min_size=1,
         max_size=6,
@@ -138,7 +160,12 @@ NEAR_VALID_STRINGS = st.sampled_from(
     ["O", "B-PER", "I-PER", "I-ORG", "B-MIS", "I-OTHER", "B-XYZ", "", "None", "a.jpg", "Jason", "Bill Cosby"]
 )
 ARBITRARY_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 12) | st.floats(allow_nan=False) | st.text(max_size=8) | NEAR_VALID_STRINGS,
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 12)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | NEAR_VALID_STRINGS,
     lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=6), children, max_size=4),
     max_leaves=12,
 )
@@ -208,8 +235,23 @@ def test_random_values_in_valid_records(workdir, format_name, data, keep_first_v
 @given(
     lines=st.lists(
         st.lists(
-            st.sampled_from(["IMGID:", "IMGID:17_06_1", "Kawhi", "\t", " ", "O", "B-PER", "I-PER", "I-LOC",
-                             "B-OTHER", "E-PER", "x", "\r"]),
+            st.sampled_from(
+                [
+                    "IMGID:",
+                    "IMGID:17_06_1",
+                    "Kawhi",
+                    "\t",
+                    " ",
+                    "O",
+                    "B-PER",
+                    "I-PER",
+                    "I-LOC",
+                    "B-OTHER",
+                    "E-PER",
+                    "x",
+                    "\r",
+                ]
+            ),
             max_size=4,
         ).map("".join),
         max_size=12,

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import make_re_instances
 from transformers import AutoTokenizer, ViTConfig, ViTModel
 
+from conftest import make_re_instances
 from mmie.data.schema import Post, RelationInstance, Span
 from mmie.errors import ConfigError
-from mmie.models.registry import create_model, create_processor, get_model_entry
-from mmie.models.layers.relevance_attention import RelevanceModulatedAttention
 from mmie.features.collate import Collator
+from mmie.models.layers.relevance_attention import RelevanceModulatedAttention
+from mmie.models.registry import create_model, create_processor, get_model_entry
 
 LABELS = ["None", "/per/loc/place_of_residence", "/per/org/member_of"]
 IMAGE_DIM = 24  # the tiny ViT's hidden size: differs from the text's 32 on purpose
@@ -30,7 +30,12 @@ ViTProcessor = getattr(transformers, "ViTImageProcessorPil", transformers.ViTIma
 def make_tiny_vit(path: Path) -> str:
     torch.manual_seed(0)
     config = ViTConfig(
-        hidden_size=IMAGE_DIM, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8
+        hidden_size=IMAGE_DIM,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
     )
     ViTModel(config).save_pretrained(path)
     ViTProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
@@ -131,7 +136,9 @@ def test_without_relevance_modulation_it_is_plain_attention_and_has_no_relevance
     out = layer(text, images, mask)
     assert out.relevance is None
     expected = torch.nn.functional.scaled_dot_product_attention(
-        layer._split_heads(layer.query(text)), layer._split_heads(layer.key(images)), layer._split_heads(layer.value(images))
+        layer._split_heads(layer.query(text)),
+        layer._split_heads(layer.key(images)),
+        layer._split_heads(layer.value(images)),
     )
     torch.testing.assert_close(out.context, expected.transpose(1, 2).reshape(2, 1, 8))
 
@@ -311,7 +318,9 @@ def one_image_task(count: int, seed: int) -> tuple[list[RelationInstance], dict]
     for index in range(count):
         label = rng.randrange(len(LABELS))
         n_images = rng.randint(2, 4)
-        post = Post(id=str(index), tokens=["alice", "and", "bob", "today"], images=[f"{index}_{i}.jpg" for i in range(n_images)])
+        post = Post(
+            id=str(index), tokens=["alice", "and", "bob", "today"], images=[f"{index}_{i}.jpg" for i in range(n_images)]
+        )
         instances.append(RelationInstance(post, Span(0, 1, "alice"), Span(2, 3, "bob"), LABELS[label]))
         counts.append(n_images)
         cues.append(rng.randrange(1, n_images))
@@ -349,7 +358,9 @@ def first_slot(inputs: dict) -> dict:
 def test_glra_learns_what_only_one_later_image_tells_and_mtb_cannot(tiny_bert, tiny_vit, tokenizer):
     glra = build("glra", tiny_bert, tiny_vit, tokenizer, dropout=0.0)
     first_image = build("mtb_first_image", tiny_bert, tiny_vit, tokenizer, dropout=0.0)
-    mtb = create_model({"name": "mtb", "encoder": tiny_bert, "max_length": 32, "dropout": 0.0}, LABELS, tokenizer=tokenizer)
+    mtb = create_model(
+        {"name": "mtb", "encoder": tiny_bert, "max_length": 32, "dropout": 0.0}, LABELS, tokenizer=tokenizer
+    )
     (train, train_images), (test, test_images) = one_image_task(36, seed=1), one_image_task(36, seed=2)
     train_text, test_text = text_batch(tokenizer, glra, train), text_batch(tokenizer, glra, test)
 
@@ -447,11 +458,14 @@ def test_text_free_regions_are_found_once_per_image_and_equal_each_pair_alone(
     encoded once, with the same features as when each pair is featurized on its own."""
     records = read_records(synthetic_mre)
     post = records[0].post
-    pairs = [RelationInstance(post, a, b, "None") for a, b in [
-        (Span(0, 1, post.tokens[0]), Span(1, 2, post.tokens[1])),
-        (Span(1, 2, post.tokens[1]), Span(0, 1, post.tokens[0])),
-        (Span(0, 2, " ".join(post.tokens[:2])), Span(2, 3, post.tokens[2])),
-    ]]
+    pairs = [
+        RelationInstance(post, a, b, "None")
+        for a, b in [
+            (Span(0, 1, post.tokens[0]), Span(1, 2, post.tokens[1])),
+            (Span(1, 2, post.tokens[1]), Span(0, 1, post.tokens[0])),
+            (Span(0, 2, " ".join(post.tokens[:2])), Span(2, 3, post.tokens[2])),
+        ]
+    ]
     model = build("glra", tiny_bert, tiny_vit, tokenizer, regions="grid", feature_cache=str(tmp_path / "cache"))
     featurizer = create_processor(model.model_config, tokenizer, LABELS, images=synthetic_mre / "images").featurizer
     provider = featurizer.provider
@@ -475,7 +489,9 @@ def test_every_glra_prediction_carries_the_relevance_of_each_real_image(
 
     records = read_records(synthetic_mre)
     model = build("glra", tiny_bert, tiny_vit, tokenizer, feature_cache=str(tmp_path / "cache"))
-    predictor = Predictor(model, create_processor(model.model_config, tokenizer, model.labels, images=synthetic_mre / "images"))
+    predictor = Predictor(
+        model, create_processor(model.model_config, tokenizer, model.labels, images=synthetic_mre / "images")
+    )
     path = tmp_path / "predictions.jsonl"
     with PredictionWriter(path) as writer:
         for prediction in predictor.iter_predictions(records, batch_size=5, progress=False):
@@ -487,5 +503,7 @@ def test_every_glra_prediction_carries_the_relevance_of_each_real_image(
         assert all(0.0 < value < 1.0 for value in prediction["relevance"])
     # models without relevance write none
     mtb = build("mtb_all_images", tiny_bert, tiny_vit, tokenizer, feature_cache=str(tmp_path / "cache"))
-    baseline = Predictor(mtb, create_processor(mtb.model_config, tokenizer, mtb.labels, images=synthetic_mre / "images"))
+    baseline = Predictor(
+        mtb, create_processor(mtb.model_config, tokenizer, mtb.labels, images=synthetic_mre / "images")
+    )
     assert all("relevance" not in p for p in baseline.predict(records[:3], progress=False))

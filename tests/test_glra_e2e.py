@@ -13,14 +13,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_bert
-from test_glra import make_tiny_vit
-from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 import mmie
+from conftest import make_tiny_bert
 from mmie.data import read_crop_dict, read_dataset
 from mmie.evaluation.predictions import read_predictions
 from mmie.training import train
+from test_glra import make_tiny_vit
+from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
 
@@ -53,8 +53,12 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory, sample) -> dict[str, str]:
     """A tiny BERT whose vocabulary covers the sample's words, and a tiny ViT (both from_pretrained folders)."""
-    words = {token.lower() for split in ("train", "val", "test")
-             for record in read_dataset(sample / f"{split}.txt").records for token in record.post.tokens}
+    words = {
+        token.lower()
+        for split in ("train", "val", "test")
+        for record in read_dataset(sample / f"{split}.txt").records
+        for token in record.post.tokens
+    }
     bert = make_tiny_bert(tmp_path_factory.mktemp("bert"), sorted(words))
     return {"bert": bert, "vit": make_tiny_vit(tmp_path_factory.mktemp("vit"))}
 
@@ -81,14 +85,18 @@ def test_glra_trains_through_the_engine_and_every_prediction_explains_its_images
     sample, encoders, cache, tmp_path, capsys
 ):
     result = train(CONFIGS / "glra.yaml", output_dir=tmp_path / "run", overrides=overrides(sample, encoders, cache, 2))
-    assert {"config.yaml", "metrics.json", "summary.json", "train.log", "model"} <= {p.name for p in result.run_dir.iterdir()}
+    assert {"config.yaml", "metrics.json", "summary.json", "train.log", "model"} <= {
+        p.name for p in result.run_dir.iterdir()
+    }
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert set(metrics) == {"dev", "test", "data"}
     assert {"single", "multi"} <= set(metrics["test"]["by_images"])
     assert result.summary["global_step"] == 2 * -(-len(read_dataset(sample / "train.txt").records) // 16)
     # frozen vision: every image and crop of the sample has its entry in the feature cache
     crops = read_crop_dict(sample / "images_vg.pth")
-    files = [sample / "images" / ref for ref in crops] + [sample / "images_vg" / n for v in crops.values() for n in v[:2]]
+    files = [sample / "images" / ref for ref in crops] + [
+        sample / "images_vg" / n for v in crops.values() for n in v[:2]
+    ]
     entries = {path.stem for path in cache.glob("*/??/*.safetensors")}
     assert {hashlib.sha256(path.read_bytes()).hexdigest() for path in files} <= entries
 
@@ -96,7 +104,9 @@ def test_glra_trains_through_the_engine_and_every_prediction_explains_its_images
     records = read_dataset(test_file).records
     capsys.readouterr()
     out = tmp_path / "predictions.jsonl"
-    code, stdout, err = run(["predict", str(result.model_dir), str(test_file), "--out", str(out), "--images", str(images)], capsys)
+    code, stdout, err = run(
+        ["predict", str(result.model_dir), str(test_file), "--out", str(out), "--images", str(images)], capsys
+    )
     assert code == 0, err
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(records)
@@ -108,7 +118,9 @@ def test_glra_trains_through_the_engine_and_every_prediction_explains_its_images
         assert abs(sum(prediction["scores"].values()) - 1.0) < 1e-3
 
     # evaluate from the saved folder gives the run's test scores, through the CLI and the Python API
-    code, stdout, err = run(["evaluate", str(result.model_dir), str(test_file), "--images", str(images), "--json"], capsys)
+    code, stdout, err = run(
+        ["evaluate", str(result.model_dir), str(test_file), "--images", str(images), "--json"], capsys
+    )
     assert code == 0, err
     assert json.loads(stdout) == metrics["test"]
     loaded = mmie.load_model(result.model_dir, images=images)
@@ -129,8 +141,12 @@ def test_glra_trains_through_the_engine_and_every_prediction_explains_its_images
         ("glra.yaml", ["model.relevance_modulation=false"], False),
     ],
 )
-def test_baselines_and_ablations_train_through_the_engine(sample, encoders, cache, tmp_path, config, extra, has_relevance):
-    result = train(CONFIGS / config, output_dir=tmp_path / "run", overrides=overrides(sample, encoders, cache, 1, *extra))
+def test_baselines_and_ablations_train_through_the_engine(
+    sample, encoders, cache, tmp_path, config, extra, has_relevance
+):
+    result = train(
+        CONFIGS / config, output_dir=tmp_path / "run", overrides=overrides(sample, encoders, cache, 1, *extra)
+    )
     assert 0.0 <= result.metrics["test"]["f1"] <= 1.0
     records = read_dataset(sample / "test.txt").records
     predictions = mmie.load_model(result.model_dir, images=sample / "images").predict(records, progress=False)
@@ -149,7 +165,9 @@ def test_a_frozen_encoder_on_pixels_encodes_in_chunks_with_the_same_vectors(enco
     from mmie.models.registry import create_model, get_model_entry
 
     entry = get_model_entry("glra")
-    config = entry.config_class(name="glra", encoder=encoders["bert"], vision_encoder=encoders["vit"], freeze_vision=True)
+    config = entry.config_class(
+        name="glra", encoder=encoders["bert"], vision_encoder=encoders["vit"], freeze_vision=True
+    )
     model = create_model(config, ["None", "/per/per/peer"])
     generator = torch.Generator().manual_seed(0)
     image_mask = torch.ones(8, 4, dtype=torch.bool)

@@ -63,7 +63,10 @@ def test_blank_policy_substitutes_and_counts(image_dir):
     assert (report.loaded, report.affected) == (1, 3)
     assert report.counts() == {"missing": 1, "truncated": 1, "undecodable": 1}
     assert [problem.record_id for problem in report.problems] == ["p1"] * 3
-    assert report.summary() == "1 images loaded, 3 affected (1 missing, 1 truncated, 1 undecodable; substituted by blank images)"
+    assert (
+        report.summary()
+        == "1 images loaded, 3 affected (1 missing, 1 truncated, 1 undecodable; substituted by blank images)"
+    )
     assert report.to_dict()["by_reason"] == {"missing": 1, "truncated": 1, "undecodable": 1}
 
 
@@ -87,7 +90,9 @@ def test_decompression_bomb_guard_stays_on(image_dir, monkeypatch):
         load_image("warns.jpg", image_dir)
 
 
-@pytest.mark.parametrize("ref", ["../secret.jpg", "sub/../../secret.jpg", "/etc/passwd", "..\\secret.jpg", "C:\\x.jpg", ""])
+@pytest.mark.parametrize(
+    "ref", ["../secret.jpg", "sub/../../secret.jpg", "/etc/passwd", "..\\secret.jpg", "C:\\x.jpg", ""]
+)
 def test_references_that_leave_the_folder_are_refused_under_every_policy(image_dir, ref):
     (image_dir.parent / "secret.jpg").write_bytes(b"")
     for policy in ("error", "blank"):

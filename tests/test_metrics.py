@@ -63,7 +63,12 @@ def test_type_change_inside_a_span() -> None:
     assert counts(strict) == (1, 2, 1)
     assert strict["f1"] == pytest.approx(2 / 3)
     assert strict["per_type"]["PER"] == {
-        "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "predicted": 1, "correct": 0
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 0,
+        "predicted": 1,
+        "correct": 0,
     }
 
 

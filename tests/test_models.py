@@ -11,12 +11,12 @@ import torch
 from conftest import make_ner_posts, make_re_instances, make_tiny_roberta
 from mmie.data.schema import Post
 from mmie.encoders.text import load_tokenizer
-from mmie.models import create_model, create_processor, get_model_entry, list_models, register_model
 from mmie.features.processor import ner_processor
-from mmie.models.base import ExtractionModel, ModelConfig
-from mmie.training.engine import label_set
 from mmie.inference.loading import load_model
 from mmie.inference.saving import save_model_folder
+from mmie.models import create_model, create_processor, get_model_entry, list_models, register_model
+from mmie.models.base import ExtractionModel, ModelConfig
+from mmie.training.engine import label_set
 
 
 def text_only(records: list) -> list:
@@ -119,7 +119,9 @@ def test_mtb_layer_norm_post_layer_normalizes_r_and_reloads(tiny_bert, tmp_path)
         model.post_layer.weight.normal_()  # a layer norm away from its identity-like start
         hidden = model.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
         r = model.entity_starts(hidden, inputs["head_start"], inputs["tail_start"])
-        normalized = (r - r.mean(-1, keepdim=True)) / torch.sqrt(r.var(-1, unbiased=False, keepdim=True) + model.post_layer.eps)
+        normalized = (r - r.mean(-1, keepdim=True)) / torch.sqrt(
+            r.var(-1, unbiased=False, keepdim=True) + model.post_layer.eps
+        )
         expected = model.classifier(normalized * model.post_layer.weight + model.post_layer.bias)
         logits = model(**inputs).logits
     torch.testing.assert_close(logits, expected)

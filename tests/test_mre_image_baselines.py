@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from mmie.features.collate import Collator
+from mmie.models import create_processor
 from test_glra import (  # noqa: F401  (fixtures: tiny_vit, tokenizer, instances, synthetic_mre)
     IMAGE_DIM,
-    K,
     LABELS,
+    K,
     build,
     image_inputs,
     instances,
@@ -18,9 +21,6 @@ from test_glra import (  # noqa: F401  (fixtures: tiny_vit, tokenizer, instances
     tokenizer,
     with_garbage_in_padding,
 )
-
-from mmie.features.collate import Collator
-from mmie.models import create_processor
 
 BASELINES = ["mtb_first_image", "mtb_all_images"]
 
@@ -75,7 +75,11 @@ def test_global_only_variant_reads_no_regions(tiny_bert, tiny_vit, tokenizer, in
     assert model.model_config.region_count == 0
     batch = text_batch(tokenizer, model, instances)
     inputs = image_inputs([1, 2, 3, 4])
-    no_regions = {**inputs, "region_features": inputs["region_features"][:, :, :0], "region_mask": inputs["region_mask"][:, :, :0]}
+    no_regions = {
+        **inputs,
+        "region_features": inputs["region_features"][:, :, :0],
+        "region_mask": inputs["region_mask"][:, :, :0],
+    }
     assert model(**batch, **no_regions).logits.shape == (4, len(LABELS))
 
 

@@ -7,17 +7,26 @@ import os
 from pathlib import Path
 
 import pytest
-from extraction_models import running_server, synthetic_images
 
+from extraction_models import running_server, synthetic_images
 from mmie.pipeline import Extractor
 from mmie.pipeline.service import create_app
 
 CHROMIUM = Path(os.environ.get("MMIE_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Skipped on a developer's machine without Chromium; never in CI (CI=true), where `make test` installs it.
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and os.environ.get("CI") != "true", reason=f"no Chromium at {CHROMIUM} (make test installs it)"
+    not CHROMIUM.exists() and os.environ.get("CI") != "true",
+    reason=f"no Chromium at {CHROMIUM} (make test installs it)",
 )
 
 
@@ -37,8 +46,10 @@ def test_page_shows_entities_relations_and_relevance_bars(extraction_models, tmp
             assert page.locator(".thumb").count() == 2
             page.click("#submit")
             page.wait_for_selector("mark.ent", timeout=30_000)
-            spans = {(mark.get_attribute("data-type"), mark.evaluate("node => node.firstChild.textContent"))
-                     for mark in page.locator("mark.ent").all()}
+            spans = {
+                (mark.get_attribute("data-type"), mark.evaluate("node => node.firstChild.textContent"))
+                for mark in page.locator("mark.ent").all()
+            }
             expected = extractor(text, images=files)
             assert spans == {(e["type"], e["text"]) for e in expected["entities"]}
             assert {("PER", "alice"), ("LOC", "paris")} <= spans

@@ -20,8 +20,9 @@ from mmie.evaluation.predictions import (
 )
 
 POSTS = [
-    Post(id="a", tokens=["Kawhi", "Leonard", "in", "Toronto"], images=["a_0.jpg"],
-         tags=["B-PER", "I-PER", "O", "B-LOC"]),
+    Post(
+        id="a", tokens=["Kawhi", "Leonard", "in", "Toronto"], images=["a_0.jpg"], tags=["B-PER", "I-PER", "O", "B-LOC"]
+    ),
     Post(id="b", tokens=["NBA", "tonight"], images=["b_0.jpg", "b_1.jpg"], tags=["B-ORG", "O"]),
     Post(id="c", tokens=["hello"], images=["c_0.jpg"], tags=["O"]),
 ]
@@ -51,12 +52,19 @@ def test_round_trip_of_both_tasks(tmp_path: Path) -> None:
     re_path = tmp_path / "re.jsonl"
     scores = {"None": 0.1, "/per/loc/place_of_residence": 0.9}
     with PredictionWriter(re_path) as writer:
-        writer.write(re_prediction(instance("7", "None", 2), "/per/loc/place_of_residence", scores,
-                                   relevance=[0.75, 0.25]))
+        writer.write(
+            re_prediction(instance("7", "None", 2), "/per/loc/place_of_residence", scores, relevance=[0.75, 0.25])
+        )
     (record,) = read_predictions(re_path)
     assert record == {
-        "id": "7", "head": [0, 2], "tail": [3, 4], "relation": "/per/loc/place_of_residence", "score": 0.9,
-        "scores": scores, "n_images": 2, "relevance": [0.75, 0.25],
+        "id": "7",
+        "head": [0, 2],
+        "tail": [3, 4],
+        "relation": "/per/loc/place_of_residence",
+        "score": 0.9,
+        "scores": scores,
+        "n_images": 2,
+        "relevance": [0.75, 0.25],
     }
 
 
@@ -94,7 +102,7 @@ def test_resume_drops_a_cut_off_last_line(tmp_path: Path) -> None:
 
     with PredictionWriter(path, resume=True) as writer:
         assert writer.already_written == 2 and writer.existing_ids == ["a", "b"]
-        for post in POSTS[writer.already_written:]:
+        for post in POSTS[writer.already_written :]:
             writer.write(ner_prediction(post, ["O"] * len(post.tokens)))
         assert writer.written == 3
     assert [record["id"] for record in read_predictions(path)] == ["a", "b", "c"]

@@ -9,8 +9,6 @@ import pytest
 import torch
 import yaml
 from PIL import Image, ImageDraw
-from test_glra import read_records, synthetic_mre, tiny_vit  # noqa: F401  (fixtures)
-from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 from mmie.data import read_crop_dict, read_dataset, write_dataset
 from mmie.data.schema import Post, RelationInstance, Span
@@ -19,12 +17,16 @@ from mmie.errors import ConfigError, DataError
 from mmie.regions import ImageSource, PrecomputedRegions, build_regions, image_jobs, record_queries
 from mmie.regions.base import Region, box_iou
 from mmie.regions.grid import GridSaliencyRegions, cell_saliency, grow_boxes
+from test_glra import read_records, synthetic_mre, tiny_vit  # noqa: F401  (fixtures)
+from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 
 def assert_mre_mi_layout(out: Path, records: list, k: int) -> dict[str, list[str]]:
     """images_vg.pth (plain str lists, weights_only) names <stem>_<j>.png crops that open as images."""
     raw = torch.load(out / "images_vg.pth", weights_only=True)
-    assert isinstance(raw, dict) and all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in raw.values())
+    assert isinstance(raw, dict) and all(
+        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in raw.values()
+    )
     crops = read_crop_dict(out / "images_vg.pth")
     refs = {ref for record in records for ref in record.post.images}
     assert set(crops) == refs
@@ -47,10 +49,23 @@ def test_queries_are_the_entity_names_then_content_words():
     post = Post(id="1", tokens=["RT", "Jason", "Isaacs", "and", "Emma", "Hewitt", "married", "in", "Paris", "!"])
     instance = RelationInstance(post, Span(1, 3, "Jason Isaacs"), Span(4, 6), "/per/per/couple")
     assert record_queries(instance) == ["Jason Isaacs", "Emma Hewitt"]
-    assert record_queries(instance, words=True) == ["Jason Isaacs", "Emma Hewitt", "Jason", "Isaacs", "Emma", "Hewitt", "married", "Paris"]
-    tagged = Post(id="2", tokens=["alice", "in", "new", "york"], tags=["B-PER", "O", "B-LOC", "I-LOC"], images=["a.jpg"])
+    assert record_queries(instance, words=True) == [
+        "Jason Isaacs",
+        "Emma Hewitt",
+        "Jason",
+        "Isaacs",
+        "Emma",
+        "Hewitt",
+        "married",
+        "Paris",
+    ]
+    tagged = Post(
+        id="2", tokens=["alice", "in", "new", "york"], tags=["B-PER", "O", "B-LOC", "I-LOC"], images=["a.jpg"]
+    )
     assert record_queries(tagged) == ["alice", "new york"]
-    other = RelationInstance(Post(id="3", tokens=["bob", "and", "alice"], images=["a.jpg", "b.jpg"]), Span(0, 1), Span(2, 3))
+    other = RelationInstance(
+        Post(id="3", tokens=["bob", "and", "alice"], images=["a.jpg", "b.jpg"]), Span(0, 1), Span(2, 3)
+    )
     jobs = image_jobs([tagged, other])
     assert [(job.ref, job.record_id, job.queries) for job in jobs] == [
         ("a.jpg", "2", ["alice", "new york", "bob"]),
@@ -186,8 +201,24 @@ def test_regions_build_with_the_detector_writes_the_layout(tiny_owlvit, syntheti
     data = tmp_path / "some.txt"
     write_dataset(records, data, "mremi")
     code, out, err = run(
-        ["regions", "build", "--data", str(data), "--images", str(synthetic_mre / "images"), "--provider", "detector",
-         "--detector", tiny_owlvit, "--device", "cpu", "--top-k", "2", "--out", str(tmp_path / "vg")],
+        [
+            "regions",
+            "build",
+            "--data",
+            str(data),
+            "--images",
+            str(synthetic_mre / "images"),
+            "--provider",
+            "detector",
+            "--detector",
+            tiny_owlvit,
+            "--device",
+            "cpu",
+            "--top-k",
+            "2",
+            "--out",
+            str(tmp_path / "vg"),
+        ],
         capsys,
     )
     assert code == 0, err
@@ -253,7 +284,9 @@ def test_broken_images_error_or_get_no_regions(tiny_vit, tmp_path):
     provider = GridSaliencyRegions(load_vision_encoder(tiny_vit))
     with pytest.raises(DataError, match="broken.jpg"):
         build_regions(records, tmp_path / "images", provider, tmp_path / "strict", k=2, progress=False)
-    summary = build_regions(records, tmp_path / "images", provider, tmp_path / "lenient", k=2, policy="blank", progress=False)
+    summary = build_regions(
+        records, tmp_path / "images", provider, tmp_path / "lenient", k=2, policy="blank", progress=False
+    )
     assert summary.unusable == ["broken.jpg"]
     crops = read_crop_dict(tmp_path / "lenient" / "images_vg.pth")
     assert crops["broken.jpg"] == [] and len(crops["ok.jpg"]) == 2
@@ -266,9 +299,19 @@ def test_cli_builds_from_a_config_into_the_folder_the_model_reads(tiny_bert, tin
     out = tmp_path / "regions"
     config = {
         "task": "re",
-        "model": {"name": "glra", "encoder": tiny_bert, "vision_encoder": tiny_vit, "region_dict": str(out / "images_vg.pth"),
-                  "feature_cache": str(tmp_path / "cache"), "regions_per_image": 1},
-        "data": {"train": str(synthetic_mre / "train.txt"), "dev": str(synthetic_mre / "val.txt"), "images": str(synthetic_mre / "images")},
+        "model": {
+            "name": "glra",
+            "encoder": tiny_bert,
+            "vision_encoder": tiny_vit,
+            "region_dict": str(out / "images_vg.pth"),
+            "feature_cache": str(tmp_path / "cache"),
+            "regions_per_image": 1,
+        },
+        "data": {
+            "train": str(synthetic_mre / "train.txt"),
+            "dev": str(synthetic_mre / "val.txt"),
+            "images": str(synthetic_mre / "images"),
+        },
     }
     path = tmp_path / "glra.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -282,24 +325,36 @@ def test_cli_builds_from_a_config_into_the_folder_the_model_reads(tiny_bert, tin
 
     # the model reads these crops through the precomputed provider
     from mmie.encoders.text import load_tokenizer
-    from mmie.models import create_model, create_processor
+    from mmie.models import create_processor
     from mmie.training.config import load_config
 
     settings = load_config(path).model
     tokenizer = load_tokenizer(tiny_bert)
     processor = create_processor(settings, tokenizer, ["None"], images=synthetic_mre / "images")
-    model = create_model(processor.config, ["None"], tokenizer=tokenizer)
     features = processor.featurize(used[:2], with_labels=False)
     assert features[0]["region_mask"].shape == (4, 1)
     assert features[0]["region_mask"][: used[0].post.n_images].all()
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys, synthetic_mre):
-    code, _, err = run(["regions", "build", "--data", str(synthetic_mre / "train.txt"), "--images", str(synthetic_mre / "images")], capsys)
+    code, _, err = run(
+        ["regions", "build", "--data", str(synthetic_mre / "train.txt"), "--images", str(synthetic_mre / "images")],
+        capsys,
+    )
     assert code == 2 and "--out" in err and "Traceback" not in err
     code, _, err = run(
-        ["regions", "build", "--data", str(synthetic_mre / "train.txt"), "--images", str(synthetic_mre / "images"),
-         "--out", str(tmp_path / "o"), "--provider", "magic"],
+        [
+            "regions",
+            "build",
+            "--data",
+            str(synthetic_mre / "train.txt"),
+            "--images",
+            str(synthetic_mre / "images"),
+            "--out",
+            str(tmp_path / "o"),
+            "--provider",
+            "magic",
+        ],
         capsys,
     )
     assert code == 2 and "unknown region provider 'magic'" in err

@@ -7,19 +7,28 @@ import shutil
 from pathlib import Path
 
 import yaml
-from test_glra import read_records, synthetic_mre, tiny_vit  # noqa: F401  (fixtures)
-from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 from mmie.data import read_crop_dict
+from test_glra import read_records, synthetic_mre, tiny_vit  # noqa: F401  (fixtures)
+from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 
 def write_config(path: Path, data: Path, images: Path, tiny_bert: str, tiny_vit: str, cache: Path) -> Path:
     config = {
         "task": "re",
-        "model": {"name": "glra", "encoder": tiny_bert, "vision_encoder": tiny_vit, "feature_cache": str(cache),
-                  "regions_per_image": 2},  # region_dict: null, as in configs/mre_mi/*.yaml
-        "data": {"train": str(data / "train.txt"), "dev": str(data / "val.txt"), "test": str(data / "test.txt"),
-                 "images": str(images)},
+        "model": {
+            "name": "glra",
+            "encoder": tiny_bert,
+            "vision_encoder": tiny_vit,
+            "feature_cache": str(cache),
+            "regions_per_image": 2,
+        },  # region_dict: null, as in configs/mre_mi/*.yaml
+        "data": {
+            "train": str(data / "train.txt"),
+            "dev": str(data / "val.txt"),
+            "test": str(data / "test.txt"),
+            "images": str(images),
+        },
     }
     path.write_text(yaml.safe_dump(config))
     return path
@@ -38,18 +47,19 @@ def test_config_without_region_dict_builds_beside_the_images_and_the_model_reads
     records = read_records(synthetic_mre)
     crops = read_crop_dict(images.parent / "images_vg.pth")
     assert set(crops) == {ref for record in records for ref in record.post.images}  # train, dev and test
-    assert all(1 <= len(names) <= 2 and all((images.parent / "images_vg" / n).is_file() for n in names)
-               for names in crops.values())
+    assert all(
+        1 <= len(names) <= 2 and all((images.parent / "images_vg" / n).is_file() for n in names)
+        for names in crops.values()
+    )
 
     # the model finds them with no region setting (precomputed, beside data.images)
     from mmie.encoders.text import load_tokenizer
-    from mmie.models import create_model, create_processor
+    from mmie.models import create_processor
     from mmie.training.config import load_config
 
     settings = load_config(config).model
     tokenizer = load_tokenizer(tiny_bert)
     processor = create_processor(settings, tokenizer, ["None"], images=images)
-    model = create_model(processor.config, ["None"], tokenizer=tokenizer)
     featurizer = processor.featurizer
     features = featurizer.featurize(records[:3], with_labels=False)
     for feature, record in zip(features, records[:3]):
@@ -60,16 +70,31 @@ def test_a_release_crop_folder_is_never_written_and_record_keys_take_one_file(
     tiny_bert, tiny_vit, synthetic_mre, tmp_path, capsys
 ):
     # MRE-MI layout with the release's own images_vg.pth beside images/: refused, nothing written
-    config = write_config(tmp_path / "glra.yaml", synthetic_mre, synthetic_mre / "images", tiny_bert, tiny_vit,
-                          tmp_path / "cache")
+    config = write_config(
+        tmp_path / "glra.yaml", synthetic_mre, synthetic_mre / "images", tiny_bert, tiny_vit, tmp_path / "cache"
+    )
     before = sorted(p.name for p in synthetic_mre.iterdir())
     code, _, err = run(["regions", "build", str(config)], capsys)
     assert code == 2 and "did not build" in err and "Traceback" not in err
     assert sorted(p.name for p in synthetic_mre.iterdir()) == before
 
     # a dictionary keyed by record id (MNRE line indices) cannot serve train, dev and test at once
-    code, _, err = run(["regions", "build", str(config), "--provider", "precomputed", "--key", "record",
-                        "--crops", str(synthetic_mre / "images_vg.pth"), "--out", str(tmp_path / "out")], capsys)
+    code, _, err = run(
+        [
+            "regions",
+            "build",
+            str(config),
+            "--provider",
+            "precomputed",
+            "--key",
+            "record",
+            "--crops",
+            str(synthetic_mre / "images_vg.pth"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert code == 2 and "--key record" in err and "one --data" in err
     assert not (tmp_path / "out").exists()
 
@@ -87,9 +112,26 @@ def test_per_split_dictionaries_keyed_by_record_go_into_one_folder(synthetic_mre
         write_crop_dict(by_record, tmp_path / f"{split}_dict.pth")
         expected |= {ref for record in records for ref in record.post.images}
         code, stdout, err = run(
-            ["regions", "build", "--data", str(synthetic_mre / f"{split}.txt"), "--images", str(synthetic_mre / "images"),
-             "--provider", "precomputed", "--crops", str(tmp_path / f"{split}_dict.pth"),
-             "--crop-dir", str(synthetic_mre / "images_vg"), "--key", "record", "--top-k", "2", "--out", str(out)],
+            [
+                "regions",
+                "build",
+                "--data",
+                str(synthetic_mre / f"{split}.txt"),
+                "--images",
+                str(synthetic_mre / "images"),
+                "--provider",
+                "precomputed",
+                "--crops",
+                str(tmp_path / f"{split}_dict.pth"),
+                "--crop-dir",
+                str(synthetic_mre / "images_vg"),
+                "--key",
+                "record",
+                "--top-k",
+                "2",
+                "--out",
+                str(out),
+            ],
             capsys,
         )
         assert code == 0, err
@@ -101,9 +143,23 @@ def test_per_split_dictionaries_keyed_by_record_go_into_one_folder(synthetic_mre
         _png_of(synthetic_mre / "images_vg" / n) for n in released[first.post.images[0]][:2]
     ]
     # other settings into the same folder are still refused
-    code, _, err = run(["regions", "build", "--data", str(synthetic_mre / "test.txt"), "--images",
-                        str(synthetic_mre / "images"), "--provider", "grid", "--encoder", tiny_vit, "--out", str(out)],
-                       capsys)
+    code, _, err = run(
+        [
+            "regions",
+            "build",
+            "--data",
+            str(synthetic_mre / "test.txt"),
+            "--images",
+            str(synthetic_mre / "images"),
+            "--provider",
+            "grid",
+            "--encoder",
+            tiny_vit,
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 2 and "other settings" in err
 
 

@@ -22,8 +22,8 @@ from mmie.cli import main
 from mmie.data import write_dataset
 from mmie.data.releases import fingerprint
 from mmie.evaluation.predictions import re_prediction, score_predictions
-from mmie.reporting.report import build_report, write_report
 from mmie.evaluation.significance import approximate_randomisation, example_counts
+from mmie.reporting.report import build_report, write_report
 from mmie.training.engine import write_predictions
 
 LABELS = ["None", "/per/loc/place_of_residence", "/per/org/member_of"]
@@ -48,7 +48,9 @@ def _predict(instances, error_rate: float, seed: int) -> list[dict]:
     return out
 
 
-def make_run(folder: Path, row: str, seed: int, gold_path: Path, instances, error_rate: float, train_file: Path | None = None) -> Path:
+def make_run(
+    folder: Path, row: str, seed: int, gold_path: Path, instances, error_rate: float, train_file: Path | None = None
+) -> Path:
     """A run folder as mmie train + mmie sweep leave it."""
     folder.mkdir(parents=True)
     predictions = _predict(instances, error_rate, seed)
@@ -146,7 +148,9 @@ def test_report_warns_on_mixed_releases(gold, tmp_path):
 
 def test_report_cli_and_challenge_plot(sweep_folder, tmp_path, capsys):
     challenge = {
-        "challenge": "align-noise", "seed": 13, "model": str(sweep_folder / "Better__tiny__seed1" / "model"),
+        "challenge": "align-noise",
+        "seed": 13,
+        "model": str(sweep_folder / "Better__tiny__seed1" / "model"),
         "data": "test.txt",
         "results": [{"ratio": r, "metrics": {"f1": 0.9 - r / 2}} for r in (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)],
     }
@@ -172,4 +176,6 @@ def test_low_resource_plot(gold, tmp_path):
             (folder / "sweep_run.json").write_text(json.dumps({**info, "grid": {"data.sample_fraction": fraction}}))
     report = build_report([tmp_path], trials=200)
     assert {s["grid"]["data.sample_fraction"] for s in report.significance} == {0.1, 0.5}
-    assert [p.name for p in low_resource_plots(report.runs, tmp_path / "plots")] == ["low_resource_sample_fraction_tiny.png"]
+    assert [p.name for p in low_resource_plots(report.runs, tmp_path / "plots")] == [
+        "low_resource_sample_fraction_tiny.png"
+    ]

@@ -41,9 +41,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "model_folders"
 CASES = sorted(str(path.parent.relative_to(FIXTURES)) for path in FIXTURES.glob("*/*/expected.json"))
 # The fixtures that must exist (more may be added; none may disappear).
 REQUIRED = {
-    "text/bert_crf", "text/bert_softmax", "text/mtb", "text/bert_cls",
-    "tpm_mi/tpm_mi", "tpm_mi/bert_crf_first_image",
-    "glra/glra", "glra/mtb_all_images",
+    "text/bert_crf",
+    "text/bert_softmax",
+    "text/mtb",
+    "text/bert_cls",
+    "tpm_mi/tpm_mi",
+    "tpm_mi/bert_crf_first_image",
+    "glra/glra",
+    "glra/mtb_all_images",
     "focalmre/focalmre",
 }
 FINE_TUNED_VISION = ["tpm_mi/tpm_mi", "glra/mtb_all_images"]
@@ -82,8 +87,10 @@ def expected_outputs(expected: dict) -> list[dict]:
     rows = []
     for line in expected["predictions"]:
         if expected["task"] == "ner":
-            entities = [(kind, start, end, sum(line["tag_scores"][start:end]) / (end - start))
-                        for kind, start, end in bio_chunks(line["tags"])]
+            entities = [
+                (kind, start, end, sum(line["tag_scores"][start:end]) / (end - start))
+                for kind, start, end in bio_chunks(line["tags"])
+            ]
             rows.append({"id": line["id"], "tags": line["tags"], "entities": entities})
         else:
             rows.append({key: line[key] for key in ("id", "relation", "scores", "relevance") if key in line})
@@ -95,8 +102,9 @@ def observed_outputs(loaded, records: list, work: Path, expected: dict) -> list[
     predictions = loaded.predict(records)
     assert [line["id"] for line in predictions] == [record.id for record in records]
     if expected["task"] == "re":
-        return [{key: line[key] for key in ("id", "relation", "scores", "relevance") if key in line}
-                for line in predictions]
+        return [
+            {key: line[key] for key in ("id", "relation", "scores", "relevance") if key in line} for line in predictions
+        ]
     extractor = mmie.Extractor(ner=loaded)
     rows = []
     for record, line in zip(records, predictions):
@@ -143,8 +151,12 @@ def test_every_family_has_its_fixtures():
 def test_fixtures_hold_no_path_of_the_machine_that_wrote_them():
     files = [path for path in FIXTURES.rglob("*") if path.is_file()]
     assert len(files) > 10 * len(REQUIRED)
-    leaks = [f"{path.relative_to(FIXTURES)}: {marker}" for path in files
-             for marker in MACHINE_PATHS if marker.encode() in path.read_bytes()]
+    leaks = [
+        f"{path.relative_to(FIXTURES)}: {marker}"
+        for path in files
+        for marker in MACHINE_PATHS
+        if marker.encode() in path.read_bytes()
+    ]
     assert not leaks
 
 
@@ -173,8 +185,10 @@ def test_fine_tuned_vision_weights_come_from_the_model_folder(case, tmp_path, mo
     def noisy(path: Path, prefix: str = "") -> None:
         generator = torch.Generator().manual_seed(0)
         weights = load_file(path)
-        changed = {name: value + 0.5 * torch.randn(value.shape, generator=generator)
-                   if name.startswith(prefix) else value for name, value in sorted(weights.items())}
+        changed = {
+            name: value + 0.5 * torch.randn(value.shape, generator=generator) if name.startswith(prefix) else value
+            for name, value in sorted(weights.items())
+        }
         assert any(not torch.equal(changed[name], weights[name]) for name in weights)
         save_file(changed, path, metadata={"format": "pt"})
 

@@ -15,12 +15,25 @@ TWITTER2017_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "t
 
 # MNER-MI JSON lines; the third post has the irregular `O I-ORG` (an entity for conlleval only).
 MNERMI_GOLD = [
-    {"id": 1, "text": ["Kawhi", "Leonard", "in", "Toronto"], "images": ["1_0.jpg"],
-     "label": ["B-PER", "I-PER", "O", "B-LOC"], "url": None},
-    {"id": 2, "text": ["NBA", "tonight", "with", "Drake"], "images": ["2_0.jpg", "2_1.jpg"],
-     "label": ["B-ORG", "O", "O", "B-PER"]},
-    {"id": 3, "text": ["go", "Lakers", "in", "LA"], "images": ["3_0.jpg", "3_1.jpg", "3_2.jpg"],
-     "label": ["O", "I-ORG", "O", "B-LOC"]},
+    {
+        "id": 1,
+        "text": ["Kawhi", "Leonard", "in", "Toronto"],
+        "images": ["1_0.jpg"],
+        "label": ["B-PER", "I-PER", "O", "B-LOC"],
+        "url": None,
+    },
+    {
+        "id": 2,
+        "text": ["NBA", "tonight", "with", "Drake"],
+        "images": ["2_0.jpg", "2_1.jpg"],
+        "label": ["B-ORG", "O", "O", "B-PER"],
+    },
+    {
+        "id": 3,
+        "text": ["go", "Lakers", "in", "LA"],
+        "images": ["3_0.jpg", "3_1.jpg", "3_2.jpg"],
+        "label": ["O", "I-ORG", "O", "B-LOC"],
+    },
 ]
 NER_PREDICTED = [
     ["B-PER", "I-PER", "O", "O"],  # PER right, LOC missed
@@ -62,8 +75,10 @@ def ner_files(tmp_path: Path) -> tuple[Path, Path]:
     gold = write_jsonl(tmp_path / "gold.jsonl", MNERMI_GOLD)
     pred = write_jsonl(
         tmp_path / "pred.jsonl",
-        [{"id": str(r["id"]), "tokens": r["text"], "tags": tags, "n_images": len(r["images"])}
-         for r, tags in zip(MNERMI_GOLD, NER_PREDICTED)],
+        [
+            {"id": str(r["id"]), "tokens": r["text"], "tags": tags, "n_images": len(r["images"])}
+            for r, tags in zip(MNERMI_GOLD, NER_PREDICTED)
+        ],
     )
     return gold, pred
 

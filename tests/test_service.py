@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from extraction_models import running_server, synthetic_images
 from PIL import Image
 
+from extraction_models import running_server, synthetic_images
 from mmie.pipeline import Extractor
 from mmie.pipeline.service import ServiceLimits, create_app
 
-TEXTS = ["alice visited paris today", "bob works for nasa !", "RT @carol : dave met erin in rome",
-         "frank visited tokyo with alice", "news : carol said unesco"]
+TEXTS = [
+    "alice visited paris today",
+    "bob works for nasa !",
+    "RT @carol : dave met erin in rome",
+    "frank visited tokyo with alice",
+    "news : carol said unesco",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,9 @@ def test_health_models_docs(server):
     assert models["models"]["ner"]["model"] == "bert_crf" and models["models"]["re"]["model"] == "glra"
     assert models["limits"]["max_images"] == 4
     schema = httpx.get(f"{server}/openapi.json").json()
-    assert {"multipart/form-data", "application/json"} <= set(schema["paths"]["/extract"]["post"]["requestBody"]["content"])
+    assert {"multipart/form-data", "application/json"} <= set(
+        schema["paths"]["/extract"]["post"]["requestBody"]["content"]
+    )
     assert httpx.get(f"{server}/docs").status_code == 200
 
 
@@ -73,15 +79,27 @@ def test_load_500_requests_at_concurrency_16_match_the_python_api(server, extrac
 
 def png_bomb() -> bytes:
     """A small PNG file claiming 40000 x 40000 pixels (its IDAT is garbage: the size alone must refuse it)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     header = (40000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
-MESSAGES = {"truncated jpeg": "truncated image", "png bomb": "decompression-bomb", "too many pixels": "too large",
-            "five images": "at most 4", "oversize body": "over the limit", "non-utf8 multipart text": "not UTF-8"}
+MESSAGES = {
+    "truncated jpeg": "truncated image",
+    "png bomb": "decompression-bomb",
+    "too many pixels": "too large",
+    "five images": "at most 4",
+    "oversize body": "over the limit",
+    "non-utf8 multipart text": "not UTF-8",
+}
 
 
 def test_bad_inputs_get_their_4xx_and_the_server_keeps_serving(server, images):
@@ -91,21 +109,35 @@ def test_bad_inputs_get_their_4xx_and_the_server_keeps_serving(server, images):
     Image.new("RGB", (2100, 2000)).save(big, format="PNG")  # 4.2 M pixels, over the 4 M limit
     cases = {
         "oversize body": (dict(content=b"x" * (3 * 2**20), headers={"content-type": "application/json"}), 413, "body"),
-        "five images": (dict(data={"text": "alice"}, files=[("images", (f"{i}.jpg", images[0]))
-                                                             for i in range(5)]), 422, "images"),
-        "truncated jpeg": (dict(data={"text": "alice"}, files=[("images", ("a.jpg", images[1])),
-                                                               ("images", ("cut.jpg", truncated))]),
-                           422, "images[1] (cut.jpg)"),
-        "png bomb": (dict(data={"text": "alice"}, files=[("images", ("bomb.png", png_bomb()))]),
-                     422, "images[0] (bomb.png)"),
-        "too many pixels": (dict(json={"text": "alice", "images": [base64.b64encode(big.getvalue()).decode()]}),
-                            422, "images[0]"),
+        "five images": (
+            dict(data={"text": "alice"}, files=[("images", (f"{i}.jpg", images[0])) for i in range(5)]),
+            422,
+            "images",
+        ),
+        "truncated jpeg": (
+            dict(data={"text": "alice"}, files=[("images", ("a.jpg", images[1])), ("images", ("cut.jpg", truncated))]),
+            422,
+            "images[1] (cut.jpg)",
+        ),
+        "png bomb": (
+            dict(data={"text": "alice"}, files=[("images", ("bomb.png", png_bomb()))]),
+            422,
+            "images[0] (bomb.png)",
+        ),
+        "too many pixels": (
+            dict(json={"text": "alice", "images": [base64.b64encode(big.getvalue()).decode()]}),
+            422,
+            "images[0]",
+        ),
         "empty text": (dict(json={"text": "   "}), 422, "text"),
         "no text": (dict(json={"images": []}), 422, "text"),
         "text too long": (dict(json={"text": "alice " * 100}), 422, "text"),
         "non-utf8 multipart text": (dict(files=[("text", (None, "caf\xe9 alice".encode("latin-1")))]), 422, "text"),
-        "non-utf8 json": (dict(content=b'{"text": "caf\xe9"}', headers={"content-type": "application/json"}),
-                          422, "body"),
+        "non-utf8 json": (
+            dict(content=b'{"text": "caf\xe9"}', headers={"content-type": "application/json"}),
+            422,
+            "body",
+        ),
         "text not a string": (dict(json={"text": 42}), 422, "text"),
         "images not a list": (dict(json={"text": "alice", "images": "abc"}), 422, "images"),
         "image not base64": (dict(json={"text": "alice", "images": ["%%%"]}), 422, "images[0]"),

@@ -21,11 +21,29 @@ TWITTER_VALID = SHARED_DATA / "twitter2017" / "valid.txt"
 MNRE_TRAIN = SHARED_DATA / "mnre" / "mnre_train.txt"
 MNRE_VAL = SHARED_DATA / "mnre" / "mnre_val.txt"
 MNRE_LABELS = {
-    "None", "/per/per/parent", "/per/per/siblings", "/per/per/couple", "/per/per/neighbor", "/per/per/peer",
-    "/per/per/charges", "/per/per/alumi", "/per/per/alternate_names", "/per/org/member_of",
-    "/per/loc/place_of_residence", "/per/loc/place_of_birth", "/org/org/alternate_names", "/org/org/subsidiary",
-    "/org/loc/locate_at", "/loc/loc/contain", "/per/misc/present_in", "/per/misc/awarded", "/per/misc/race",
-    "/per/misc/religion", "/per/misc/nationality", "/misc/misc/part_of", "/misc/loc/held_on",
+    "None",
+    "/per/per/parent",
+    "/per/per/siblings",
+    "/per/per/couple",
+    "/per/per/neighbor",
+    "/per/per/peer",
+    "/per/per/charges",
+    "/per/per/alumi",
+    "/per/per/alternate_names",
+    "/per/org/member_of",
+    "/per/loc/place_of_residence",
+    "/per/loc/place_of_birth",
+    "/org/org/alternate_names",
+    "/org/org/subsidiary",
+    "/org/loc/locate_at",
+    "/loc/loc/contain",
+    "/per/misc/present_in",
+    "/per/misc/awarded",
+    "/per/misc/race",
+    "/per/misc/religion",
+    "/per/misc/nationality",
+    "/misc/misc/part_of",
+    "/misc/loc/held_on",
 }
 
 
@@ -81,7 +99,9 @@ def test_entities_are_counted_the_conlleval_way(tmp_path):
 def test_re_posts_are_distinct_texts(tmp_path):
     tokens = ["SAP", "SE", "in", "Walldorf"]
     instances = [
-        RelationInstance(Post("a", tokens, ["a.jpg"]), Span(0, 2, "SAP SE"), Span(3, 4, "Walldorf"), "/org/loc/locate_at"),
+        RelationInstance(
+            Post("a", tokens, ["a.jpg"]), Span(0, 2, "SAP SE"), Span(3, 4, "Walldorf"), "/org/loc/locate_at"
+        ),
         RelationInstance(Post("b", tokens, ["a.jpg"]), Span(0, 2, "SAP SE"), Span(0, 1, "SAP"), "None"),
         RelationInstance(Post("c", ["x", "y"], []), Span(0, 1, "x"), Span(1, 2, "y"), None),
     ]

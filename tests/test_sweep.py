@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -35,12 +34,18 @@ def test_sweep_skips_finished_and_survives_failures(tiny_bert, tmp_path, capsys)
     good = _config(tmp_path, "mtb", "mtb", tiny_bert, paths)
     broken = _config(tmp_path, "broken", "bert_cls", tiny_bert, {**paths, "train": tmp_path / "missing.txt"})
     sweep_file = tmp_path / "table.yaml"
-    sweep_file.write_text(yaml.safe_dump({
-        "name": "tiny_table", "seeds": [1, 2], "reference": "MTB",
-        "models": {"MTB": str(good), "Broken": str(broken)},
-        "datasets": {"tiny": []},
-        "overrides": ["training.logging_steps=1"],
-    }))
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny_table",
+                "seeds": [1, 2],
+                "reference": "MTB",
+                "models": {"MTB": str(good), "Broken": str(broken)},
+                "datasets": {"tiny": []},
+                "overrides": ["training.logging_steps=1"],
+            }
+        )
+    )
     out = tmp_path / "runs"
 
     with pytest.raises(SystemExit) as exit_info:  # a failed run: non-zero exit, after the others ran
@@ -61,7 +66,9 @@ def test_sweep_skips_finished_and_survives_failures(tiny_bert, tmp_path, capsys)
 
     # rerun: the finished runs are skipped (untouched), the failed ones are tried again
     stamp = (finished / "metrics.json").stat().st_mtime_ns
-    broken.write_text(yaml.safe_dump({**yaml.safe_load(broken.read_text()), "data": {k: str(v) for k, v in paths.items()}}))
+    broken.write_text(
+        yaml.safe_dump({**yaml.safe_load(broken.read_text()), "data": {k: str(v) for k, v in paths.items()}})
+    )
     _, runs, outcome = run_sweep(sweep_file, out)
     assert [r.run_dir.name for r in outcome.skipped] == ["MTB__tiny__seed1", "MTB__tiny__seed2"]
     assert [r.run_dir.name for r in outcome.finished] == ["Broken__tiny__seed1", "Broken__tiny__seed2"]
@@ -78,10 +85,17 @@ def test_sweep_grid_and_dry_run(tiny_bert, tmp_path, capsys):
     paths = write_splits(tmp_path / "data", "re", {"train": 8, "dev": 4})
     config = _config(tmp_path, "mtb", "mtb", tiny_bert, paths)
     sweep_file = tmp_path / "grid.yaml"
-    sweep_file.write_text(yaml.safe_dump({
-        "name": "grid", "seeds": [7], "models": {"MTB": str(config)},
-        "grid": {"training.learning_rate": [1e-3, 2e-3], "training.batch_size": [4, 8]},
-    }, sort_keys=False))
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "grid",
+                "seeds": [7],
+                "models": {"MTB": str(config)},
+                "grid": {"training.learning_rate": [1e-3, 2e-3], "training.batch_size": [4, 8]},
+            },
+            sort_keys=False,
+        )
+    )
     runs = expand(load_sweep(sweep_file), sweep_file, tmp_path / "o")
     assert [r.run_dir.name for r in runs] == [
         "MTB__training.learning_rate=0.001,training.batch_size=4__seed7",

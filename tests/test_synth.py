@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmie.cli import main
 from mmie.data import read_crop_dict, read_dataset
-from mmie.data.synth import META_FILE, MRE_CUES, MRE_LABELS, MNER_CUES, generate_dataset, plan_posts
+from mmie.data.synth import META_FILE, MNER_CUES, MRE_CUES, MRE_LABELS, generate_dataset, plan_posts
 from mmie.data.synth.images import IMAGE_SIZE
 from mmie.errors import ConfigError
 

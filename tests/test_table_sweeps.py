@@ -33,7 +33,11 @@ def test_sweep_file_names_existing_configs_and_valid_keys(name: str):
         for dataset_overrides, combination in itertools.product(
             (sweep.get("datasets") or {"": []}).values(), itertools.product(*sweep["grid"].values())
         ):
-            overrides = [*dataset_overrides, *sweep.get("overrides", []),
-                         *(f"{k}={v}" for k, v in zip(sweep["grid"], combination)), f"training.seed={sweep['seeds'][0]}"]
+            overrides = [
+                *dataset_overrides,
+                *sweep.get("overrides", []),
+                *(f"{k}={v}" for k, v in zip(sweep["grid"], combination)),
+                f"training.seed={sweep['seeds'][0]}",
+            ]
             config = load_config(ROOT / path, overrides)
             assert getattr(config.data, key.split(".")[1]) == combination[0]

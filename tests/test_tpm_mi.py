@@ -8,16 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import make_ner_posts
 from PIL import Image
 from transformers import AutoTokenizer, ViTConfig, ViTModel
 
+from conftest import make_ner_posts
 from mmie.data.schema import Post
-from mmie.errors import ConfigError
-from mmie.models.registry import create_model, create_processor
-from mmie.errors import DataError
+from mmie.errors import ConfigError, DataError
 from mmie.features.collate import Collator, Deferred
 from mmie.features.text import NerFeaturizer
+from mmie.models.registry import create_model, create_processor
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 IMAGE_DIM = 24  # the tiny ViT's hidden size: differs from the text's 32 on purpose

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import make_tiny_bert
 from PIL import Image
 from transformers import ResNetConfig, ResNetModel
 
 import mmie
+from conftest import make_tiny_bert
 from mmie.data import read_dataset
 from mmie.data.synth import generate_dataset
 from mmie.evaluation.metrics import ner_scores
@@ -40,8 +40,12 @@ def sample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory, sample: Path) -> dict[str, str]:
-    words = {token.lower() for split in ("train", "val", "test") for post in read_dataset(sample / f"{split}.txt").records
-             for token in post.tokens}
+    words = {
+        token.lower()
+        for split in ("train", "val", "test")
+        for post in read_dataset(sample / f"{split}.txt").records
+        for token in post.tokens
+    }
     bert = make_tiny_bert(tmp_path_factory.mktemp("synth-bert"), sorted(words))
     return {"text": bert, "vision": make_calibrated_resnet(tmp_path_factory.mktemp("synth-resnet"), sample)}
 
@@ -83,10 +87,23 @@ def experiment(sample: Path, model: dict) -> dict:
     return {
         "task": "ner",
         "model": {"max_length": 48, "dropout": 0.0, **model},
-        "data": {"format": "mnermi", "train": str(sample / "train.txt"), "dev": str(sample / "val.txt"),
-                 "test": str(sample / "test.txt"), "images": str(sample / "images")},
-        "training": {"epochs": 12, "batch_size": 16, "learning_rate": 3e-3, "head_learning_rate": 3e-3,
-                     "warmup_ratio": 0.0, "seed": 7, "logging_steps": 20, "device": "cpu"},
+        "data": {
+            "format": "mnermi",
+            "train": str(sample / "train.txt"),
+            "dev": str(sample / "val.txt"),
+            "test": str(sample / "test.txt"),
+            "images": str(sample / "images"),
+        },
+        "training": {
+            "epochs": 12,
+            "batch_size": 16,
+            "learning_rate": 3e-3,
+            "head_learning_rate": 3e-3,
+            "warmup_ratio": 0.0,
+            "seed": 7,
+            "logging_steps": 20,
+            "device": "cpu",
+        },
     }
 
 
@@ -95,8 +112,12 @@ def test_tpm_mi_beats_the_text_only_model_through_the_engine(sample, encoders, t
     text = train(experiment(sample, {"name": "bert_crf", "encoder": encoders["text"]}), output_dir=tmp_path / "text")
     cache = tmp_path / "vision-cache"
     tpm_settings = {
-        "name": "tpm_mi", "encoder": encoders["text"], "vision_encoder": encoders["vision"],
-        "freeze_vision": True, "feature_cache": str(cache), "prefix_dropout": 0.0,
+        "name": "tpm_mi",
+        "encoder": encoders["text"],
+        "vision_encoder": encoders["vision"],
+        "freeze_vision": True,
+        "feature_cache": str(cache),
+        "prefix_dropout": 0.0,
     }
     tpm = train(experiment(sample, tpm_settings), output_dir=tmp_path / "tpm")
 
@@ -106,7 +127,9 @@ def test_tpm_mi_beats_the_text_only_model_through_the_engine(sample, encoders, t
     text_f1, tpm_f1 = (f1_on(result.model_dir, ambiguous, sample / "images") for result in (text, tpm))
     assert tpm_f1 >= text_f1 + 0.1, (tpm_f1, text_f1)
     # and over all posts
-    overall = {name: (r.metrics["dev"]["f1"] + r.metrics["test"]["f1"]) / 2 for name, r in (("text", text), ("tpm", tpm))}
+    overall = {
+        name: (r.metrics["dev"]["f1"] + r.metrics["test"]["f1"]) / 2 for name, r in (("text", text), ("tpm", tpm))
+    }
     assert overall["tpm"] > overall["text"], overall
 
     # every distinct image was encoded once into the cache: one entry file per image of the sample

@@ -105,15 +105,17 @@ def test_same_seed_same_metrics_and_weights(tiny_bert, datasets, tmp_path):
 
 
 def test_interrupted_prediction_file_is_resumed(tiny_bert, datasets, tmp_path):
-    from mmie.training.engine import label_set
-    from mmie.models import create_model
     from mmie.encoders.text import load_tokenizer
     from mmie.inference.saving import save_model_folder
+    from mmie.models import create_model
+    from mmie.training.engine import label_set
 
     records = read_dataset(datasets["ner"]["test"]).records
     labels = label_set("ner", records)
     tokenizer = load_tokenizer(tiny_bert)
-    folder = save_model_folder(create_model({"name": "bert_crf", "encoder": tiny_bert}, labels), tokenizer, tmp_path / "m")
+    folder = save_model_folder(
+        create_model({"name": "bert_crf", "encoder": tiny_bert}, labels), tokenizer, tmp_path / "m"
+    )
     complete, partial = tmp_path / "complete.jsonl", tmp_path / "partial.jsonl"
     main(["predict", str(folder), str(datasets["ner"]["test"]), "--out", str(complete)])
     text = complete.read_text()

@@ -97,7 +97,9 @@ def test_posts_with_one_to_four_images_are_padded_and_masked(tiny_vit):
 def test_padded_slots_cost_no_vision_compute(tiny_vit):
     encoder = load_vision_encoder(tiny_vit, frozen=True)
     batch_sizes: list[int] = []
-    hook = encoder.model.embeddings.register_forward_hook(lambda module, args, output: batch_sizes.append(output.shape[0]))
+    hook = encoder.model.embeddings.register_forward_hook(
+        lambda module, args, output: batch_sizes.append(output.shape[0])
+    )
     try:
         encode_posts(encoder, posts_with([1, 4, 2]))
         encode_posts(encoder, [[photo(1), None, photo(2)]])  # a missing image keeps its slot, masked
@@ -148,8 +150,16 @@ def test_fine_tuned_encoder_gets_gradients(tiny_vit):
 
 def test_clip_checkpoint_loads_its_vision_tower_only(tmp_path):
     vision = dict(TINY_VIT)
-    text = dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    text = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(tmp_path)
     CLIPProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
     encoder = load_vision_encoder(str(tmp_path))

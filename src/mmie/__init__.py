@@ -10,8 +10,8 @@ from mmie._version import __version__ as __version__
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mmie.pipeline.extractor import Extractor
     from mmie.inference.loading import LoadedModel
+    from mmie.pipeline.extractor import Extractor
 
 
 def load_model(path: str | Path, device: str | None = None, images: str | Path | None = None) -> LoadedModel:

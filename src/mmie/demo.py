@@ -121,9 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     for task in ("mner", "mre"):
         _print_table(task, results)
     summary = [
-        {"task": r["row"].task, "model": r["row"].label, "config": r["row"].config,
-         "dev": r["metrics"]["dev"]["f1"], "test": r["metrics"].get("test", {}).get("f1"),
-         "run_dir": str(r["run_dir"])}
+        {
+            "task": r["row"].task,
+            "model": r["row"].label,
+            "config": r["row"].config,
+            "dev": r["metrics"]["dev"]["f1"],
+            "test": r["metrics"].get("test", {}).get("f1"),
+            "run_dir": str(r["run_dir"]),
+        }
         for r in results
     ]
     (args.out / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

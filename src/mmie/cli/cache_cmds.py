@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,23 +40,30 @@ def _config_inputs(config_path: Path, overrides: list[str]) -> tuple[list[Path],
 @cache_app.command("build")
 def build(
     config: Annotated[
-        Optional[Path], typer.Argument(help="Experiment config: caches the images its train/dev/test files name.")
+        Path | None, typer.Argument(help="Experiment config: caches the images its train/dev/test files name.")
     ] = None,
     images: Annotated[
-        Optional[list[Path]], typer.Option("--images", help="Image folder to cache entirely (repeatable; recursive).")
+        list[Path] | None, typer.Option("--images", help="Image folder to cache entirely (repeatable; recursive).")
     ] = None,
     encoder: Annotated[
-        Optional[str], typer.Option("--encoder", help="Vision encoder: efficientnet-lite0, hub id or folder.")
+        str | None, typer.Option("--encoder", help="Vision encoder: efficientnet-lite0, hub id or folder.")
     ] = None,
     cache_dir: Annotated[
-        Optional[Path], typer.Option("--cache-dir", help="Cache root (default $MMIE_CACHE_DIR or ~/.cache/mmie/vision-features).")
+        Path | None,
+        typer.Option("--cache-dir", help="Cache root (default $MMIE_CACHE_DIR or ~/.cache/mmie/vision-features)."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per encoder call.")] = 16,
-    storage_dtype: Annotated[str, typer.Option("--storage-dtype", help="float32 | float16 | bfloat16 on disk.")] = "float32",
-    policy: Annotated[str, typer.Option("--policy", help="Broken or missing images: error | blank (counted).")] = "error",
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: the GPU when there is one).")] = None,
+    storage_dtype: Annotated[
+        str, typer.Option("--storage-dtype", help="float32 | float16 | bfloat16 on disk.")
+    ] = "float32",
+    policy: Annotated[
+        str, typer.Option("--policy", help="Broken or missing images: error | blank (counted).")
+    ] = "error",
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda, ... (default: the GPU when there is one).")
+    ] = None,
     overrides: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. data.images=/data/imgs.")
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. data.images=/data/imgs.")
     ] = None,
 ) -> None:
     """Encode every image once with a frozen encoder and store the features for later runs and models."""
@@ -77,9 +84,15 @@ def build(
     chosen_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     vision = load_vision_encoder(name, frozen=True, device=chosen_device)
     cache = FeatureCache(
-        cache_dir or config_cache or default_cache_root(), vision, batch_size=batch_size, storage_dtype=storage_dtype, policy=policy  # type: ignore[arg-type]
+        cache_dir or config_cache or default_cache_root(),
+        vision,
+        batch_size=batch_size,
+        storage_dtype=storage_dtype,
+        policy=policy,  # type: ignore[arg-type]
     )
-    typer.echo(f"caching {len(paths)} images with {name} (D={vision.hidden_size}, R={vision.num_regions}) in {cache.directory}")
+    typer.echo(
+        f"caching {len(paths)} images with {name} (D={vision.hidden_size}, R={vision.num_regions}) in {cache.directory}"
+    )
     build_feature_cache(cache, paths, progress=True)
     stats = cache.stats
     typer.echo(
@@ -90,7 +103,7 @@ def build(
 
 @cache_app.command("info")
 def info(
-    cache_dir: Annotated[Optional[Path], typer.Argument(help="Cache root (default: the default root).")] = None,
+    cache_dir: Annotated[Path | None, typer.Argument(help="Cache root (default: the default root).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One line per encoder folder: entries, size on disk, leftover temporary files."""

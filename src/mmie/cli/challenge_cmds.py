@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,12 +23,14 @@ def align_noise_command(
     out: Path = typer.Argument(..., help="The challenge file to write (same format)."),
     ratio: float = typer.Option(..., "--ratio", help=RATIO_HELP),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Same seed, same set."),
-    data_format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    data_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Give RATIO of the records the images of another record (mismatched image-text pairs)."""
     noise = write_align_noise(source, out, ratio, seed, data_format)
-    typer.echo(f"wrote {out}: {len(noise.shuffled)} of {len(noise.records)} records given other images "
-               f"({noise.unchanged} of them share their donor's images)")
+    typer.echo(
+        f"wrote {out}: {len(noise.shuffled)} of {len(noise.records)} records given other images "
+        f"({noise.unchanged} of them share their donor's images)"
+    )
 
 
 @challenge_app.command("aug-noise")
@@ -38,14 +39,15 @@ def aug_noise_command(
     out_dir: Path = typer.Argument(..., help="Folder to write: the records, a noisy images_vg.pth and images_vg/."),
     ratio: float = typer.Option(..., "--ratio", help=RATIO_HELP),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Same seed, same set."),
-    crops: Optional[Path] = typer.Option(None, "--crops", help="Crop dictionary (default: images_vg.pth beside SOURCE)."),
-    crop_dir: Optional[Path] = typer.Option(None, "--crop-dir", help="Crop folder (default: images_vg/ beside --crops)."),
+    crops: Path | None = typer.Option(None, "--crops", help="Crop dictionary (default: images_vg.pth beside SOURCE)."),
+    crop_dir: Path | None = typer.Option(None, "--crop-dir", help="Crop folder (default: images_vg/ beside --crops)."),
     key: str = typer.Option("image", "--key", help="Dictionary keys: image (names) or record (ids, MNRE line index)."),
-    data_format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    data_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Replace RATIO of the regions with a random region of another image, or delete them (half each)."""
-    noise = write_aug_noise(source, out_dir, ratio, seed, crop_dict=crops, crop_dir=crop_dir, key=key,
-                            data_format=data_format)
+    noise = write_aug_noise(
+        source, out_dir, ratio, seed, crop_dict=crops, crop_dir=crop_dir, key=key, data_format=data_format
+    )
     typer.echo(f"wrote {out_dir}: of {noise.regions} regions, {noise.replaced} replaced and {noise.deleted} deleted")
 
 
@@ -53,10 +55,10 @@ def aug_noise_command(
 def sample_command(
     source: Path = typer.Argument(..., help="The dataset file to sample (a training split)."),
     out: Path = typer.Argument(..., help="The sample to write (same format)."),
-    fraction: Optional[float] = typer.Option(None, "--fraction", help="Keep this stratified share, in (0, 1]."),
-    per_label: Optional[int] = typer.Option(None, "--per-label", help="Keep K records of every label (K-shot)."),
+    fraction: float | None = typer.Option(None, "--fraction", help="Keep this stratified share, in (0, 1]."),
+    per_label: int | None = typer.Option(None, "--per-label", help="Keep K records of every label (K-shot)."),
     seed: int = typer.Option(42, "--seed", help="Same seed, same sample."),
-    data_format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    data_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """A seeded low-resource sample, stratified by relation label (RE) or entity-type set (NER)."""
     from mmie.data import read_dataset, write_dataset

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,9 +17,12 @@ def check(
     folder: Annotated[Path, typer.Argument(help="The dataset folder (the release's layout, see docs/reproducing.md).")],
     dataset: Annotated[str, typer.Option("--dataset", help=f"One of {', '.join(DATASETS)}.")],
     images: Annotated[
-        Optional[list[Path]], typer.Option("--images", help="Image folder(s) to use instead of the release's (repeatable).")
+        list[Path] | None,
+        typer.Option("--images", help="Image folder(s) to use instead of the release's (repeatable)."),
     ] = None,
-    text_only: Annotated[bool, typer.Option("--text-only", help="Check the text files only (no image folder).")] = False,
+    text_only: Annotated[
+        bool, typer.Option("--text-only", help="Check the text files only (no image folder).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Files and layout, split counts against the papers, unusable images, and which release each split is.

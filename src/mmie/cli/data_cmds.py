@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from mmie.data import DEFAULT_TARGET, FORMATS, Dataset, convert_dataset, read_da
 from mmie.data.stats import dataset_stats, render_stats, skip_reason, skipped_by_reason
 
 _FORMAT_HELP = f"Input format ({', '.join(FORMATS)}); detected from the content when omitted."
-FormatOption = Annotated[Optional[str], typer.Option("--format", "-f", help=_FORMAT_HELP)]
+FormatOption = Annotated[str | None, typer.Option("--format", "-f", help=_FORMAT_HELP)]
 StrictTagsOption = Annotated[
     bool, typer.Option("--strict-tags", help="Make irregular I- tags (`O I-PER`) errors instead of counting them.")
 ]
@@ -45,8 +45,10 @@ def stats(
     strict_tags: StrictTagsOption = False,
     skip_invalid: SkipInvalidOption = False,
     image_dir: Annotated[
-        Optional[list[Path]],
-        typer.Option("--image-dir", help="Also decode every image from this folder (repeatable) and count broken ones."),
+        list[Path] | None,
+        typer.Option(
+            "--image-dir", help="Also decode every image from this folder (repeatable) and count broken ones."
+        ),
     ] = None,
 ) -> None:
     """Posts (NER) or instances and distinct posts (RE), tokens, entities or relations, images per post."""
@@ -67,7 +69,7 @@ def convert(
     target: Annotated[Path, typer.Argument(help="The file to write (replaced atomically).")],
     format: FormatOption = None,
     to: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--to",
             help="Output format: mnermi (NER) or mremi (RE) by default, the multi-image layouts; "

@@ -78,7 +78,9 @@ def _read_posts(path: Path) -> Iterator[dict]:
         except ValueError as error:
             raise DataError(f"not valid JSON: {error}", path=path, line=number) from None
         if not isinstance(post, dict) or not isinstance(post.get("text"), str):
-            raise DataError('a post is {"id": ..., "text": "...", "images": [...]}', path=path, line=number, field="text")
+            raise DataError(
+                'a post is {"id": ..., "text": "...", "images": [...]}', path=path, line=number, field="text"
+            )
         identifier = str(post.get("id", number))
         if identifier in seen:
             raise DataError(f"id {identifier!r} appears twice", path=path, line=number, field="id")
@@ -104,8 +106,9 @@ def _resume(out: Path) -> set[str]:
         try:
             done.add(str(json.loads(line)["id"]))
         except (ValueError, KeyError, TypeError):
-            raise DataError("not a result line of mmie extract; delete the file or pick another --out",
-                            path=out, line=number) from None
+            raise DataError(
+                "not a result line of mmie extract; delete the file or pick another --out", path=out, line=number
+            ) from None
     return done
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -42,31 +42,31 @@ def _from_config(config_path: Path, overrides: list[str]) -> dict:
 @regions_app.command("build")
 def build(
     config: Annotated[
-        Optional[Path], typer.Argument(help="Experiment config: the images its train/dev/test files name.")
+        Path | None, typer.Argument(help="Experiment config: the images its train/dev/test files name.")
     ] = None,
-    data: Annotated[Optional[list[Path]], typer.Option("--data", help="Data file (repeatable).")] = None,
-    data_format: Annotated[Optional[str], typer.Option("--format", help="Data format; detected when omitted.")] = None,
-    images: Annotated[Optional[Path], typer.Option("--images", help="Image folder the records' images are in.")] = None,
+    data: Annotated[list[Path] | None, typer.Option("--data", help="Data file (repeatable).")] = None,
+    data_format: Annotated[str | None, typer.Option("--format", help="Data format; detected when omitted.")] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder the records' images are in.")] = None,
     provider: Annotated[str, typer.Option("--provider", help="grid (offline) | detector | precomputed.")] = "grid",
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Regions per image (default 2).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder: images_vg/ + images_vg.pth.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Regions per image (default 2).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder: images_vg/ + images_vg.pth.")] = None,
     encoder: Annotated[
-        Optional[str], typer.Option("--encoder", help="grid: vision encoder (default efficientnet-lite0).")
+        str | None, typer.Option("--encoder", help="grid: vision encoder (default efficientnet-lite0).")
     ] = None,
     detector: Annotated[
-        Optional[str], typer.Option("--detector", help="detector: zero-shot detection model name or folder.")
+        str | None, typer.Option("--detector", help="detector: zero-shot detection model name or folder.")
     ] = None,
-    crops: Annotated[Optional[Path], typer.Option("--crops", help="precomputed: a crop dictionary (.pth).")] = None,
-    crop_dir: Annotated[Optional[Path], typer.Option("--crop-dir", help="precomputed: its crop folder.")] = None,
+    crops: Annotated[Path | None, typer.Option("--crops", help="precomputed: a crop dictionary (.pth).")] = None,
+    crop_dir: Annotated[Path | None, typer.Option("--crop-dir", help="precomputed: its crop folder.")] = None,
     key: Annotated[str, typer.Option("--key", help="precomputed: dictionary keyed by image | record.")] = "image",
     words: Annotated[bool, typer.Option("--words", help="Also query the post's other content words.")] = False,
     threshold: Annotated[float, typer.Option("--threshold", help="detector: minimum box score.")] = 0.0,
     cache_dir: Annotated[
-        Optional[Path], typer.Option("--cache-dir", help="grid: feature cache folder (reuses cached features).")
+        Path | None, typer.Option("--cache-dir", help="grid: feature cache folder (reuses cached features).")
     ] = None,
     policy: Annotated[str, typer.Option("--policy", help="Broken images: error | blank (no regions).")] = "error",
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: the GPU if any).")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ... (default: the GPU if any).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config key.")] = None,
 ) -> None:
     """Find the top-k regions of every image and write them as MRE-MI crops (resumable: done images are skipped)."""
     from mmie.data import read_dataset
@@ -105,6 +105,12 @@ def build(
     k = top_k or settings["top_k"] or 2
     typer.echo(f"{provider} regions, top {k} per image, into {out_dir}")
     summary = build_regions(
-        records, image_dir, chosen, out_dir, k, words=words, policy=policy  # type: ignore[arg-type]
+        records,
+        image_dir,
+        chosen,
+        out_dir,
+        k,
+        words=words,
+        policy=policy,  # type: ignore[arg-type]
     )
     typer.echo(f"done: {summary.line()}")

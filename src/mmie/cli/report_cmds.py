@@ -15,8 +15,12 @@ def report_command(
     reference: str | None = typer.Option(
         None, "--reference", help="Row the others are tested against (default: the sweep's `reference`)."
     ),
-    out: Path | None = typer.Option(None, "--out", help="Folder for the tables and plots (default: <first RUN_DIR>/report)."),
-    challenge: list[Path] = typer.Option([], "--challenge", help="A `mmie evaluate --challenge` JSON file to plot (repeatable)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for the tables and plots (default: <first RUN_DIR>/report)."
+    ),
+    challenge: list[Path] = typer.Option(
+        [], "--challenge", help="A `mmie evaluate --challenge` JSON file to plot (repeatable)."
+    ),
     trials: int = typer.Option(10_000, "--trials", min=100, help="Approximate-randomisation trials."),
     seed: int = typer.Option(12345, "--seed", help="Seed of the significance test."),
 ) -> None:

@@ -14,9 +14,7 @@ from mmie.evaluation.predictions import read_predictions, score_predictions
 _COUNT_COLUMNS = ("support", "predicted", "correct")
 
 
-def _table(
-    title: str, rows: list[tuple[str, dict]], rates: tuple[str, ...], counts: tuple[str, ...]
-) -> list[str]:
+def _table(title: str, rows: list[tuple[str, dict]], rates: tuple[str, ...], counts: tuple[str, ...]) -> list[str]:
     """A plain-text table: rates as percentages with two decimals, counts as integers."""
     width = max([len(title)] + [len(name) for name, _ in rows]) + 2
     lines = [title.ljust(width) + "".join(f"{column:>11}" for column in rates + counts)]

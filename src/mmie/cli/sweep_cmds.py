@@ -13,7 +13,9 @@ from mmie.cli.typer_apps import app
 @app.command("sweep")
 def sweep_command(
     sweep_file: Path = typer.Argument(..., help="A sweep file, e.g. configs/tables/mre_mi_table2.yaml."),
-    output_dir: Path | None = typer.Option(None, "--output-dir", help="Folder of the runs (default: the file's output_dir)."),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", help="Folder of the runs (default: the file's output_dir)."
+    ),
     set_values: list[str] = typer.Option(
         [], "--set", help="Override a config key in every run, after the sweep's own: --set training.epochs=2."
     ),

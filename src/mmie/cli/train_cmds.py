@@ -88,8 +88,16 @@ def evaluate_command(
         typer.echo(_report(metrics, model.task))
 
 
-def _challenge(model, file: Path, challenge: str, ratios: str | None, seed: int, data_format: str | None,
-               batch_size: int, out: Path | None) -> None:
+def _challenge(
+    model,
+    file: Path,
+    challenge: str,
+    ratios: str | None,
+    seed: int,
+    data_format: str | None,
+    batch_size: int,
+    out: Path | None,
+) -> None:
     from mmie.errors import ConfigError
     from mmie.inference.challenges import challenge_sweep, render_challenge_table
     from mmie.io import write_atomic
@@ -100,8 +108,9 @@ def _challenge(model, file: Path, challenge: str, ratios: str | None, seed: int,
             values = [float(part) for part in ratios.split(",") if part.strip()]
         except ValueError:
             raise ConfigError(f"--ratios: expected comma-separated numbers, got {ratios!r}") from None
-    result = challenge_sweep(model, file, challenge, values, seed, data_format=data_format, batch_size=batch_size,
-                             progress=True)
+    result = challenge_sweep(
+        model, file, challenge, values, seed, data_format=data_format, batch_size=batch_size, progress=True
+    )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, json.dumps(result, indent=2) + "\n")

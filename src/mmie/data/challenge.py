@@ -132,9 +132,7 @@ def aug_noise(crops: dict[Any, list[str]], keys: Sequence[Any], ratio: float, se
             deleted.add(entry)
     noisy = {key: list(names) for key, names in crops.items()}
     for key in keys:
-        noisy[key] = [
-            replaced.get((key, j), name) for j, name in enumerate(crops[key]) if (key, j) not in deleted
-        ]
+        noisy[key] = [replaced.get((key, j), name) for j, name in enumerate(crops[key]) if (key, j) not in deleted]
     return AugNoise(noisy, len(entries), len(replaced), len(deleted))
 
 
@@ -155,8 +153,15 @@ def write_align_noise(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_dataset(noise.records, out, dataset.format)
-    note = {"challenge": "align-noise", "source": str(source), "ratio": ratio, "seed": seed,
-            "records": len(noise.records), "shuffled": len(noise.shuffled), "unchanged": noise.unchanged}
+    note = {
+        "challenge": "align-noise",
+        "source": str(source),
+        "ratio": ratio,
+        "seed": seed,
+        "records": len(noise.records),
+        "shuffled": len(noise.shuffled),
+        "unchanged": noise.unchanged,
+    }
     _write_note(out.with_name(out.name + ".challenge.json"), note)
     return noise
 
@@ -205,7 +210,16 @@ def write_aug_noise(
             _link_or_copy(path, target_crops / name)
     write_crop_dict(noise.crops, out_dir / CROP_DICT_NAME)
     write_dataset(dataset.records, out_dir / Path(source).name, dataset.format)
-    note = {"challenge": "aug-noise", "source": str(source), "crop_dict": str(crop_dict), "key": key,
-            "ratio": ratio, "seed": seed, "regions": noise.regions, "replaced": noise.replaced, "deleted": noise.deleted}
+    note = {
+        "challenge": "aug-noise",
+        "source": str(source),
+        "crop_dict": str(crop_dict),
+        "key": key,
+        "ratio": ratio,
+        "seed": seed,
+        "regions": noise.regions,
+        "replaced": noise.replaced,
+        "deleted": noise.deleted,
+    }
     _write_note(out_dir / "challenge.json", note)
     return noise

@@ -209,7 +209,9 @@ def _check_split_images(report, layout, split, records, override, max_listed, ch
         wanted = " and ".join(" or ".join(f"{c}/" for c in candidates) for candidates in layout.images)
         if layout.per_split_images:
             wanted += f" (with {_MNRE_IMAGE_SPLITS[split]}/ inside)"
-        message = f"{report.folder}: no image folder {wanted} (pass --images DIR, or --text-only for the text files alone)"
+        message = (
+            f"{report.folder}: no image folder {wanted} (pass --images DIR, or --text-only for the text files alone)"
+        )
         if message not in report.problems:
             report.problems.append(message)
         return
@@ -240,7 +242,9 @@ def render_check(report: dict) -> str:
         if not info.get("file"):
             lines.append(f"  {split:<5} missing")
             continue
-        count = next((f"{info[k]:,} {k} (papers: {info['expected']:,})" for k in ("posts", "instances") if k in info), "")
+        count = next(
+            (f"{info[k]:,} {k} (papers: {info['expected']:,})" for k in ("posts", "instances") if k in info), ""
+        )
         release = info["release"] or f"unknown release, sha256 {info['sha256'][:16]}..."
         lines.append(f"  {split:<5} {info['file']}  {count}  {release}")
     for split, info in report["images"].items():

@@ -200,7 +200,9 @@ def load_image(
             report.problems.append(ImageProblem(ref, record_id, unusable.reason, str(path), unusable.detail))
         if policy == "error":
             of_record = f" of record {record_id!r}" if record_id is not None else ""
-            raise DataError(f"{unusable.reason} image{of_record}: {unusable.detail}", path=path, field="image") from None
+            raise DataError(
+                f"{unusable.reason} image{of_record}: {unusable.detail}", path=path, field="image"
+            ) from None
         return Image.new("RGB", target_size or DEFAULT_BLANK_SIZE)
     if report is not None:
         report.loaded += 1

@@ -26,7 +26,7 @@ class Span:
         if not (0 <= self.start < self.end):
             raise ValueError(f"span [{self.start}, {self.end}) is empty or negative")
 
-    def overlaps(self, other: "Span") -> bool:
+    def overlaps(self, other: Span) -> bool:
         return self.start < other.end and other.start < self.end
 
 

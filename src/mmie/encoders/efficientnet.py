@@ -74,7 +74,9 @@ class EfficientNetLiteEncoder(VisionEncoder):
         self.image_size = image_size or native_size
         if self.image_size != native_size:
             # The "same" padding of this implementation is computed for the native size only.
-            raise ConfigError(f"efficientnet-lite{variant} takes {native_size} x {native_size} images, not {self.image_size}")
+            raise ConfigError(
+                f"efficientnet-lite{variant} takes {native_size} x {native_size} images, not {self.image_size}"
+            )
         self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self._finish_init()

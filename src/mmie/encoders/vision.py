@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from mmie.data.schema import MAX_IMAGES
+
 # The interface also stays importable from here, where models and callers have always taken it.
 from mmie.encoders.vision_base import VisionEncoder, VisionOutput, tensor_bytes  # noqa: F401
 from mmie.errors import ConfigError
@@ -179,9 +180,7 @@ def _load_image_processor(name_or_path: str) -> Any:
 
 
 # --- factory ---------------------------------------------------------------------------------------
-EFFICIENTNET_ALIASES = {f"efficientnet-lite{k}": k for k in range(5)} | {
-    f"efficientnet_lite{k}": k for k in range(5)
-}
+EFFICIENTNET_ALIASES = {f"efficientnet-lite{k}": k for k in range(5)} | {f"efficientnet_lite{k}": k for k in range(5)}
 DEFAULT_VISION_ENCODER = "efficientnet-lite0"
 
 

@@ -63,17 +63,12 @@ def prf(correct: int, predicted: int, support: int) -> dict:
 
 def to_iob2(tags: Sequence[str]) -> list[str]:
     """Rewrite BIOES tags to IOB2 (``E-X`` -> ``I-X``, ``S-X`` -> ``B-X``); IOB2 passes unchanged."""
-    return [
-        _BIOES_TO_IOB2[tag[0]] + tag[1:] if tag[:1] in _BIOES_TO_IOB2 and tag[1:2] == "-" else tag
-        for tag in tags
-    ]
+    return [_BIOES_TO_IOB2[tag[0]] + tag[1:] if tag[:1] in _BIOES_TO_IOB2 and tag[1:2] == "-" else tag for tag in tags]
 
 
 def is_tag(tag: object) -> bool:
     """``O`` or ``B-``/``I-``/``E-``/``S-`` followed by a type (IOB2 or BIOES)."""
-    return isinstance(tag, str) and (
-        tag == "O" or (len(tag) > 2 and tag[0] in _ENTITY_PREFIXES and tag[1] == "-")
-    )
+    return isinstance(tag, str) and (tag == "O" or (len(tag) > 2 and tag[0] in _ENTITY_PREFIXES and tag[1] == "-"))
 
 
 def _check_tags(tags: Sequence[str], where: str) -> None:
@@ -129,9 +124,7 @@ def ner_scores(
         _check_tags(gold_tags, f"gold[{index}]")
         _check_tags(pred_tags, f"pred[{index}]")
         if len(gold_tags) != len(pred_tags):
-            raise DataError(
-                f"gold has {len(gold_tags)} tags, the prediction {len(pred_tags)}", field=f"pred[{index}]"
-            )
+            raise DataError(f"gold has {len(gold_tags)} tags, the prediction {len(pred_tags)}", field=f"pred[{index}]")
         tallies.append(_ner_tally(gold_tags, pred_tags, mode))
     return {**_scores(tallies, n_images, "per_type", accuracy=False), "mode": mode}
 
@@ -157,9 +150,7 @@ def re_scores(
     for index, (gold_label, pred_label) in enumerate(zip(gold, pred)):
         for side, label in (("gold", gold_label), ("pred", pred_label)):
             if not isinstance(label, str) or not label:
-                raise DataError(
-                    f"relation label {label!r} is not a non-empty string", field=f"{side}[{index}]"
-                )
+                raise DataError(f"relation label {label!r} is not a non-empty string", field=f"{side}[{index}]")
         related = {"gold": gold_label != no_relation, "pred": pred_label != no_relation}
         tallies.append(
             _Tally(
@@ -184,9 +175,7 @@ def _check_lengths(gold: Sequence, pred: Sequence, n_images: Sequence[int] | Non
         raise DataError(f"{len(gold)} examples but {len(n_images)} image counts", field="n_images")
     for index, count in enumerate(n_images):
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_IMAGES:
-            raise DataError(
-                f"image count {count!r} is not an integer in 0..{MAX_IMAGES}", field=f"n_images[{index}]"
-            )
+            raise DataError(f"image count {count!r} is not an integer in 0..{MAX_IMAGES}", field=f"n_images[{index}]")
 
 
 def _type_order(kind: str) -> tuple[int, str]:
@@ -248,9 +237,13 @@ def per_relation_rows(scores: dict) -> list[dict]:
     per_relation = scores.get("per_relation")
     if per_relation is None:
         raise DataError("has no per-relation scores (not the metrics of a relation model)", field="per_relation")
-    rows = [{"relation": name, **{key: values[key] for key in ("support", "predicted", "correct", "precision",
-                                                                 "recall", "f1")}}
-            for name, values in per_relation.items()]
+    rows = [
+        {
+            "relation": name,
+            **{key: values[key] for key in ("support", "predicted", "correct", "precision", "recall", "f1")},
+        }
+        for name, values in per_relation.items()
+    ]
     return sorted(rows, key=lambda row: (-row["support"], row["relation"]))
 
 

@@ -67,9 +67,7 @@ def prediction_task(record: dict, *, path: str | Path | None = None, line: int |
     """``"ner"`` when the record has ``tags``, ``"re"`` when it has ``relation``."""
     tasks = [task for task, key in TASK_FIELDS.items() if key in record]
     if len(tasks) != 1:
-        raise DataError(
-            'a prediction has "tags" (NER) or "relation" (RE), exactly one of them', path=path, line=line
-        )
+        raise DataError('a prediction has "tags" (NER) or "relation" (RE), exactly one of them', path=path, line=line)
     return tasks[0]
 
 
@@ -148,9 +146,7 @@ def _scan(path: Path) -> Iterator[tuple[int, int, dict | None, bool]]:
                 blank_line = blank_line or number
                 continue
             if blank_line is not None:
-                raise DataError(
-                    "blank line between records (one JSON object per line)", path=path, line=blank_line
-                )
+                raise DataError("blank line between records (one JSON object per line)", path=path, line=blank_line)
             try:
                 record = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -164,9 +160,7 @@ def _scan(path: Path) -> Iterator[tuple[int, int, dict | None, bool]]:
 def _check_same_task(task: str | None, record: dict, path: Path, line: int) -> str:
     found = prediction_task(record, path=path, line=line)
     if task is not None and found != task:
-        raise DataError(
-            f"a {found.upper()} prediction in a file of {task.upper()} predictions", path=path, line=line
-        )
+        raise DataError(f"a {found.upper()} prediction in a file of {task.upper()} predictions", path=path, line=line)
     return found
 
 
@@ -320,9 +314,7 @@ def re_metric_inputs(
     _aligned(instances, predictions, pred_path)
     for index, (instance, prediction) in enumerate(zip(instances, predictions)):
         if instance.label is None:
-            raise DataError(
-                f"gold record {instance.id!r} has no relation label", path=gold_path, field="relation"
-            )
+            raise DataError(f"gold record {instance.id!r} has no relation label", path=gold_path, field="relation")
         for key, span in (("head", instance.head), ("tail", instance.tail)):
             if key in prediction and prediction[key] != [span.start, span.end]:
                 raise DataError(
@@ -359,4 +351,3 @@ def score_predictions(
     if task == "ner":
         return ner_scores(*ner_metric_inputs(gold, predictions, **paths), mode=mode)  # type: ignore[arg-type]
     return re_scores(*re_metric_inputs(gold, predictions, **paths))  # type: ignore[arg-type]
-

@@ -80,8 +80,10 @@ def approximate_randomisation(
     gold = float(system[:, 2].sum())
     correct_a, predicted_a = system[:, 0].sum(), system[:, 1].sum()
     correct_b, predicted_b = reference[:, 0].sum(), reference[:, 1].sum()
-    observed = float(_f1(np.array([correct_a]), np.array([predicted_a]), gold)[0]
-                     - _f1(np.array([correct_b]), np.array([predicted_b]), gold)[0])
+    observed = float(
+        _f1(np.array([correct_a]), np.array([predicted_a]), gold)[0]
+        - _f1(np.array([correct_b]), np.array([predicted_b]), gold)[0]
+    )
     diff_correct = reference[:, 0] - system[:, 0]  # what a swap adds to A (and takes from B)
     diff_predicted = reference[:, 1] - system[:, 1]
     rng = np.random.default_rng(seed)

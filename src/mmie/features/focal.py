@@ -32,17 +32,16 @@ import torch
 
 from mmie.data.images import resolve_image
 from mmie.data.schema import RelationInstance
-from mmie.encoders.vision import scatter_to_slots
+from mmie.encoders.vision import pool_regions, scatter_to_slots
 from mmie.errors import ConfigError
-from mmie.encoders.vision import pool_regions
 from mmie.features.regions import RelationImageFeaturizer
 from mmie.features.settings import FocalInputs
 from mmie.regions.base import ImageSource, RegionProvider
-from mmie.regions.queries import record_queries
 from mmie.regions.detector import DetectorRegions
 from mmie.regions.focal import focal_images
 from mmie.regions.grid import GridSaliencyRegions
 from mmie.regions.precomputed import PrecomputedRegions
+from mmie.regions.queries import record_queries
 
 if TYPE_CHECKING:
     from mmie.features.text import Featurizer
@@ -87,7 +86,9 @@ class FocalFeaturizer(RelationImageFeaturizer):
                 self._od_provider = GridSaliencyRegions(self.encoder, cache=self.cache)
             elif kind == "precomputed":
                 if self.config.od_region_dict is None:
-                    raise ConfigError("model.od_region_dict: od_regions is 'precomputed' but no crop dictionary is named")
+                    raise ConfigError(
+                        "model.od_region_dict: od_regions is 'precomputed' but no crop dictionary is named"
+                    )
                 self._od_provider = PrecomputedRegions(
                     self.config.od_region_dict, self.config.od_region_dir, key=self.config.region_key
                 )
@@ -127,7 +128,9 @@ class FocalFeaturizer(RelationImageFeaturizer):
                 path = resolve_image(ref, self.loader.image_dirs, instance.id)
                 source = ImageSource(ref, path, instance.id, self.policy)  # type: ignore[arg-type]
                 vg = self._copies(source, self.provider if needs_providers else None, queries, self.n_vg)
-                od = self._copies(source, self.od_provider if needs_providers and self.n_od else None, queries, self.n_od)
+                od = self._copies(
+                    source, self.od_provider if needs_providers and self.n_od else None, queries, self.n_od
+                )
                 image_mask[row, slot] = True
                 focal_mask[row, slot, : len(vg)] = True
                 focal_mask[row, slot, self.n_vg : self.n_vg + len(od)] = True
@@ -143,7 +146,10 @@ class FocalFeaturizer(RelationImageFeaturizer):
         # Only the real images' slots are kept (at least one): collate pads them to the batch's most images.
         used = image_mask.sum(dim=1).clamp(min=1)
         return [
-            {"image_mask": image_mask[row].clone(), "focal_mask": focal_mask[row].clone(),
-             "focal_features": slotted[row, : int(used[row])].clone()}
+            {
+                "image_mask": image_mask[row].clone(),
+                "focal_mask": focal_mask[row].clone(),
+                "focal_features": slotted[row, : int(used[row])].clone(),
+            }
             for row in range(len(instances))
         ]

@@ -10,8 +10,8 @@ the model registry binds each model name to one of them. They never see a model 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -112,7 +112,9 @@ def _marked(config: MarkerInputs, tokenizer: PreTrainedTokenizerBase) -> MarkerI
     return config.model_copy(update={"markers": markers})
 
 
-def _relation_text(config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> RelationFeaturizer:
+def _relation_text(
+    config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]
+) -> RelationFeaturizer:
     if config.markers is None:
         raise ConfigError("model.markers: not set (the processor adds them to the tokenizer first)")
     return RelationFeaturizer(tokenizer, labels, max_length=config.max_length, markers=config.markers)

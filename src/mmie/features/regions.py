@@ -32,12 +32,12 @@ from mmie.data.schema import Post, RelationInstance
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
 from mmie.features.collate import Deferred
-from mmie.features.images import _IMAGE_CHUNK, PostImageFeaturizer
+from mmie.features.images import PostImageFeaturizer
 from mmie.features.settings import RegionInputs
 from mmie.regions.base import ImageSource, RegionProvider
-from mmie.regions.queries import record_queries
 from mmie.regions.grid import GridSaliencyRegions
 from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
+from mmie.regions.queries import record_queries
 
 if TYPE_CHECKING:
     from mmie.encoders.cache import FeatureCache
@@ -120,8 +120,10 @@ class RelationImageFeaturizer(PostImageFeaturizer):
                 found[-1].extend(regions)
         if self.cache is None:
             return [
-                {"region_pixel_values": self._deferred_crops(found[row] if self.k else [], mask[row]),
-                 "region_mask": mask[row].clone()}
+                {
+                    "region_pixel_values": self._deferred_crops(found[row] if self.k else [], mask[row]),
+                    "region_mask": mask[row].clone(),
+                }
                 for row in range(len(instances))
             ]
         unique: dict[int, int] = {}  # id(region) -> its row among the crops to encode

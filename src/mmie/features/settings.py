@@ -47,9 +47,7 @@ class ImageInputs(InputSettings):
 
     image_layout: ClassVar[ImageLayout] = "all"
 
-    vision_encoder: str = Field(
-        DEFAULT_VISION_ENCODER, description="vision encoder: alias, Hugging Face id or folder"
-    )
+    vision_encoder: str = Field(DEFAULT_VISION_ENCODER, description="vision encoder: alias, Hugging Face id or folder")
     freeze_vision: bool = Field(
         True, description="true: frozen, features precomputed (feature cache); false: fine-tuned end to end on pixels"
     )
@@ -99,7 +97,8 @@ class FocalInputs(RegionInputs):
 
     regions_per_image: int = Field(4, ge=0, le=16, description="VG regions per image (paper: 4)")
     regions: Literal["precomputed", "grid", "detector"] = Field(  # type: ignore[assignment]
-        "precomputed", description="VG regions: a crop dictionary (located in the image), the offline grid, or a detector"
+        "precomputed",
+        description="VG regions: a crop dictionary (located in the image), the offline grid, or a detector",
     )
     od_regions: Literal["grid", "detector", "precomputed", "none"] = Field(
         "grid", description="OD regions: offline grid saliency, a detector, a crop dictionary, or none (no OD set)"

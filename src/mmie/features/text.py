@@ -198,9 +198,7 @@ def insert_entity_markers(tokens: Sequence[str], head: Span, tail: Span, markers
     return MarkedText(words, starts["head"], starts["tail"], tuple(marker_indices))
 
 
-def select_words(
-    lengths: Sequence[int], anchors: Sequence[int], markers: Sequence[int], budget: int
-) -> list[int]:
+def select_words(lengths: Sequence[int], anchors: Sequence[int], markers: Sequence[int], budget: int) -> list[int]:
     """Indices of the words to keep (in order) so their sub-word ``lengths`` fit in ``budget``.
 
     Priority: the ``anchors`` (the two start markers) first, then the other ``markers``, then words

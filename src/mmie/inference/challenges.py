@@ -114,11 +114,17 @@ def render_challenge_table(result: dict[str, Any]) -> str:
     """Markdown: one row per ratio (clean first), P / R / F1 in % and the F1 change from the clean set."""
     rows = result["results"]
     clean = rows[0]["metrics"]["f1"] if rows else 0.0
-    lines = [f"{result['challenge']} (seed {result['seed']}): {result['model']} on {result['data']}", "",
-             "| ratio | P | R | F1 | ΔF1 |", "|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"{result['challenge']} (seed {result['seed']}): {result['model']} on {result['data']}",
+        "",
+        "| ratio | P | R | F1 | ΔF1 |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         m = row["metrics"]
         label = "clean" if row["ratio"] == 0.0 else f"{100 * row['ratio']:g}%"
-        lines.append(f"| {label} | {100 * m['precision']:.2f} | {100 * m['recall']:.2f} | {100 * m['f1']:.2f} | "
-                     f"{100 * (m['f1'] - clean):+.2f} |")
+        lines.append(
+            f"| {label} | {100 * m['precision']:.2f} | {100 * m['recall']:.2f} | {100 * m['f1']:.2f} | "
+            f"{100 * (m['f1'] - clean):+.2f} |"
+        )
     return "\n".join(lines)

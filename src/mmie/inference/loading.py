@@ -56,7 +56,9 @@ class LoadedModel:
         """A processor for this model's inputs: its own config, or with ``settings`` changed (the same
         model fed other inputs, e.g. another crop dictionary); ``images``: another image folder."""
         config = self.model.model_config.model_copy(update=settings) if settings else self.model.model_config
-        return create_processor(config, self.tokenizer, self.labels, images=images if images is not None else self.images)
+        return create_processor(
+            config, self.tokenizer, self.labels, images=images if images is not None else self.images
+        )
 
     @property
     def task(self) -> str:

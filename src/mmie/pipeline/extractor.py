@@ -24,14 +24,13 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 
 from mmie.data.images import InMemoryImages, decode_image_bytes
-from mmie.data.schema import MAX_IMAGES, NO_RELATION, Post, RelationInstance, Span
+from mmie.data.schema import MAX_IMAGES, NO_RELATION, Post, RelationInstance, Span, relation_argument_types
 from mmie.data.tags import bio_entities
-from mmie.data.schema import relation_argument_types
 from mmie.errors import DataError, MmieError
 from mmie.inference.loading import LoadedModel, load_model
 from mmie.inference.predict import Predictor
@@ -141,8 +140,11 @@ class Extractor:
 
     def describe(self) -> dict:
         """The loaded models: folder, registry name, labels, image use (``GET /models``)."""
-        return {task: _describe(loaded, predictor) for task, loaded, predictor in
-                (("ner", self.ner, self._ner), ("re", self.re, self._re)) if loaded is not None}
+        return {
+            task: _describe(loaded, predictor)
+            for task, loaded, predictor in (("ner", self.ner, self._ner), ("re", self.re, self._re))
+            if loaded is not None
+        }
 
     # ------------------------------------------------------------------------------ steps
 
@@ -168,8 +170,9 @@ class Extractor:
         post = Post(id=source.id or str(number), tokens=[token.text for token in tokens], images=refs)
         item = _Prepared(source, post.id, tokens, post, pictures)
         if source.entities is not None:
-            item.entities = [_given_entity(e, tokens, source.text, f"{where}entities[{i}]")
-                             for i, e in enumerate(source.entities)]
+            item.entities = [
+                _given_entity(e, tokens, source.text, f"{where}entities[{i}]") for i, e in enumerate(source.entities)
+            ]
         elif self._ner is None:
             raise DataError("no NER model is loaded: give the post's entities", field=f"{where}entities")
         return item
@@ -203,13 +206,19 @@ class Extractor:
                 item.entities.append(_entity(item.tokens, item.source.text, kind, start, end, score, "model"))
 
     def _candidate_pairs(self, entities: list[dict]) -> list[tuple[int, int]]:
-        return [(h, t) for h, t in itertools.permutations(range(len(entities)), 2)
-                if self._allowed_labels(entities[h]["type"], entities[t]["type"])]
+        return [
+            (h, t)
+            for h, t in itertools.permutations(range(len(entities)), 2)
+            if self._allowed_labels(entities[h]["type"], entities[t]["type"])
+        ]
 
     def _allowed_labels(self, head_type: str, tail_type: str) -> list[str]:
         """The relation labels a (head, tail) pair of these types may get, ``None`` excluded."""
-        return [label for label, types in self._typed_labels.items()
-                if label != NO_RELATION and (types is None or types == (head_type, tail_type))]
+        return [
+            label
+            for label, types in self._typed_labels.items()
+            if label != NO_RELATION and (types is None or types == (head_type, tail_type))
+        ]
 
     def _label_type_table(self) -> dict[str, tuple[str, str] | None]:
         labels = self.re.labels if self.re is not None else []
@@ -235,13 +244,15 @@ class Extractor:
             entities = prepared[index].entities
             allowed = self._allowed_labels(entities[head]["type"], entities[tail]["type"]) + [NO_RELATION]
             relation = max(allowed, key=lambda label: line["scores"].get(label, -1.0))
-            found.setdefault(index, []).append({
-                "head": head,
-                "tail": tail,
-                "relation": relation,
-                "score": round(line["scores"][relation], SCORE_DIGITS),
-                **({"relevance": line["relevance"]} if "relevance" in line else {}),
-            })
+            found.setdefault(index, []).append(
+                {
+                    "head": head,
+                    "tail": tail,
+                    "relation": relation,
+                    "score": round(line["scores"][relation], SCORE_DIGITS),
+                    **({"relevance": line["relevance"]} if "relevance" in line else {}),
+                }
+            )
         return found
 
     def _result(self, item: _Prepared, pairs: list[dict]) -> dict:
@@ -304,7 +315,9 @@ def _given_entity(entity: Any, tokens: list[Token], text: str, name: str) -> dic
     if not isinstance(entity, Mapping) or not {"start", "end", "type"} <= set(entity):
         raise DataError('an entity is {"start": char, "end": char, "type": "PER"}', field=name)
     start, end, kind = entity["start"], entity["end"], entity["type"]
-    if not (isinstance(start, int) and isinstance(end, int) and isinstance(kind, str)) or not 0 <= start < end <= len(text):
+    if not (isinstance(start, int) and isinstance(end, int) and isinstance(kind, str)) or not 0 <= start < end <= len(
+        text
+    ):
         raise DataError(f"start/end must be character offsets with 0 <= start < end <= {len(text)}", field=name)
     covered = [k for k, token in enumerate(tokens) if token.start < end and start < token.end]
     if not covered:

@@ -148,8 +148,9 @@ def _parse_json(body: bytes) -> _Form:
     images = payload.get("images", [])
     if not isinstance(images, list):
         raise RequestRefused(422, "images must be a list of base64 strings", "images")
-    return _Form(payload.get("text"), [(f"images[{k}]", value) for k, value in enumerate(images)],
-                 payload.get("entities"))
+    return _Form(
+        payload.get("text"), [(f"images[{k}]", value) for k, value in enumerate(images)], payload.get("entities")
+    )
 
 
 def _parse_multipart(content_type: str, body: bytes, limits: ServiceLimits) -> _Form:
@@ -181,8 +182,9 @@ def _parse_multipart(content_type: str, body: bytes, limits: ServiceLimits) -> _
 
     headers = {"Content-Type": content_type.encode("latin-1")}
     try:
-        parser = create_form_parser(headers, on_field, on_file,
-                                    config={"MAX_MEMORY_FILE_SIZE": limits.max_body_bytes + 1})
+        parser = create_form_parser(
+            headers, on_field, on_file, config={"MAX_MEMORY_FILE_SIZE": limits.max_body_bytes + 1}
+        )
         parser.write(body)
         parser.finalize()
     except (FormParserError, ValueError) as error:
@@ -210,8 +212,9 @@ def _validate(form: _Form, limits: ServiceLimits) -> tuple[str, list[bytes], Any
     if not form.text.strip():
         raise RequestRefused(422, "the text is empty", "text")
     if len(form.text) > limits.max_text_chars:
-        raise RequestRefused(422, f"the text has {len(form.text)} characters, over the limit of "
-                                  f"{limits.max_text_chars}", "text")
+        raise RequestRefused(
+            422, f"the text has {len(form.text)} characters, over the limit of {limits.max_text_chars}", "text"
+        )
     if form.entities is not None and not isinstance(form.entities, list):
         raise RequestRefused(422, "entities must be a list of {start, end, type}", "entities")
     images = form.images or []
@@ -255,8 +258,12 @@ _EXTRACT_OPENAPI: dict = {
                     "required": ["text"],
                     "properties": {
                         "text": {"type": "string", "description": "the post's text (UTF-8)"},
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                   "maxItems": MAX_IMAGES, "description": "0..4 image files, in order"},
+                        "images": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "maxItems": MAX_IMAGES,
+                            "description": "0..4 image files, in order",
+                        },
                         "entities": {"type": "string", "description": "optional JSON list of {start, end, type}"},
                     },
                 }
@@ -267,8 +274,12 @@ _EXTRACT_OPENAPI: dict = {
                     "required": ["text"],
                     "properties": {
                         "text": {"type": "string"},
-                        "images": {"type": "array", "items": {"type": "string", "format": "byte"},
-                                   "maxItems": MAX_IMAGES, "description": "base64 image bytes (data: URLs too)"},
+                        "images": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "byte"},
+                            "maxItems": MAX_IMAGES,
+                            "description": "base64 image bytes (data: URLs too)",
+                        },
                         "entities": {"type": "array", "items": {"type": "object"}},
                     },
                 }

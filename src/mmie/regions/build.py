@@ -37,6 +37,8 @@ from mmie.regions.queries import record_queries
 META_NAME = "regions.json"
 _SEPARATORS = re.compile(r"[\\/]+")
 META_FORMAT = "mmie-regions"
+
+
 @dataclass
 class ImageJob:
     """One image to process: its reference, the record that first named it, the queries of every record naming it."""
@@ -86,7 +88,9 @@ def _another_split(existing: dict[str, Any], meta: dict[str, Any]) -> bool:
     dictionary per split (MNRE's, keyed by line index); its images are other images, nothing is mixed."""
     if existing.get("provider") != "precomputed" or meta.get("provider") != "precomputed":
         return False
-    return {k: v for k, v in existing.items() if k != "crop_dict"} == {k: v for k, v in meta.items() if k != "crop_dict"}
+    return {k: v for k, v in existing.items() if k != "crop_dict"} == {
+        k: v for k, v in meta.items() if k != "crop_dict"
+    }
 
 
 def _check_meta(out: Path, meta: dict[str, Any]) -> None:

@@ -62,12 +62,13 @@ def grow_boxes(
         seen = {(row0, col0)}
         frontier: list[tuple[float, int, int]] = []
 
-        def push_neighbours(row: int, column: int) -> None:
+        # Called only within this iteration: the closure reads this box's seen, frontier and peak.
+        def push_neighbours(row: int, column: int) -> None:  # noqa: B023
             for r, c in ((row - 1, column), (row + 1, column), (row, column - 1), (row, column + 1)):
-                if 0 <= r < rows and 0 <= c < columns and (r, c) not in seen and free[r, c]:
-                    seen.add((r, c))
-                    if float(saliency[r, c]) >= merge * peak_value:
-                        heapq.heappush(frontier, (-float(saliency[r, c]), r, c))
+                if 0 <= r < rows and 0 <= c < columns and (r, c) not in seen and free[r, c]:  # noqa: B023
+                    seen.add((r, c))  # noqa: B023
+                    if float(saliency[r, c]) >= merge * peak_value:  # noqa: B023
+                        heapq.heappush(frontier, (-float(saliency[r, c]), r, c))  # noqa: B023
 
         push_neighbours(row0, col0)
         while frontier:

@@ -20,7 +20,6 @@ _STOP_WORDS = frozenset(
 )
 
 
-
 def content_words(tokens: Sequence[str]) -> list[str]:
     """The post's words worth a query: alphabetic, 3+ letters, not stop words, @mentions, #tags or URLs."""
     words = []

@@ -154,8 +154,12 @@ def challenge_plots(files: list[Path], out: Path, runs: list[RunRecord] = ()) ->
         fig, axis = plt.subplots(figsize=(5.5, 3.6))
         for data in entries:
             points = sorted((float(r["ratio"]), 100 * float(r["metrics"]["f1"])) for r in data["results"])
-            axis.plot([100 * x for x, _ in points], [y for _, y in points], marker="o",
-                      label=_model_label(str(data.get("model", "?")), list(runs)))
+            axis.plot(
+                [100 * x for x, _ in points],
+                [y for _, y in points],
+                marker="o",
+                label=_model_label(str(data.get("model", "?")), list(runs)),
+            )
         axis.set_xlabel("noise ratio (%)")
         axis.set_ylabel("F1 (%)")
         axis.set_title(f"Challenge set: {challenge}")

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from mmie.errors import MmieError
+from mmie.io import write_atomic
+
 # read_run and collect_runs stay importable from here, where they were defined before.
 from mmie.reporting.run_records import RunRecord, collect_runs, read_run  # noqa: F401
-from mmie.io import write_atomic
 
 DAGGER = "†"
 
@@ -140,7 +141,9 @@ def fingerprint_warnings(runs: list[RunRecord]) -> list[str]:
                 versions[sha].add(run.row)
                 entries[sha] = entry
             if len(versions) > 1:
-                detail = "; ".join(f"{describe(entries[sha])}: {', '.join(sorted(rows))}" for sha, rows in versions.items())
+                detail = "; ".join(
+                    f"{describe(entries[sha])}: {', '.join(sorted(rows))}" for sha, rows in versions.items()
+                )
                 warnings.append(f"{dataset} {split}: the rows used different data files ({detail})")
     return warnings
 
@@ -172,14 +175,19 @@ def build_report(
     if len({run.task for run in runs}) > 1:
         raise MmieError("these folders hold both NER and RE runs: report each task separately (one table per task)")
     if reference is None:
-        infos = [json.loads((r.path / "sweep_run.json").read_text()) for r in runs if (r.path / "sweep_run.json").is_file()]
+        infos = [
+            json.loads((r.path / "sweep_run.json").read_text()) for r in runs if (r.path / "sweep_run.json").is_file()
+        ]
         reference = next((info.get("reference") for info in infos if info.get("reference")), None)
     if reference is not None and reference not in {run.row for run in runs}:
         raise MmieError(f"--reference {reference!r}: no such row (rows: {', '.join(_ordered(runs, 'row'))})")
     significance, warnings = _significance(runs, reference, trials, seed) if reference else ([], [])
     warnings = fingerprint_warnings(runs) + warnings
-    significant = {(s["row"], tuple(s["grid"].items()), s["dataset"]) for s in significance
-                   if s["p_value"] < 0.05 and s["delta"] > 0}
+    significant = {
+        (s["row"], tuple(s["grid"].items()), s["dataset"])
+        for s in significance
+        if s["p_value"] < 0.05 and s["delta"] > 0
+    }
 
     datasets = _ordered(runs, "dataset")
     row_keys = _ordered(runs, "row_key")
@@ -190,9 +198,12 @@ def build_report(
     for run in runs:
         cell_runs[(run.row_key, run.dataset)].append(run)
     seeds = sorted({run.seed for run in runs})
-    method = (f"{DAGGER}: significantly better than {reference} (p < 0.05, {TEST_NAME}, seeds pooled)"
-              if reference else "no reference row: no significance test")
-    caption = (f"Test scores in %, mean ± std over seeds {', '.join(map(str, seeds))}. {method}.")
+    method = (
+        f"{DAGGER}: significantly better than {reference} (p < 0.05, {TEST_NAME}, seeds pooled)"
+        if reference
+        else "no reference row: no significance test"
+    )
+    caption = f"Test scores in %, mean ± std over seeds {', '.join(map(str, seeds))}. {method}."
 
     main_rows, by_image_rows = [], []
     for key in row_keys:
@@ -211,21 +222,43 @@ def build_report(
         by_image_rows.append(image_row)
     groups = [(d, len(metric_names)) for d in datasets]
     tables = [
-        Table("main", "Main results", caption, ["Model"] + [short[n] for n in metric_names] * len(datasets),
-              main_rows, groups),
-        Table("by_images", "F1 by number of images (single vs multi vs whole)",
-              f"Test F1 in %, mean ± std over seeds; single: posts with one image, multi: two or more.",
-              ["Model"] + ["single", "multi", "whole"] * len(datasets), by_image_rows, [(d, 3) for d in datasets]),
+        Table(
+            "main",
+            "Main results",
+            caption,
+            ["Model"] + [short[n] for n in metric_names] * len(datasets),
+            main_rows,
+            groups,
+        ),
+        Table(
+            "by_images",
+            "F1 by number of images (single vs multi vs whole)",
+            "Test F1 in %, mean ± std over seeds; single: posts with one image, multi: two or more.",
+            ["Model"] + ["single", "multi", "whole"] * len(datasets),
+            by_image_rows,
+            [(d, 3) for d in datasets],
+        ),
     ]
     tables += _per_label_tables(runs, row_keys, datasets, cell_runs, task)
     if significance:
-        tables.append(Table(
-            "significance", "Paired significance tests",
-            f"{TEST_NAME}, seed {seed}; delta = F1(row) - F1({reference}) in points.",
-            ["Model", "dataset", "delta F1", "p-value", "n pooled"],
-            [[_label(s["row"], tuple(s["grid"].items())), s["dataset"], f"{100 * s['delta']:+.2f}",
-              f"{s['p_value']:.4f}", str(s["n"])] for s in significance],
-        ))
+        tables.append(
+            Table(
+                "significance",
+                "Paired significance tests",
+                f"{TEST_NAME}, seed {seed}; delta = F1(row) - F1({reference}) in points.",
+                ["Model", "dataset", "delta F1", "p-value", "n pooled"],
+                [
+                    [
+                        _label(s["row"], tuple(s["grid"].items())),
+                        s["dataset"],
+                        f"{100 * s['delta']:+.2f}",
+                        f"{s['p_value']:.4f}",
+                        str(s["n"]),
+                    ]
+                    for s in significance
+                ],
+            )
+        )
     return Report(runs, tables, warnings, significance, reference)
 
 
@@ -247,9 +280,15 @@ def _per_label_tables(runs, row_keys, datasets, cell_runs, task) -> list[Table]:
                 row.append(_cells(members, lambda m, label=label: m.get(per_key, {}).get(label, {}).get("f1")))
             rows.append(row)
         kind = "relation" if task == "re" else "entity type"
-        tables.append(Table(f"per_label_{dataset}", f"F1 per {kind} on {dataset}",
-                            f"Test F1 in %, mean ± std over seeds, per {kind}.",
-                            [kind.capitalize()] + [_label(*key) for key in row_keys], rows))
+        tables.append(
+            Table(
+                f"per_label_{dataset}",
+                f"F1 per {kind} on {dataset}",
+                f"Test F1 in %, mean ± std over seeds, per {kind}.",
+                [kind.capitalize()] + [_label(*key) for key in row_keys],
+                rows,
+            )
+        )
     return tables
 
 
@@ -277,8 +316,12 @@ def to_markdown(table: Table) -> str:
             for i in range(position, position + span):
                 header[i] = f"{dataset} {header[i]}"
             position += span
-    lines = [f"**{table.title}.** {table.caption}", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        f"**{table.title}.** {table.caption}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(_text(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
 
@@ -287,14 +330,22 @@ def to_latex(table: Table) -> str:
     columns = "l" + "r" * (len(table.header) - 1)
     lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{columns}}}", r"\toprule"]
     if table.group_header:
-        lines.append(" & " + " & ".join(rf"\multicolumn{{{span}}}{{c}}{{{_text(name, True)}}}"
-                                         for name, span in table.group_header) + r" \\")
+        lines.append(
+            " & "
+            + " & ".join(rf"\multicolumn{{{span}}}{{c}}{{{_text(name, True)}}}" for name, span in table.group_header)
+            + r" \\"
+        )
     lines.append(" & ".join(_text(h, True) for h in table.header) + r" \\")
     lines.append(r"\midrule")
     lines += [" & ".join(_text(c, True) for c in row) + r" \\" for row in table.rows]
     caption = _text(table.caption, True).replace("±", r"$\pm$").replace(DAGGER, r"$^\dagger$")
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{tab:{table.name}}}",
-              r"\end{table}"]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{caption}}}",
+        rf"\label{{tab:{table.name}}}",
+        r"\end{table}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -319,8 +370,11 @@ def to_csv(table: Table) -> str:
     for row in table.rows:
         values = [row[0]]
         for cell in row[1:]:
-            values += ([f"{100 * cell.mean:.4f}", f"{100 * cell.std:.4f}", "yes" if cell.mark else ""]
-                       if cell.values else ["", "", ""])
+            values += (
+                [f"{100 * cell.mean:.4f}", f"{100 * cell.std:.4f}", "yes" if cell.mark else ""]
+                if cell.values
+                else ["", "", ""]
+            )
         writer.writerow(values)
     return out.getvalue()
 

@@ -1,8 +1,8 @@
 """Training on transformers' Trainer: configs, features, collate, the engine, saving and loading.
 
-    from mmie.training import train
-    result = train("configs/synthetic/bert_crf.yaml", output_dir="runs/demo",
-                   overrides=["data.train=demo_out/synth_mner/train.jsonl"])
+from mmie.training import train
+result = train("configs/synthetic/bert_crf.yaml", output_dir="runs/demo",
+               overrides=["data.train=demo_out/synth_mner/train.jsonl"])
 """
 
 from __future__ import annotations

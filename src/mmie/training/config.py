@@ -63,8 +63,9 @@ class TrainingConfig(_Strict):
     eval_batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(4e-5, gt=0, description="AdamW learning rate of the pretrained encoder")
     head_learning_rate: float | None = Field(
-        None, gt=0, description="learning rate of the layers trained from scratch (classifier, CRF); "
-        "null: learning_rate"
+        None,
+        gt=0,
+        description="learning rate of the layers trained from scratch (classifier, CRF); null: learning_rate",
     )
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -131,6 +132,7 @@ def apply_overrides(settings: dict[str, Any], overrides: Iterable[str]) -> dict[
 
 def parse_config(settings: Mapping[str, Any], source: str | Path | None = None) -> ExperimentConfig:
     """Validate a config mapping (model section against the named model's config class)."""
+
     def fail(message: str) -> ConfigError:
         return ConfigError(f"{source}: {message}" if source else message)
 

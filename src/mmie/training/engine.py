@@ -99,7 +99,9 @@ def sample_train_split(config: ExperimentConfig, records: list) -> list:
         return records
     seed = data.sample_seed if data.sample_seed is not None else config.training.seed
     sample = sample_records(records, fraction=data.sample_fraction, per_label=data.sample_per_label, seed=seed)
-    how = f"fraction {data.sample_fraction}" if data.sample_fraction is not None else f"{data.sample_per_label} per label"
+    how = (
+        f"fraction {data.sample_fraction}" if data.sample_fraction is not None else f"{data.sample_per_label} per label"
+    )
     logger.info("data.train: sampled %d of %d records (%s, seed %d)", len(sample), len(records), how, seed)
     return sample
 

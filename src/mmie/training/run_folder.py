@@ -61,7 +61,7 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
         for path in checkpoints.iterdir()
         if path.is_dir() and (match := _CHECKPOINT.match(path.name))
     )
-    for step, path in reversed(found):
+    for _step, path in reversed(found):
         # trainer_state.json is the last file _save_checkpoint writes.
         if (path / "trainer_state.json").is_file() and (path / "model.safetensors").is_file():
             return path

@@ -32,8 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mmie.errors import ConfigError
-from mmie.errors import config_error
+from mmie.errors import ConfigError, config_error
 from mmie.io import write_atomic
 from mmie.training.compose import read_yaml_mapping
 from mmie.training.config import load_config
@@ -104,7 +103,9 @@ def load_sweep(path: str | Path) -> SweepConfig:
     except ValidationError as error:
         raise config_error(error, source=path) from None
     if sweep.reference is not None and sweep.reference not in sweep.models:
-        raise ConfigError(f"{path}: reference: {sweep.reference!r} is not one of the models ({', '.join(sweep.models)})")
+        raise ConfigError(
+            f"{path}: reference: {sweep.reference!r} is not one of the models ({', '.join(sweep.models)})"
+        )
     return sweep
 
 

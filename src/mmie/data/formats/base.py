@@ -91,15 +91,18 @@ def read_lines(path: Path) -> Iterator[tuple[int, str | DataError]]:
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                yield number, RecordError(
-                    "not UTF-8", f"not valid UTF-8 (byte {error.start + 1} of the line)", path=path, line=number
+                yield (
+                    number,
+                    RecordError(
+                        "not UTF-8", f"not valid UTF-8 (byte {error.start + 1} of the line)", path=path, line=number
+                    ),
                 )
 
 
 def read_line_records(
     state: ReadState,
-    parse: Callable[[str, "RecordChecker"], Any],
-    build: Callable[[Any, "RecordChecker"], Record],
+    parse: Callable[[str, RecordChecker], Any],
+    build: Callable[[Any, RecordChecker], Record],
 ) -> list[Record]:
     """Records of a one-record-per-line file (blank lines are passed over; line numbers stay physical)."""
     records = []
@@ -125,7 +128,7 @@ def write_line_records(
     path: Path,
     to_dict: Callable[[Record], dict],
     dump: Callable[[dict], str],
-    build: Callable[[Any, "RecordChecker"], Record],
+    build: Callable[[Any, RecordChecker], Record],
 ) -> None:
     """Write one line per record, each first checked by the reader's own ``build``: what is written reads back."""
     state = ReadState(path)

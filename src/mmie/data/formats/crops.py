@@ -44,9 +44,7 @@ def read_crop_dict(path: str | Path) -> dict[str, list[str]]:
         mapping = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch/pickle raise many types for files that are not what they claim
         reason = str(error).splitlines()[0][:200] if str(error) else ""
-        raise DataError(
-            f"not a torch-saved crop dictionary ({type(error).__name__}: {reason})", path=path
-        ) from None
+        raise DataError(f"not a torch-saved crop dictionary ({type(error).__name__}: {reason})", path=path) from None
     return _normalise(mapping, path)
 
 

@@ -15,8 +15,8 @@ whenever it is generated again with the same seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
@@ -119,7 +119,9 @@ def _logo(image: Image.Image, box: Box, rng: np.random.Generator) -> None:
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     colour = _jitter(_pick(rng, ((20, 50, 160), (10, 20, 60), (0, 100, 190), (25, 25, 25))), rng, 15)
-    draw.rounded_rectangle(box, radius=int(min(w, h) * 0.18), fill=colour, outline=(255, 255, 255), width=max(3, w // 30))
+    draw.rounded_rectangle(
+        box, radius=int(min(w, h) * 0.18), fill=colour, outline=(255, 255, 255), width=max(3, w // 30)
+    )
     cx, cy, r = x0 + w / 2, y0 + h / 2, min(w, h) * 0.3
     emblem = int(rng.integers(3))
     if emblem == 0:  # ring with a bar through it
@@ -157,7 +159,9 @@ def _landscape(image: Image.Image, box: Box, rng: np.random.Generator) -> None:
     draw.rectangle((x0, horizon, x1, y1), fill=_jitter((60, 150, 50), rng))
     sun_r = w * 0.09
     sun_x = x0 + w * rng.choice((0.15, 0.85))
-    draw.ellipse((sun_x - sun_r, y0 + h * 0.08, sun_x + sun_r, y0 + h * 0.08 + 2 * sun_r), fill=_jitter((255, 215, 40), rng, 10))
+    draw.ellipse(
+        (sun_x - sun_r, y0 + h * 0.08, sun_x + sun_r, y0 + h * 0.08 + 2 * sun_r), fill=_jitter((255, 215, 40), rng, 10)
+    )
 
 
 def _product(image: Image.Image, box: Box, rng: np.random.Generator) -> None:
@@ -169,8 +173,14 @@ def _product(image: Image.Image, box: Box, rng: np.random.Generator) -> None:
     body = _jitter(_pick(rng, ((200, 25, 30), (230, 90, 10), (180, 0, 60))), rng, 15)
     draw.rounded_rectangle((left, y0 + h * 0.06, right, y1), radius=int(w * 0.06), fill=body)
     draw.ellipse((left, y0, right, y0 + h * 0.12), fill=(200, 200, 205), outline=(120, 120, 125), width=2)
-    band = [(left, y0 + h * 0.45), (left + (right - left) / 2, y0 + h * 0.38), (right, y0 + h * 0.45),
-            (right, y0 + h * 0.55), (left + (right - left) / 2, y0 + h * 0.48), (left, y0 + h * 0.55)]
+    band = [
+        (left, y0 + h * 0.45),
+        (left + (right - left) / 2, y0 + h * 0.38),
+        (right, y0 + h * 0.45),
+        (right, y0 + h * 0.55),
+        (left + (right - left) / 2, y0 + h * 0.48),
+        (left, y0 + h * 0.55),
+    ]
     draw.polygon(band, fill=(250, 250, 250))
     can_width = right - left
     shine = (left + can_width * 0.12, y0 + h * 0.12, left + can_width * 0.2, y1 - h * 0.05)
@@ -207,8 +217,12 @@ def _ball(image: Image.Image, box: Box, rng: np.random.Generator) -> None:
     for k in range(5):
         angle = turn + k * 2 * math.pi / 5
         dx, dy = math.cos(angle), math.sin(angle)
-        layer_draw.polygon(pentagon(r + r * 0.92 * dx, r + r * 0.92 * dy, r * 0.28, angle + math.pi / 5), fill=(15, 15, 15))
-        layer_draw.line([(r + r * 0.3 * dx, r + r * 0.3 * dy), (r + r * 0.7 * dx, r + r * 0.7 * dy)], fill=(60, 60, 60), width=2)
+        layer_draw.polygon(
+            pentagon(r + r * 0.92 * dx, r + r * 0.92 * dy, r * 0.28, angle + math.pi / 5), fill=(15, 15, 15)
+        )
+        layer_draw.line(
+            [(r + r * 0.3 * dx, r + r * 0.3 * dy), (r + r * 0.7 * dx, r + r * 0.7 * dy)], fill=(60, 60, 60), width=2
+        )
     mask = Image.new("L", (side, side), 0)
     ImageDraw.Draw(mask).ellipse((0, 0, side - 1, side - 1), fill=255)
     image.paste(layer, (int(cx - r), int(cy - r)), mask)
@@ -258,7 +272,12 @@ def _stage(image: Image.Image, box: Box, rng: np.random.Generator) -> None:
     light = _jitter((250, 230, 120), rng, 10)
     for f in (0.3, 0.7) if rng.random() < 0.5 else (0.25, 0.5, 0.75):
         top = x0 + w * f
-        cone = [(top - w * 0.03, y0), (top + w * 0.03, y0), (top + w * 0.14, y0 + h * 0.82), (top - w * 0.14, y0 + h * 0.82)]
+        cone = [
+            (top - w * 0.03, y0),
+            (top + w * 0.03, y0),
+            (top + w * 0.14, y0 + h * 0.82),
+            (top - w * 0.14, y0 + h * 0.82),
+        ]
         draw.polygon(cone, fill=light)
     draw.rectangle((x0, y0 + h * 0.82, x1, y1), fill=(120, 70, 30))
     curtain = _jitter((150, 0, 20), rng, 15)

@@ -53,8 +53,13 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
         suffix, context_type = rng.choice(vocab.MNER_CONTEXT)
         template = f"{template} {suffix}"
         types[SLOT_OF_TYPE[context_type]] = context_type
-    slots = {"U": rng.choice(vocab.HANDLES), "A": person_name(rng), "O": rng.choice(vocab.ORGANISATIONS),
-             "L": rng.choice(vocab.LOCATIONS), "M": rng.choice(vocab.MISC_NAMES)}
+    slots = {
+        "U": rng.choice(vocab.HANDLES),
+        "A": person_name(rng),
+        "O": rng.choice(vocab.ORGANISATIONS),
+        "L": rng.choice(vocab.LOCATIONS),
+        "M": rng.choice(vocab.MISC_NAMES),
+    }
     if name is not None:
         slots["E"] = name
     tokens, spans = fill_template(template, slots)
@@ -82,7 +87,9 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
         "entity": name,
         "entity_span": [target.start, target.end] if target else None,
     }
-    record = Post(id=post_id, tokens=tokens, images=[plan.name for plan in images], url=synthetic_url(post_id), tags=tags)
+    record = Post(
+        id=post_id, tokens=tokens, images=[plan.name for plan in images], url=synthetic_url(post_id), tags=tags
+    )
     return SynthPost(record=record, images=images, meta=meta)
 
 

@@ -32,8 +32,15 @@ MRE_CUES = {
     "/per/misc/present_in": "stage",
 }
 # Labels the synthetic MRE data uses, in the MNRE id order (a subset of MNRE / MRE-MI labels).
-MRE_LABELS = (NO_RELATION, "/per/per/couple", "/per/per/peer", "/per/org/member_of",
-              "/per/loc/place_of_residence", "/org/loc/locate_at", "/per/misc/present_in")
+MRE_LABELS = (
+    NO_RELATION,
+    "/per/per/couple",
+    "/per/per/peer",
+    "/per/org/member_of",
+    "/per/loc/place_of_residence",
+    "/org/loc/locate_at",
+    "/per/misc/present_in",
+)
 TELLING_NONE_SHARE = 0.35
 
 
@@ -64,8 +71,14 @@ def plan_mre_post(index: int, seed: int) -> SynthPost:
     tail_name = person_name(rng)
     while tail_name == head_name:
         tail_name = person_name(rng)
-    slots = {"A": head_name, "B": tail_name, "O": name_of_type("ORG", rng), "L": name_of_type("LOC", rng),
-             "M": name_of_type("MISC", rng), "U": rng.choice(vocab.HANDLES)}
+    slots = {
+        "A": head_name,
+        "B": tail_name,
+        "O": name_of_type("ORG", rng),
+        "L": name_of_type("LOC", rng),
+        "M": name_of_type("MISC", rng),
+        "U": rng.choice(vocab.HANDLES),
+    }
     tokens, spans = fill_template(template, slots)
     head_slot, tail_slot = _head_tail_slots(pair)
 

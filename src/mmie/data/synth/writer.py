@@ -1,10 +1,10 @@
 """Writing a synthetic dataset to disk in the MNER-MI or MRE-MI layout.
 
-    DIR/train.txt, val.txt, test.txt    records, through the shared writers (mnermi / mremi)
-    DIR/images/<id>_<k>.jpg             1..4 images per post
-    DIR/images_vg/<id>_<k>_<j>.jpg      MRE only: up to 2 grounding crops per image
-    DIR/images_vg.pth                   MRE only: image name -> crop file names
-    DIR/synth_meta.jsonl                ground truth about the cues (never read by the readers)
+DIR/train.txt, val.txt, test.txt    records, through the shared writers (mnermi / mremi)
+DIR/images/<id>_<k>.jpg             1..4 images per post
+DIR/images_vg/<id>_<k>_<j>.jpg      MRE only: up to 2 grounding crops per image
+DIR/images_vg.pth                   MRE only: image name -> crop file names
+DIR/synth_meta.jsonl                ground truth about the cues (never read by the readers)
 """
 
 from __future__ import annotations

@@ -41,7 +41,11 @@ class MarkerImageAttentionClassifier(ImageRelationModel):
     """MTB + plain attention of the start markers over image tokens (global vectors, then regions)."""
 
     def __init__(
-        self, config: MtbFirstImageConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: MtbFirstImageConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder,
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
         self.attention = RelevanceModulatedAttention(

@@ -24,7 +24,6 @@ from its config.
 from __future__ import annotations
 
 import inspect
-
 from dataclasses import dataclass
 
 import torch
@@ -140,9 +139,7 @@ def encode_with_prefix(
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     if prefix is None:
-        return text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
-        )
+        return text_encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
     if text_encoder.training and any(getattr(m, "gradient_checkpointing", False) for m in text_encoder.modules()):
         # checkpointed layers drop `past_key_values` (transformers' GradientCheckpointingLayer): the images would vanish
         raise ConfigError("gradient checkpointing of the text encoder is not supported with a visual prefix")

@@ -60,4 +60,3 @@ class BertCrfTagger(BertSoftmaxTagger):
         for row, path in enumerate(self.crf.decode(emissions, word_mask)):
             predictions[row, : len(path)] = torch.tensor(path, dtype=torch.long, device=emissions.device)
         return predictions
-

@@ -39,9 +39,7 @@ class MtbClassifier(MarkedRelationModel):
         self.post_layer = nn.LayerNorm(2 * self.hidden_size) if config.post_layer == "layer_norm" else nn.Identity()
         self.classifier = nn.Linear(2 * self.hidden_size, len(labels))
 
-    def entity_starts(
-        self, hidden: torch.Tensor, head_start: torch.Tensor, tail_start: torch.Tensor
-    ) -> torch.Tensor:
+    def entity_starts(self, hidden: torch.Tensor, head_start: torch.Tensor, tail_start: torch.Tensor) -> torch.Tensor:
         """``[batch, 2 * hidden]``: the head and tail start-marker vectors side by side."""
         return self.marker_vectors(hidden, head_start, tail_start).flatten(1)
 
