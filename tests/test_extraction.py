@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,37 @@ def test_extract_one_post_with_uploaded_images(extractor, extraction_models):
     assert extractor.describe()["re"]["regions"] == "grid"  # trained on crops; uploads get grid regions
     # the same post twice gives the same answer (features come from the in-memory cache the second time)
     assert extractor(POST, images=[files[0], as_bytes, as_pil], id="x") == result
+
+
+def test_one_extractor_from_eight_threads_answers_as_sequential_calls(extractor, extraction_models):
+    """The images of a call travel with the call: calls from 8 threads at once, each post with its own
+    pictures in its own order, get exactly the answers the same calls get one after the other."""
+    files = synthetic_images(extraction_models.images, 4)
+    names = ["alice", "bob", "carol", "dave", "erin", "frank"]
+    posts = [
+        {
+            "text": f"{names[i % 6]} visited paris today with {names[(i + 1) % 6]} from nasa !",
+            "images": [files[(i + k) % 4].read_bytes() for k in range(i % 4)],
+            "id": f"t{i}",
+        }
+        for i in range(32)
+    ]
+
+    def call(post: dict) -> dict:
+        return extractor(post["text"], images=post["images"], id=post["id"])
+
+    sequential = [call(post) for post in posts]
+    assert sum(len(result["relations"]) for result in sequential) > 0  # the pairs are really classified
+    start = threading.Barrier(8)
+
+    def call_together(post: dict) -> dict:
+        if int(post["id"][1:]) < 8:
+            start.wait(timeout=60)  # the first eight calls start at the same moment
+        return call(post)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(call_together, posts))
+    assert concurrent == sequential
 
 
 def test_pipe_matches_single_calls_and_takes_gold_entities(extractor, extraction_models):
