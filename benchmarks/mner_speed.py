@@ -62,6 +62,7 @@ def _worker(run: str, data: Path, cache: Path) -> dict:
     import torch
 
     from mmie.encoders.text import load_tokenizer
+    from mmie.models.image_model import ImageModelMixin
     from mmie.models.registry import create_model, create_processor
     from mmie.training.config import load_config
 
@@ -96,7 +97,7 @@ def _worker(run: str, data: Path, cache: Path) -> dict:
     features = processor.featurize(records)
     featurize_seconds = time.perf_counter() - started
 
-    vision = _count_vision_calls(model) if hasattr(model, "vision_encoder") else None
+    vision = _count_vision_calls(model) if isinstance(model, ImageModelMixin) else None
     clock = _StepClock(warmup, vision)
     model.register_forward_pre_hook(clock.count_images, with_kwargs=True)
     with tempfile.TemporaryDirectory() as scratch:

@@ -147,7 +147,7 @@ def training_worker(spec: dict) -> dict:
         "median_examples_per_second": statistics.median(rates),
         "peak_rss_gib": peak_rss_gib(),
     }
-    cache = getattr(featurizer, "_cache", None)
+    cache = featurizer.cache if featurizer.reads_images else None
     if cache is not None:
         result["cache_stats"] = cache.stats.as_dict()
     return result

@@ -26,7 +26,9 @@ from mmie.data import read_dataset
 from mmie.data.challenge import CHALLENGES, CROP_DIR_NAME, DEFAULT_SEED, PAPER_RATIOS, align_noise, aug_noise, crop_keys
 from mmie.data.formats.crops import read_crop_dict, write_crop_dict
 from mmie.errors import ConfigError
+from mmie.features.settings import RegionInputs
 from mmie.inference.predict import Predictor
+from mmie.regions.precomputed import default_crop_dict
 
 if TYPE_CHECKING:
     from mmie.inference.loading import LoadedModel
@@ -35,12 +37,12 @@ if TYPE_CHECKING:
 def _crop_source(model: LoadedModel) -> tuple[Path, Path, str]:
     """The crop dictionary, crop folder and key the model's regions come from."""
     config = model.model.model_config
-    if getattr(config, "region_dict", None) is None and not hasattr(config, "regions"):
+    if not isinstance(config, RegionInputs) or config.region_count == 0:
         raise ConfigError(
             f"--challenge aug-noise: the model {config.name!r} reads no regions; Aug-Noise changes regions "
             f"(Align-Noise works for every model)"
         )
-    if getattr(config, "regions", "precomputed") != "precomputed":
+    if config.regions != "precomputed":
         raise ConfigError(
             f"--challenge aug-noise: the model computes its regions on the fly (regions: {config.regions}); "
             f"Aug-Noise acts on a crop dictionary (build one with `mmie regions build` and train on it)"
@@ -49,8 +51,6 @@ def _crop_source(model: LoadedModel) -> tuple[Path, Path, str]:
     if crop_dict is None:
         if model.images is None:
             raise ConfigError("--challenge aug-noise: give --images (the crop dictionary is looked for beside them)")
-        from mmie.regions.precomputed import default_crop_dict
-
         first = model.images[0] if isinstance(model.images, (list, tuple)) else model.images
         crop_dict = default_crop_dict(first)
     crop_dict = Path(crop_dict)
