@@ -20,7 +20,8 @@ from mmie.errors import DataError, MmieError
 from mmie.pipeline import Extractor, tokenize
 from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
-TWITTER2017 = Path("/work/shared/data/twitter2017/valid.txt")
+# shared/ lies beside the repository (as in CI): ../shared/data/...
+TWITTER2017 = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2017" / "valid.txt"
 POST = "RT @nasa : alice visited paris today with bob !"
 
 

@@ -2,7 +2,7 @@
 
 The models of mmie are trained on pre-tokenized releases; a raw post has to be cut into the same kind
 of tokens or the tagger sees words it never saw. The rule here was read off the Twitter-2017 data
-(``/work/shared/data/twitter2017``, the release of Yu et al., 2020), which the MNER-MI and MNRE
+(``../shared/data/twitter2017`` beside the repository, the release of Yu et al., 2020), which the MNER-MI and MNRE
 releases follow as well:
 
 * ``@mention`` and ``#hashtag``: the sign is its own token, the name the next one
