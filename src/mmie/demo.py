@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override every row's epochs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        # Each run sets mmie's logger to INFO for its train.log; the terminal keeps warnings only.
+        handler.setLevel(logging.WARNING)
 
     folders = _synthesize(args.out, args.posts, args.seed)
     results = []
