@@ -1,4 +1,4 @@
-"""``mmie train``, ``mmie evaluate``, ``mmie predict``: thin wrappers of mmie.training."""
+"""``mmie train``, ``mmie evaluate``, ``mmie predict``: thin wrappers of mmie.training and mmie.inference."""
 
 from __future__ import annotations
 
