@@ -5,7 +5,7 @@ Every key of the feature dicts becomes a batch key (except ``meta``), so inputs 
 add (``pixel_values`` of 1..4 images, cached image features, ...) pass through: values of equal
 shape are stacked, values whose first dimension differs are padded along it. ``length_masks``
 names the keys whose padding must be visible to the model and the mask key to create for them
-(``word_starts`` -> ``word_mask``; a multimodal model adds e.g. ``pixel_values`` -> ``image_mask``).
+(``word_starts`` -> ``word_mask``; the image featurizers make their ``image_mask`` themselves).
 
 A value may be :class:`Deferred`: computed here, when its batch is collated, instead of when the
 split is featurized (the pixels of a fine-tuned vision encoder: ~2.4 MB a post with 4 images at 224,
@@ -24,7 +24,7 @@ from mmie.features.text import META_KEY
 # The label of positions that carry none (padding, words past max_length): the padding value of
 # ``labels``, and what the models' losses ignore and their NER predictions hold past a post's end.
 IGNORE_INDEX = -100
-DEFAULT_LENGTH_MASKS = {"word_starts": "word_mask"}  # what the text models need (their class says so)
+DEFAULT_LENGTH_MASKS = {"word_starts": "word_mask"}  # the NER models' word positions
 
 
 class Deferred:

@@ -8,8 +8,8 @@ server path or a URL), ``GET /health``, ``GET /models``, the OpenAPI docs at ``/
 413 for a body over the size limit, 415 for another content type, 422 for everything in the request
 (empty or non-UTF-8 text, text too long, too many images, an image too large, truncated or not an
 image, wrong field types). The models are loaded once; one lock runs one extraction at a time (the
-models are not thread-safe and two cores gain nothing from two at once), so answers are exactly the
-Python API's.
+Extractor itself is safe from several threads, but two cores gain nothing from two at once), so
+answers are exactly the Python API's.
 """
 
 from __future__ import annotations
