@@ -26,6 +26,7 @@ from mmie.data import read_dataset
 from mmie.data.challenge import CHALLENGES, CROP_DIR_NAME, DEFAULT_SEED, PAPER_RATIOS, align_noise, aug_noise, crop_keys
 from mmie.data.formats.crops import read_crop_dict, write_crop_dict
 from mmie.errors import ConfigError
+from mmie.features.settings import RegionInputs
 from mmie.inference.predict import Predictor
 
 if TYPE_CHECKING:
@@ -35,12 +36,12 @@ if TYPE_CHECKING:
 def _crop_source(model: LoadedModel) -> tuple[Path, Path, str]:
     """The crop dictionary, crop folder and key the model's regions come from."""
     config = model.model.model_config
-    if getattr(config, "region_dict", None) is None and not hasattr(config, "regions"):
+    if not isinstance(config, RegionInputs):  # the settings that hold regions and region_dict
         raise ConfigError(
             f"--challenge aug-noise: the model {config.name!r} reads no regions; Aug-Noise changes regions "
             f"(Align-Noise works for every model)"
         )
-    if getattr(config, "regions", "precomputed") != "precomputed":
+    if config.regions != "precomputed":
         raise ConfigError(
             f"--challenge aug-noise: the model computes its regions on the fly (regions: {config.regions}); "
             f"Aug-Noise acts on a crop dictionary (build one with `mmie regions build` and train on it)"
@@ -51,7 +52,7 @@ def _crop_source(model: LoadedModel) -> tuple[Path, Path, str]:
             raise ConfigError("--challenge aug-noise: give --images (the crop dictionary is looked for beside them)")
         from mmie.regions.precomputed import default_crop_dict
 
-        first = model.images[0] if isinstance(model.images, (list, tuple)) else model.images
+        first = model.images if isinstance(model.images, (str, Path)) else model.images[0]
         crop_dict = default_crop_dict(first)
     crop_dict = Path(crop_dict)
     crop_dir = Path(config.region_dir) if config.region_dir is not None else crop_dict.with_name(CROP_DIR_NAME)
