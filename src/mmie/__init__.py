@@ -10,14 +10,15 @@ from mmie._version import __version__ as __version__
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mmie.data.images import ImageDirs
     from mmie.inference.loading import LoadedModel
     from mmie.pipeline.extractor import Extractor
 
 
-def load_model(path: str | Path, device: str | None = None, images: str | Path | None = None) -> LoadedModel:
+def load_model(path: str | Path, device: str | None = None, images: ImageDirs | None = None) -> LoadedModel:
     """Load a trained model folder (``<run>/model``) for ``.predict(records)`` / ``.evaluate(records)``.
 
-    ``images``: the image folder of the records (image models need it; text models ignore it).
+    ``images``: the image folder (or folders) of the records (image models need it; text models ignore it).
 
     Lazy: torch and transformers are imported only when this is called.
     """

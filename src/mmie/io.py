@@ -54,6 +54,7 @@ def atomic_writer(path: str | Path, *, binary: bool = False) -> Iterator[IO]:
     the block finishes without error."""
     path = Path(path)
     with _temporary_file_beside(path) as (descriptor, _temporary):
+        handle: IO
         if binary:
             handle = os.fdopen(descriptor, "wb")
         else:

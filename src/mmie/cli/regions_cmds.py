@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -72,7 +72,9 @@ def build(
     from mmie.data import read_dataset
     from mmie.regions import build_regions, create_provider
 
-    settings = _from_config(config, overrides or []) if config is not None else dict.fromkeys(_CONFIG_KEYS)
+    settings: dict[str, Any] = (
+        _from_config(config, overrides or []) if config is not None else dict.fromkeys(_CONFIG_KEYS)
+    )
     settings["data"] = settings["data"] or []
     records = []
     files = data or settings["data"]

@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from mmie.data.formats import read_dataset, write_dataset
 from mmie.data.formats.crops import read_crop_dict, write_crop_dict
@@ -59,7 +59,13 @@ def _post(record: Post | RelationInstance) -> Post:
     return record.post if isinstance(record, RelationInstance) else record
 
 
-def _with_images(record: Record, images: list[str]) -> Record:
+# Overloads rather than the Record type variable: mypy narrows a constrained type variable with
+# isinstance to an impossible Post-and-RelationInstance subclass and then rejects replace(post=...).
+@overload
+def _with_images(record: Post, images: list[str]) -> Post: ...
+@overload
+def _with_images(record: RelationInstance, images: list[str]) -> RelationInstance: ...
+def _with_images(record: Post | RelationInstance, images: list[str]) -> Post | RelationInstance:
     if isinstance(record, RelationInstance):
         return dataclasses.replace(record, post=dataclasses.replace(record.post, images=list(images)))
     return dataclasses.replace(record, images=list(images))

@@ -169,10 +169,10 @@ def check_dataset(
         raise DataError("no such dataset folder", path=folder)
     found = {split: _find(folder, names) for split, names in layout.files.items()}
     if not any(found.values()):
-        expected = "; ".join(f"{split}: {' or '.join(repr(n) for n in names)}" for split, names in layout.files.items())
+        wanted = "; ".join(f"{split}: {' or '.join(repr(n) for n in names)}" for split, names in layout.files.items())
         present = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
         raise DataError(
-            f"none of the {dataset} files are here (expected {expected}; the folder holds {present})", path=folder
+            f"none of the {dataset} files are here (expected {wanted}; the folder holds {present})", path=folder
         )
     report = _Report(dataset, folder)
     for split, path in found.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from mmie.data.formats.base import Dataset
 from mmie.data.images import ImageDirs, check_images
@@ -63,7 +64,7 @@ def _re_stats(instances: list) -> dict:
 
 def dataset_stats(dataset: Dataset, image_dir: ImageDirs | None = None) -> dict:
     """Counts for one dataset; with ``image_dir``, also decode every image and report the affected ones."""
-    stats = {"path": str(dataset.path), "format": dataset.format, "task": dataset.task}
+    stats: dict[str, Any] = {"path": str(dataset.path), "format": dataset.format, "task": dataset.task}
     stats.update(_ner_stats(dataset.records) if dataset.task == "ner" else _re_stats(dataset.records))
     stats["irregular_tags"] = dataset.irregular_tags
     stats["skipped"] = len(dataset.skipped)

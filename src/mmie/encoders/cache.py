@@ -202,6 +202,7 @@ class FeatureCache:
         self, posts_images: Sequence[Sequence[ImageItem | None]], max_images: int = MAX_IMAGES
     ) -> PostVisionOutput:
         """Cached features of B posts' images in ``[B, M]`` slots, with ``image_mask``; padding costs nothing."""
+        flat: list[ImageItem]  # declared: mypy solves the type variable of a union with None as object
         flat, image_mask = flatten_post_images(posts_images, max_images)
         global_features, region_features = self.get_many(flat)
         return PostVisionOutput.from_flat(global_features, region_features, image_mask)

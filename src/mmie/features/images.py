@@ -44,6 +44,8 @@ from mmie.features.collate import Deferred
 from mmie.features.settings import ImageInputs
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from mmie.features.text import Featurizer
 
 # Posts whose images are encoded (or read from the cache) together.
@@ -54,7 +56,6 @@ class PostImageFeaturizer:
     """Wraps a text featurizer and adds each post's image inputs, as its :class:`ImageInputs` say."""
 
     reads_images = True
-    region_source = "none"
 
     def __init__(
         self,
@@ -89,13 +90,18 @@ class PostImageFeaturizer:
         return self._cache
 
     @property
+    def region_source(self) -> str:
+        """Which regions the features carry: none here (a subclass reading regions says which)."""
+        return "none"
+
+    @property
     def report(self) -> ImageReport | None:
         """The images that could not be used (missing, broken), with the policy applied."""
         if self._cache is not None:
             return self._cache.report
         return self.loader.report if self.loader is not None else None
 
-    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> PostImageFeaturizer:
+    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> Self:
         """A copy for uploaded pictures, which each ``featurize`` call brings (``images``) instead of a
         folder; frozen features stay in memory (an LRU), never written to the disk cache. ``shared``:
         in-memory caches by encoder key, so that models with the same vision encoder (NER and RE of one

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy
 from mmie.data.schema import Post, RelationInstance
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
@@ -40,7 +41,7 @@ from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
 from mmie.regions.queries import record_queries
 
 if TYPE_CHECKING:
-    from mmie.encoders.cache import FeatureCache
+    from mmie.encoders.cache import FeatureCache, ImageItem
     from mmie.features.text import Featurizer
 
 
@@ -49,8 +50,10 @@ class RelationImageFeaturizer(PostImageFeaturizer):
 
     config: RegionInputs
 
-    def __init__(self, text: Featurizer, config: RegionInputs, images: Any, policy: str = "error") -> None:
-        super().__init__(text, config, images, policy)  # type: ignore[arg-type]
+    def __init__(
+        self, text: Featurizer, config: RegionInputs, images: ImageDirs | None, policy: ImagePolicy = "error"
+    ) -> None:
+        super().__init__(text, config, images, policy)
         self.k = config.region_count
         self._provider: RegionProvider | None = None
 
@@ -64,7 +67,8 @@ class RelationImageFeaturizer(PostImageFeaturizer):
             else:
                 crop_dict = config.region_dict
                 if crop_dict is None:
-                    if self.loader is None:
+                    # Uploads (InMemoryImages) have no folder either; for_uploads gives them grid regions.
+                    if not isinstance(self.loader, ImageLoader):
                         raise ConfigError("model.region_dict: no crop dictionary and no image folder to look beside")
                     crop_dict = default_crop_dict(self.loader.image_dirs[0])
                 try:  # the crop folder defaults to images_vg/ beside the dictionary
@@ -92,7 +96,7 @@ class RelationImageFeaturizer(PostImageFeaturizer):
     def _post(record: RelationInstance) -> Post:
         return record.post
 
-    def _example_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, torch.Tensor]]:
+    def _example_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, Any]]:
         """The image inputs of each instance (a subclass reading other image inputs overrides this)."""
         image_rows = self._image_inputs([instance.post for instance in instances])
         return [{**images, **regions} for images, regions in zip(image_rows, self._region_inputs(instances))]
@@ -102,7 +106,8 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         images = instance.post.images
         return list(images[:1] if self.layout == "first" else images[: self.slots])
 
-    def _region_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, torch.Tensor]]:
+    def _region_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, Any]]:
+        """Per instance ``region_mask`` and ``region_features``, or (fine-tuned) deferred ``region_pixel_values``."""
         mask = torch.zeros(len(instances), self.slots, self.k, dtype=torch.bool)
         found: list[list[tuple[ImageSource, Any]]] = []  # per instance: (source, region) in (slot, region) order
         # A provider that reads no text (grid, precomputed) gives an image the same regions for every
@@ -127,7 +132,7 @@ class RelationImageFeaturizer(PostImageFeaturizer):
                 for row in range(len(instances))
             ]
         unique: dict[int, int] = {}  # id(region) -> its row among the crops to encode
-        crops_to_encode = []
+        crops_to_encode: list[ImageItem] = []
         for source, region in (pair for regions in found for pair in regions):
             if id(region) not in unique:
                 unique[id(region)] = len(crops_to_encode)
@@ -142,7 +147,7 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         assert self.loader is not None
         item = self.loader.item(ref, instance.id)  # the file, or the uploaded picture itself
         if isinstance(item, Path):
-            source = ImageSource(ref, item, instance.id, self.policy)  # type: ignore[arg-type]
+            source = ImageSource(ref, item, instance.id, self.policy)
         else:
             source = ImageSource(ref, None, instance.id, image=item)
         return [(source, region) for region in self.provider.find(source, record_queries(instance), self.k)[: self.k]]

@@ -43,7 +43,10 @@ class Featurizer(Protocol):
 
     reads_images: bool  # the features carry the posts' images
     slots: int  # image slots per example (0: no images)
-    region_source: str  # regions the features carry: "none", "grid", "precomputed", a provider's name
+
+    @property
+    def region_source(self) -> str:
+        """Regions the features carry: "none", "grid", "precomputed", a provider's name (read-only)."""
 
     def featurize(self, records: Sequence[Any], with_labels: bool = True) -> list[dict]: ...
 
@@ -130,10 +133,10 @@ def add_marker_tokens(tokenizer: PreTrainedTokenizerBase, markers: Sequence[str]
         raise ConfigError(f"model.markers: four different markers are needed, got {list(chosen)}")
     tokenizer.add_tokens(list(chosen), special_tokens=True)
     for marker in chosen:
-        ids = tokenizer.convert_tokens_to_ids([marker])
-        if len(tokenizer.tokenize(marker)) != 1 or ids[0] == tokenizer.unk_token_id:
+        marker_id = tokenizer.convert_tokens_to_ids(marker)  # one token in, one id out
+        if len(tokenizer.tokenize(marker)) != 1 or marker_id == tokenizer.unk_token_id:
             raise ConfigError(f"model.markers: {marker!r} does not become one token of the tokenizer")
-    return chosen  # type: ignore[return-value]
+    return chosen
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def _crop_source(model: LoadedModel) -> tuple[Path, Path, str]:
     if crop_dict is None:
         if model.images is None:
             raise ConfigError("--challenge aug-noise: give --images (the crop dictionary is looked for beside them)")
-        first = model.images[0] if isinstance(model.images, (list, tuple)) else model.images
+        first = model.images if isinstance(model.images, (str, Path)) else model.images[0]
         crop_dict = default_crop_dict(first)
     crop_dict = Path(crop_dict)
     crop_dir = Path(config.region_dir) if config.region_dir is not None else crop_dict.with_name(CROP_DIR_NAME)

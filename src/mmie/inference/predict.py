@@ -127,9 +127,9 @@ class Predictor:
             relevance = image_relevance(output, batch)
             for index, (record, row) in enumerate(zip(records, probabilities)):
                 best = max(range(len(row)), key=row.__getitem__)
-                scores = {label: round(p, 6) for label, p in zip(labels, row)}
+                label_scores = {label: round(p, 6) for label, p in zip(labels, row)}
                 extras = {"relevance": relevance[index]} if relevance is not None else {}
-                yield re_prediction(record, labels[best], scores, **extras)
+                yield re_prediction(record, labels[best], label_scores, **extras)
 
     def predict(self, records: Sequence[Any], batch_size: int = 64, progress: bool = True) -> list[dict]:
         return list(self.iter_predictions(records, batch_size=batch_size, progress=progress))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from mmie.data.images import ImageDirs
     from mmie.features.processor import Processor, ProcessorFactory
+    from mmie.features.settings import InputSettings
     from mmie.models.base import ExtractionModel, ModelConfig
 
 TASKS = ("ner", "re")
@@ -78,7 +79,7 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def model_config(config: ModelConfig | Mapping[str, Any], name: str | None = None) -> ModelConfig:
+def model_config(config: InputSettings | Mapping[str, Any], name: str | None = None) -> ModelConfig:
     """The typed config of a model from a mapping with ``name`` (or a config), validated against the
     named model's config class; a ConfigError naming the key when invalid."""
     values = dict(config.model_dump() if hasattr(config, "model_dump") else config)
@@ -115,7 +116,7 @@ def create_processor(
 
 
 def create_model(
-    config: ModelConfig | Mapping[str, Any],
+    config: InputSettings | Mapping[str, Any],  # processor.config: the settings, completed, of a model config
     labels: Sequence[str],
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,

@@ -143,7 +143,7 @@ class Extractor:
         return {
             task: _describe(loaded, predictor)
             for task, loaded, predictor in (("ner", self.ner, self._ner), ("re", self.re, self._re))
-            if loaded is not None
+            if loaded is not None and predictor is not None  # a predictor exactly for each loaded model
         }
 
     # ------------------------------------------------------------------------------ steps
@@ -235,7 +235,8 @@ class Extractor:
         instances, owners = [], []
         for index, item in enumerate(prepared):
             for head, tail in self._candidate_pairs(item.entities):
-                spans = [Span(*item.entities[k]["tokens"], item.entities[k]["text"]) for k in (head, tail)]
+                pair = (item.entities[head], item.entities[tail])
+                spans = [Span(entity["tokens"][0], entity["tokens"][1], entity["text"]) for entity in pair]
                 instances.append(RelationInstance(item.post, spans[0], spans[1]))
                 owners.append((index, head, tail))
         found: dict[int, list[dict]] = {}

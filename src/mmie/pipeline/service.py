@@ -157,7 +157,8 @@ def _parse_multipart(content_type: str, body: bytes, limits: ServiceLimits) -> _
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import create_form_parser
 
-    form = _Form(images=[])
+    images: list[tuple[str, Any]] = []  # the form's own list, which on_file fills
+    form = _Form(images=images)
     texts: list[bytes] = []
 
     def on_field(field: Any) -> None:
@@ -177,8 +178,8 @@ def _parse_multipart(content_type: str, body: bytes, limits: ServiceLimits) -> _
         if name not in ("images", "image"):
             raise RequestRefused(422, f"unknown file field {name!r} (images)", name)
         filename = (file.file_name or b"").decode("utf-8", "replace")
-        label = f"images[{len(form.images)}]" + (f" ({filename})" if filename else "")
-        form.images.append((label, file.file_object.getvalue()))  # type: ignore[union-attr]
+        label = f"images[{len(images)}]" + (f" ({filename})" if filename else "")
+        images.append((label, file.file_object.getvalue()))
 
     headers = {"Content-Type": content_type.encode("latin-1")}
     try:

@@ -53,7 +53,7 @@ def grow_boxes(
     rows, columns = saliency.shape
     largest = max(1, int(max_fraction * rows * columns))
     free = torch.ones(rows, columns, dtype=torch.bool)
-    boxes = []
+    boxes: list[tuple[tuple[int, int, int, int], float]] = []
     while len(boxes) < k and free.any():
         peak = int(saliency.masked_fill(~free, float("-inf")).flatten().argmax())
         peak_value = float(saliency.flatten()[peak])

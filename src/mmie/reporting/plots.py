@@ -14,6 +14,7 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,7 +143,7 @@ def _model_label(model: str, runs: list[RunRecord]) -> str:
     return model_path.parent.name if model_path.name == "model" else model_path.name
 
 
-def challenge_plots(files: list[Path], out: Path, runs: list[RunRecord] = ()) -> list[Path]:
+def challenge_plots(files: list[Path], out: Path, runs: Sequence[RunRecord] = ()) -> list[Path]:
     """One PNG per challenge (align-noise, aug-noise): F1 against the noise ratio, one line per file."""
     plt = _pyplot()
     by_challenge: dict[str, list[dict]] = defaultdict(list)

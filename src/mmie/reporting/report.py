@@ -23,6 +23,7 @@ import io
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,7 @@ def _cells(runs: list[RunRecord], pick) -> Cell:
 
 
 def build_report(
-    paths: list[str | Path], reference: str | None = None, *, trials: int = 10_000, seed: int = 12345
+    paths: Sequence[str | Path], reference: str | None = None, *, trials: int = 10_000, seed: int = 12345
 ) -> Report:
     from mmie.evaluation.significance import TEST_NAME
 
@@ -387,7 +388,7 @@ def render_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
-def write_report(report: Report, out: str | Path, challenge_files: list[Path] = ()) -> list[Path]:
+def write_report(report: Report, out: str | Path, challenge_files: Sequence[Path] = ()) -> list[Path]:
     """Write report.md and every table as .md, .tex and .csv, and the plots, into ``out``."""
     from mmie.reporting import plots
 

@@ -12,6 +12,7 @@ the report (which imports the plots).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def read_run(path: Path) -> RunRecord:
     )
 
 
-def collect_runs(paths: list[str | Path]) -> list[RunRecord]:
+def collect_runs(paths: Sequence[str | Path]) -> list[RunRecord]:
     folders = dict.fromkeys(folder for path in paths for folder in _run_folders(Path(path)))
     # rows in their sweep file's order (a stable sort: folders and sweeps keep theirs)
     return sorted((read_run(folder) for folder in folders), key=lambda run: run.row_index)

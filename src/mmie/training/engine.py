@@ -49,7 +49,7 @@ import shutil
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -106,6 +106,10 @@ def sample_train_split(config: ExperimentConfig, records: list) -> list:
     return sample
 
 
+@overload
+def read_split(config: ExperimentConfig, key: Literal["train"]) -> list: ...  # data.train is required
+@overload
+def read_split(config: ExperimentConfig, key: str) -> list | None: ...
 def read_split(config: ExperimentConfig, key: str) -> list | None:
     path = getattr(config.data, key)
     if path is None:
@@ -252,7 +256,7 @@ def _trainer_class() -> type:
                     }
                     for (is_head, decays), parameters in sorted(groups.items())
                 ]
-                settings = {
+                settings: dict[str, Any] = {
                     "lr": self.args.learning_rate,
                     "betas": (self.args.adam_beta1, self.args.adam_beta2),
                     "eps": self.args.adam_epsilon,
@@ -277,8 +281,8 @@ def _selection_metrics(task: str, labels: list[str], features: list[dict], recor
             pred = [ner_tags(row, feature[META_KEY], labels) for row, feature in zip(predictions, features)]
             scores = ner_scores(gold, pred)
         else:
-            gold = [str(instance.label) for instance in records]
-            scores = re_scores(gold, [labels[int(i)] for i in predictions.argmax(-1)])
+            gold_labels = [str(instance.label) for instance in records]
+            scores = re_scores(gold_labels, [labels[int(i)] for i in predictions.argmax(-1)])
         return {key: float(scores[key]) for key in ("f1", "precision", "recall")}
 
     return compute
@@ -374,7 +378,9 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
         eval_dataset=FeatureDataset(dev_features) if dev_features else None,
         data_collator=processor.collator,
         processing_class=tokenizer,
-        compute_metrics=_selection_metrics(config.task, labels, dev_features, dev_records) if dev_features else None,
+        compute_metrics=(
+            _selection_metrics(config.task, labels, dev_features, dev_records) if dev_features and dev_records else None
+        ),
         head_learning_rate=config.training.head_learning_rate,
         callbacks=[*within_epoch, progress, LogFileCallback()],
     )

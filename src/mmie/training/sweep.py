@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,14 @@ def run_folder_name(row: str, dataset: str | None, grid: dict[str, Any], seed: i
     return "__".join(parts)
 
 
-def expand(sweep: SweepConfig, sweep_file: Path, output_dir: Path, extra_overrides: list[str] = ()) -> list[SweepRun]:
+def expand(
+    sweep: SweepConfig, sweep_file: Path, output_dir: Path, extra_overrides: Sequence[str] = ()
+) -> list[SweepRun]:
     """Every run of the sweep, rows outermost, seeds innermost."""
-    datasets: dict[str | None, list[str]] = dict(sweep.datasets) if sweep.datasets else {None: []}
+    # A comprehension, not dict(...): its keys widen to str | None (None: no dataset label).
+    datasets: dict[str | None, list[str]] = (
+        {label: overrides for label, overrides in sweep.datasets.items()} if sweep.datasets else {None: []}
+    )
     keys = list(sweep.grid)
     combinations = list(itertools.product(*(sweep.grid[key] for key in keys)))
     runs = []
@@ -176,7 +182,7 @@ def run_sweep(
     sweep_file: str | Path,
     output_dir: str | Path | None = None,
     *,
-    extra_overrides: list[str] = (),
+    extra_overrides: Sequence[str] = (),
     dry_run: bool = False,
 ) -> tuple[SweepConfig, list[SweepRun], SweepOutcome]:
     """Run (or, with ``dry_run``, only list) every run of a sweep; see the module docstring."""

@@ -106,6 +106,9 @@ def read_line_records(
 ) -> list[Record]:
     """Records of a one-record-per-line file (blank lines are passed over; line numbers stay physical)."""
     records = []
+    # Declared: mypy cannot infer loop variables that the function below takes as defaults.
+    number: int
+    text: str | DataError
     for number, text in read_lines(state.path):
         if isinstance(text, str) and not text.strip():
             continue

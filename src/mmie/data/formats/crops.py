@@ -48,7 +48,9 @@ def read_crop_dict(path: str | Path) -> dict[str, list[str]]:
     return _normalise(mapping, path)
 
 
-def write_crop_dict(mapping: dict[str | int, list[str]], path: str | Path) -> None:
+def write_crop_dict(
+    mapping: dict[str, list[str]] | dict[int, list[str]] | dict[str | int, list[str]], path: str | Path
+) -> None:
     """Save ``mapping`` (keys normalised to strings) with ``torch.save``, atomically."""
     import torch
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -93,7 +94,7 @@ def _post(block: _Block, state: ReadState) -> Post:
 
 
 def read(state: ReadState) -> Dataset:
-    posts = [state.attempt(lambda block=block: _post(block, state)) for block in _blocks(state.path)]
+    posts = [state.attempt(partial(_post, block, state)) for block in _blocks(state.path)]
     return state.dataset(NAME, TASK, [post for post in posts if post is not None])
 
 

@@ -15,14 +15,16 @@ whenever it is generated again with the same seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
 Box = tuple[int, int, int, int]
 RGB = tuple[int, int, int]
+T = TypeVar("T")
 
 IMAGE_SIZE = 224
 
@@ -47,7 +49,7 @@ def _jitter(rgb: RGB, rng: np.random.Generator, amount: int = 22) -> RGB:
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in rgb)  # type: ignore[return-value]
 
 
-def _pick(rng: np.random.Generator, options: tuple) -> object:
+def _pick(rng: np.random.Generator, options: Sequence[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 

@@ -36,10 +36,12 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
     rng = post_rng("mner", seed, index)
     post_id = str(index + 1)
     ambiguous = rng.random() < AMBIGUOUS_SHARE
+    cue: str | None = None  # only an ambiguous post shows the cue of its type
     if ambiguous:
         entity_type = rng.choice(vocab.ENTITY_TYPES)
         template = rng.choice(vocab.MNER_NEUTRAL)
         name = rng.choice(vocab.AMBIGUOUS_NAMES)
+        cue = MNER_CUES[entity_type]
     elif rng.random() < NO_ENTITY_SHARE:
         entity_type, template, name = None, rng.choice(vocab.MNER_NO_ENTITY), None
     else:
@@ -73,7 +75,6 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
         for position in range(span.start + 1, span.end):
             tags[position] = f"I-{slot_type}"
 
-    cue = MNER_CUES[entity_type] if ambiguous else None
     images, cue_index = image_plans(post_id, rng, cue)
     target = spans.get("E")
     meta = {

@@ -67,6 +67,8 @@ class FocalMreOutput(RelationClassificationOutput):
 class FocalMreClassifier(ImageRelationModel):
     """FocalMRE: gated focal attention of the entity markers over framed copies of each image (VG + OD sets)."""
 
+    model_config: FocalMreConfig
+
     def __init__(
         self, config: FocalMreConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
     ) -> None:
@@ -122,7 +124,8 @@ class FocalMreClassifier(ImageRelationModel):
         pooled = torch.where(present.any(dim=-1)[:, None, None], pooled, markers)
         return pooled, weights.reshape(batch, slots, n)
 
-    def forward(
+    # Takes the batch of its own processor (focal copies, no image or region inputs), not the base's.
+    def forward(  # type: ignore[override]
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 class GlraClassifier(ImageRelationModel):
     """GLRA (MRE-MI paper): relevance-modulated attention of global and local text over images and regions."""
 
+    model_config: GlraConfig
+
     def __init__(
         self, config: GlraConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
     ) -> None:

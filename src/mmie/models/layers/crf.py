@@ -56,6 +56,9 @@ class _Viterbi(nn.Module):
 class ConstrainedCRF(nn.Module):
     """pytorch-crf's CRF (batch first) with BIO-constrained Viterbi decoding."""
 
+    allowed_start: torch.Tensor  # buffers, registered in __init__
+    allowed_transitions: torch.Tensor
+
     def __init__(self, labels: Sequence[str]) -> None:
         super().__init__()
         self.crf = CRF(len(labels), batch_first=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,7 +117,8 @@ def text_position_ids(text_encoder: PreTrainedModel, input_ids: torch.Tensor) ->
 
     Needed because the embeddings of the BERT family offset positions by the cache length.
     """
-    embeddings = text_encoder.embeddings
+    # The family's own embeddings module: what it holds differs by architecture, hence Any.
+    embeddings: Any = text_encoder.embeddings
     if hasattr(embeddings, "create_position_ids_from_input_ids"):
         # RoBERTa family: positions start after padding_idx and pads keep padding_idx
         return embeddings.create_position_ids_from_input_ids(input_ids, embeddings.padding_idx)

@@ -46,6 +46,8 @@ class PostImages:
 class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
     """Base of the visual-prefix NER models; subclasses say which visual tokens become the prefix."""
 
+    model_config: PrefixTaggerConfig
+
     def __init__(
         self,
         config: PrefixTaggerConfig,
@@ -98,7 +100,8 @@ class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
             region_features = region_features * keep.unsqueeze(-1)
         return PostImages(image_features * keep, region_features, mask)
 
-    def forward(
+    # Takes the batch of its own processor, which adds the image inputs to the text tagger's.
+    def forward(  # type: ignore[override]
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
@@ -115,7 +118,8 @@ class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
         tokens, token_mask = self.visual_tokens(images)
         prefix = self.visual_prefix(tokens, token_mask)  # eq. 1 and 3, every layer
         hidden = encode_with_prefix(self.text_encoder, input_ids, attention_mask, prefix, token_type_ids)
-        words = gather_positions(hidden.last_hidden_state, word_starts)  # H^L at each word's first sub-word
+        # H^L at each word's first sub-word. transformers types every ModelOutput field Optional; the encoder sets it.
+        words = gather_positions(hidden.last_hidden_state, word_starts)  # type: ignore[arg-type]
         emissions = self.classifier(self.dropout(words))
         loss = self.crf(emissions, labels, word_mask) if labels is not None else None  # eq. 7
         predictions = None if self.training else self.decode(emissions, word_mask)

@@ -70,6 +70,8 @@ class TemporalImageEncoder(nn.Module):
 class TpmMiTagger(VisualPrefixTagger):
     """TPM-MI (MNER-MI paper): images as video frames -> temporal encoder -> visual prefix in BERT -> CRF."""
 
+    model_config: TpmMiConfig
+
     def __init__(
         self, config: TpmMiConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
     ) -> None:
