@@ -4,8 +4,10 @@ registry complete (every model bound to a config class and a processor)."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import grimp
@@ -92,3 +94,11 @@ def test_every_model_is_bound_to_a_config_and_a_processor(name):
     assert callable(entry.processor)
     # the processor factory is a function of mmie.features, never of a model module
     assert entry.processor.__module__ == "mmie.features.processor"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_declares_what_it_returns_and_what_selection_reads(name):
+    model_class = get_model_entry(name).model_class
+    assert typing.get_type_hints(model_class.forward)["return"] is model_class.output_class
+    fields = {field.name for field in dataclasses.fields(model_class.output_class)}
+    assert {"loss", model_class.selected_output} <= fields

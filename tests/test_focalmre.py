@@ -203,3 +203,23 @@ def test_config_errors(tiny_bert, tiny_vit, cache_dir):
     featurizer = create_processor(model.model_config, tokenizer, LABELS, images=Path(".")).featurizer
     with pytest.raises(ConfigError, match="od_region_dict"):
         featurizer.od_provider  # noqa: B018 - the property builds the provider
+
+
+def test_uploaded_pictures_get_focal_copies_from_grid_regions(tiny_bert, tiny_vit, cache_dir, sample):
+    """Uploads have no crop dictionary and no folder: the Extractor's processor takes the pictures
+    themselves and the offline grid regions, as GLRA's does."""
+    from mmie.inference.loading import LoadedModel
+    from mmie.pipeline import Extractor
+
+    model, tokenizer = build(tiny_bert, tiny_vit, cache_dir)
+    model.eval()
+    loaded = LoadedModel(model, tokenizer, Path("focalmre"), images=sample / "images")
+    extractor = Extractor(re=loaded)
+    assert extractor.describe()["re"]["regions"] == "grid"
+    picture = next((sample / "images").iterdir()).read_bytes()
+    entities = [{"start": 0, "end": 5, "type": "PER"}, {"start": 15, "end": 20, "type": "LOC"}]
+    result = extractor("alice lives in paris", images=[picture], entities=entities, id="u")
+    pairs = extractor.pipe([{"text": "alice lives in paris", "entities": entities, "id": "u"}])
+    assert len(result["images"]) == 1 and result["images"][0]["relevance"] is not None
+    assert result["images"][0]["relevance"] > 0.0  # the gate let some of the picture in
+    assert next(iter(pairs))["images"] == []  # the same post without a picture reads text only

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmie.data.images import ImageDirs, ImagePolicy, resolve_image
+from mmie.data.images import ImageDirs, ImagePolicy
 from mmie.data.schema import RelationInstance
 from mmie.encoders.vision import pool_regions, scatter_to_slots
 from mmie.errors import ConfigError
@@ -126,11 +126,7 @@ class FocalFeaturizer(RelationImageFeaturizer):
         for row, instance in enumerate(instances):
             queries = record_queries(instance)
             for slot, ref in enumerate(self._slot_refs(instance)):
-                assert self.loader is not None
-                # Known bug, left for a behaviour fix: uploads come as InMemoryImages, which have no
-                # image_dirs, so FocalMRE on uploaded pictures raises AttributeError here.
-                path = resolve_image(ref, self.loader.image_dirs, instance.id)  # type: ignore[union-attr]
-                source = ImageSource(ref, path, instance.id, self.policy)
+                source = self._image_source(instance, ref)  # a file, or an uploaded picture
                 vg = self._copies(source, self.provider if needs_providers else None, queries, self.n_vg)
                 od = self._copies(
                     source, self.od_provider if needs_providers and self.n_od else None, queries, self.n_od

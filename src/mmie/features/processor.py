@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
-from mmie.features.settings import FocalInputs, ImageInputs, InputSettings, MarkerInputs, RegionInputs
+from mmie.features.settings import FocalInputs, ImageInputs, InputSettings, MarkerInputs, Markers, RegionInputs
 from mmie.features.text import Featurizer, NerFeaturizer, RelationFeaturizer, add_marker_tokens
 
 if TYPE_CHECKING:
@@ -60,16 +59,12 @@ class Processor:
     ) -> list[dict]:
         """Feature dicts of ``records``. ``images``: uploaded pictures by reference, for this call only
         (a processor made by :meth:`for_uploads`; text-only inputs ignore them)."""
-        if images is not None and self.reads_images:
-            return self.featurizer.featurize(records, with_labels, images=images)  # type: ignore[call-arg]
-        return self.featurizer.featurize(records, with_labels)
+        return self.featurizer.featurize(records, with_labels, images=images)
 
     def for_uploads(self, shared_caches: dict | None = None) -> Processor:
         """This processor for uploads: pictures given to each ``featurize`` call, features kept in memory
         (``shared_caches``: one in-memory feature cache per vision encoder, shared between processors)."""
-        if not self.reads_images:
-            return self
-        return dataclasses.replace(self, featurizer=self.featurizer.for_uploads(shared_caches))  # type: ignore[attr-defined]
+        return dataclasses.replace(self, featurizer=self.featurizer.for_uploads(shared_caches))
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         return self.collator(features)
@@ -106,34 +101,29 @@ def image_ner_processor(
     return Processor(config, tokenizer, PostImageFeaturizer(text, config, images), _collator(tokenizer))
 
 
-def _marked(config: MarkerInputs, tokenizer: PreTrainedTokenizerBase) -> MarkerInputs:
-    """The config with the entity markers it uses, after adding them to the tokenizer."""
-    markers = add_marker_tokens(tokenizer, config.markers)
-    return config.model_copy(update={"markers": markers})
-
-
-def _relation_text(
+def _marked_text(
     config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]
-) -> RelationFeaturizer:
-    if config.markers is None:
-        raise ConfigError("model.markers: not set (the processor adds them to the tokenizer first)")
-    return RelationFeaturizer(tokenizer, labels, max_length=config.max_length, markers=config.markers)
+) -> tuple[Markers, RelationFeaturizer]:
+    """The entity markers (added to the tokenizer first) and the featurizer of the marked text."""
+    markers = add_marker_tokens(tokenizer, config.markers)
+    return markers, RelationFeaturizer(tokenizer, labels, max_length=config.max_length, markers=markers)
 
 
 def relation_processor(
     config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
     """Relation instances -> the post's text with entity markers (text RE models)."""
-    config = _marked(config, tokenizer)
-    return Processor(config, tokenizer, _relation_text(config, tokenizer, labels), _collator(tokenizer))
+    markers, text = _marked_text(config, tokenizer, labels)
+    return Processor(config.model_copy(update={"markers": markers}), tokenizer, text, _collator(tokenizer))
 
 
 def image_relation_processor(
     config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
     """Marked text plus the post's images and k regions per image (GLRA and its baselines)."""
-    config = _marked(config, tokenizer)  # type: ignore[assignment,arg-type]
-    text = _relation_text(config, tokenizer, labels)  # type: ignore[arg-type]
+    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    markers, text = _marked_text(config, tokenizer, labels)
+    config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, RelationImageFeaturizer(text, config, images), _collator(tokenizer))
 
 
@@ -141,6 +131,7 @@ def focal_relation_processor(
     config: FocalInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
     """Marked text plus the patch features of every focal copy of every image (FocalMRE)."""
-    config = _marked(config, tokenizer)  # type: ignore[assignment,arg-type]
-    text = _relation_text(config, tokenizer, labels)  # type: ignore[arg-type]
+    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    markers, text = _marked_text(config, tokenizer, labels)
+    config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, FocalFeaturizer(text, config, images), _collator(tokenizer))

@@ -41,6 +41,8 @@ from mmie.regions.precomputed import PrecomputedRegions, default_crop_dict
 from mmie.regions.queries import record_queries
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from mmie.encoders.cache import FeatureCache, ImageItem
     from mmie.features.text import Featurizer
 
@@ -77,7 +79,7 @@ class RelationImageFeaturizer(PostImageFeaturizer):
                     raise ConfigError(f"model.region_dict: {error} (or set model.regions: grid)") from None
         return self._provider
 
-    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> RelationImageFeaturizer:
+    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> Self:
         """For uploads (see the base class). Uploads have no crop dictionary, so a model trained on
         precomputed regions gets the offline grid regions (:mod:`mmie.regions.grid`)."""
         uploads = super().for_uploads(shared)
@@ -144,13 +146,16 @@ class RelationImageFeaturizer(PostImageFeaturizer):
 
     def _find_regions(self, instance: RelationInstance, ref: str) -> list[tuple[ImageSource, Any]]:
         """The provider's top-k regions of one image of the instance's post, each with its source."""
-        assert self.loader is not None
-        item = self.loader.item(ref, instance.id)  # the file, or the uploaded picture itself
-        if isinstance(item, Path):
-            source = ImageSource(ref, item, instance.id, self.policy)
-        else:
-            source = ImageSource(ref, None, instance.id, image=item)
+        source = self._image_source(instance, ref)
         return [(source, region) for region in self.provider.find(source, record_queries(instance), self.k)[: self.k]]
+
+    def _image_source(self, instance: RelationInstance, ref: str) -> ImageSource:
+        """One image of the instance's post as region providers take it: its file, or the upload itself."""
+        assert self.loader is not None
+        item = self.loader.item(ref, instance.id)
+        if isinstance(item, Path):
+            return ImageSource(ref, item, instance.id, self.policy)
+        return ImageSource(ref, None, instance.id, image=item)
 
     def _deferred_crops(self, regions: list[tuple[ImageSource, Any]], mask: torch.Tensor) -> Deferred:
         """The crops' pixels ``[M, k, 3, H, W]``, cut and preprocessed when the batch is collated."""

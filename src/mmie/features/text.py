@@ -28,6 +28,10 @@ from mmie.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+    from typing_extensions import Self
+
+    from mmie.data.images import InMemoryImages
+    from mmie.encoders.cache import FeatureCache
 
 META_KEY = "meta"
 # Head start, head end, tail start, tail end ("s" for subject, "o" for object).
@@ -48,15 +52,26 @@ class Featurizer(Protocol):
     def region_source(self) -> str:
         """Regions the features carry: "none", "grid", "precomputed", a provider's name (read-only)."""
 
-    def featurize(self, records: Sequence[Any], with_labels: bool = True) -> list[dict]: ...
+    def featurize(
+        self, records: Sequence[Any], with_labels: bool = True, images: InMemoryImages | None = None
+    ) -> list[dict]:
+        """``images``: uploaded pictures the records name, for this call only (see ``for_uploads``)."""
+        ...
+
+    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> Self:
+        """The featurizer for uploads: pictures come with each ``featurize`` call, never from a folder."""
+        ...
 
 
 class TextFeaturizer:
-    """What the text-only featurizers declare."""
+    """What the text-only featurizers declare: no images, so uploads change nothing."""
 
     reads_images = False
     slots = 0
     region_source = "none"
+
+    def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> Self:
+        return self
 
 
 def _encoder_inputs(encoding: Any, index: int) -> dict:
@@ -76,7 +91,9 @@ class NerFeaturizer(TextFeaturizer):
         self.label_ids = {label: index for index, label in enumerate(labels)}
         self.max_length = max_length
 
-    def featurize(self, records: Sequence[Post], with_labels: bool = True) -> list[dict]:
+    def featurize(
+        self, records: Sequence[Post], with_labels: bool = True, images: InMemoryImages | None = None
+    ) -> list[dict]:
         features = []
         for offset in range(0, len(records), _TOKENIZER_BATCH):
             chunk = records[offset : offset + _TOKENIZER_BATCH]
@@ -244,7 +261,9 @@ class RelationFeaturizer(TextFeaturizer):
         if self.budget < 6:  # the markers alone (up to six with a reopened span) must fit
             raise ConfigError(f"model.max_length: {max_length} leaves no room for the entity markers")
 
-    def featurize(self, records: Sequence[RelationInstance], with_labels: bool = True) -> list[dict]:
+    def featurize(
+        self, records: Sequence[RelationInstance], with_labels: bool = True, images: InMemoryImages | None = None
+    ) -> list[dict]:
         features = []
         for offset in range(0, len(records), _TOKENIZER_BATCH):
             chunk = records[offset : offset + _TOKENIZER_BATCH]

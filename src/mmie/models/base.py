@@ -63,8 +63,9 @@ class ExtractionModel(nn.Module):
     task: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     registry_name: ClassVar[str]
-    # The output field that model selection and prediction read: NER models decode in forward
-    # ("predictions"), RE models are read from their "logits".
+    # What forward returns, and the field of it that model selection reads: NER models decode in
+    # forward ("predictions"), RE models are read from their "logits".
+    output_class: ClassVar[type[ModelOutput]]
     selected_output: ClassVar[str] = "logits"
 
     def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:

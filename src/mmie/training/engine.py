@@ -41,12 +41,10 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
 import shutil
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -291,18 +289,10 @@ def _selection_metrics(task: str, labels: list[str], features: list[dict], recor
 def _ignored_outputs(model: ExtractionModel) -> list[str]:
     """Every output field but the one model selection reads (``selected_output``): the Trainer then
     gathers that field alone, by name (NER: the decoded ``predictions``; RE: the ``logits``)."""
-    output_class = inspect.signature(model.forward).return_annotation
-    names = [field.name for field in dataclasses.fields(_resolve(model, output_class))]
+    names = [field.name for field in dataclasses.fields(model.output_class)]  # type: ignore[arg-type]  # ModelOutputs are dataclasses
     if model.selected_output not in names:
         raise TypeError(f"{type(model).__name__}.selected_output {model.selected_output!r} is not an output field")
     return [name for name in names if name not in ("loss", model.selected_output)]
-
-
-def _resolve(model: ExtractionModel, annotation: Any) -> type:
-    """The output dataclass of ``model.forward`` (annotations are strings under ``from __future__``)."""
-    if isinstance(annotation, str):
-        return typing.get_type_hints(type(model).forward)["return"]
-    return annotation
 
 
 def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) -> Any:

@@ -67,6 +67,7 @@ class FocalMreOutput(RelationClassificationOutput):
 class FocalMreClassifier(ImageRelationModel):
     """FocalMRE: gated focal attention of the entity markers over framed copies of each image (VG + OD sets)."""
 
+    output_class = FocalMreOutput
     model_config: FocalMreConfig
 
     def __init__(

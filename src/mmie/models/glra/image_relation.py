@@ -11,10 +11,11 @@ attends to zero-padded images and always to 3 regions each).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 
 from mmie.encoders.vision import VisionEncoder, scatter_to_slots
 from mmie.models.base import RelationClassificationOutput
@@ -48,6 +49,8 @@ class PostRegions:
 class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
     """Base of the RE models reading the post's images and k regions per image (which ones: the config's
     ``image_layout`` and ``region_count``, read by the processor)."""
+
+    output_class: ClassVar[type[ModelOutput]] = ImageRelationOutput
 
     def __init__(
         self,

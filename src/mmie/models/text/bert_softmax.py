@@ -29,6 +29,7 @@ class BertSoftmaxTagger(ExtractionModel):
     """BERT-softmax NER: a linear classifier over each word's first sub-word."""
 
     task = "ner"
+    output_class = TokenClassificationOutput
     selected_output = "predictions"
 
     def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:

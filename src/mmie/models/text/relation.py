@@ -6,14 +6,16 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 
-from mmie.models.base import ExtractionModel, gather_positions
+from mmie.models.base import ExtractionModel, RelationClassificationOutput, gather_positions
 
 
 class MarkedRelationModel(ExtractionModel):
     """Base of the relation models: they read text with entity markers and classify the pair."""
 
     task: ClassVar[str] = "re"
+    output_class: ClassVar[type[ModelOutput]] = RelationClassificationOutput
 
     @staticmethod
     def loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
