@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from mmie.errors import ConfigError, config_error
+from mmie.features.settings import InputSettings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from mmie.data.images import ImageDirs
     from mmie.features.processor import Processor, ProcessorFactory
-    from mmie.features.settings import InputSettings
     from mmie.models.base import ExtractionModel, ModelConfig
 
 TASKS = ("ner", "re")
@@ -82,7 +82,7 @@ def get_model_entry(name: str) -> ModelEntry:
 def model_config(config: InputSettings | Mapping[str, Any], name: str | None = None) -> ModelConfig:
     """The typed config of a model from a mapping with ``name`` (or a config), validated against the
     named model's config class; a ConfigError naming the key when invalid."""
-    values = dict(config.model_dump() if hasattr(config, "model_dump") else config)
+    values = dict(config.model_dump() if isinstance(config, InputSettings) else config)
     if name is not None:
         values.setdefault("name", name)
         if values["name"] != name:
