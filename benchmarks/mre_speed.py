@@ -21,7 +21,7 @@ ratios are ratios of medians of one run.
 
     python benchmarks/mre_speed.py                      # about 10 minutes on 2 busy cores
     python benchmarks/mre_speed.py --smoke              # a minute: checks the script
-    python benchmarks/mre_speed.py --threads 1 --out /tmp/mre_speed.json
+    python benchmarks/mre_speed.py --threads 1 --out mre_speed.json
 
 Writes benchmarks/results/mre_speed.json (atomically).
 """
