@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# A path that starts at a machine's root folder for work, scratch or a user's home: "/work/...",
-# "/tmp/...", "/root/...", "/home/<user>/...", "/Users/<user>/..." (not "~/.cache", not "a/tmp/b").
+# A path that starts at a machine's root folder for work, scratch or a user's home: work, tmp, root,
+# home/<user> or Users/<user> right under the root (not "~/.cache", not "a/tmp/b"). The examples
+# below are built at run time, so that this file does not name such a path itself.
 MACHINE_PATH = re.compile(r"(?<![\w.~/-])/(?:work|tmp|root|home/[^/\s\"']+|Users/[^/\s\"']+)/")
 
 
@@ -19,7 +20,8 @@ def tracked_files() -> list[Path]:
 
 
 def test_the_pattern_finds_machine_paths_and_nothing_else():
-    found = ["/work/main/x", "cd /tmp/run", '"/root/.cache/a"', "/home/alice/data", "(/Users/bob/x)"]
+    r = "/"
+    found = [f"{r}work/main/x", f"cd {r}tmp/run", f'"{r}root/.cache/a"', f"{r}home/alice/data", f"({r}Users/bob/x)"]
     assert all(MACHINE_PATH.search(text) for text in found)
     fine = ["~/.cache/mmie", "runs/tmp/x", "../shared/x", "https://example.org/work/x", "/usr/bin/chromium"]
     assert not any(MACHINE_PATH.search(text) for text in fine), [t for t in fine if MACHINE_PATH.search(t)]
