@@ -20,8 +20,9 @@ import pytest
 
 import mmie
 from conftest import make_tiny_bert
-from mmie.data import read_dataset
+from mmie.data import read_dataset, write_dataset
 from mmie.data.synth import generate_dataset
+from mmie.inference.challenges import challenge_sweep
 from mmie.training import train
 from test_tpm_mi_synth_training import make_calibrated_resnet
 
@@ -112,3 +113,16 @@ def test_focalmre_reads_the_relation_from_its_images_and_mtb_cannot(sample, enco
     assert len(decided) >= 30, len(decided)
     mtb_accuracy, focal_accuracy = (accuracy(r.model_dir, decided, sample / "images") for r in (mtb, focal))
     assert focal_accuracy >= mtb_accuracy + MARGIN, (focal_accuracy, mtb_accuracy)
+
+    # Align-Noise (the paper's challenge set): every post of these instances shown with another post's
+    # images. What FocalMRE read from its images is gone, so its score falls; MTB's does not move.
+    decided_file = tmp_path / "image_decided.txt"
+    write_dataset(decided, decided_file, "mremi")
+    for result, falls in ((focal, True), (mtb, False)):
+        model = mmie.load_model(result.model_dir, images=sample / "images")
+        sweep = challenge_sweep(model, decided_file, "align-noise", ratios=[1.0])
+        clean, noisy = (row["metrics"]["accuracy"] for row in sweep["results"])
+        if falls:
+            assert noisy <= clean - 0.08, (clean, noisy)
+        else:
+            assert noisy == clean, (clean, noisy)
