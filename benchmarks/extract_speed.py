@@ -13,18 +13,18 @@ NER and GLRA for RE under demo_out/runs/; MiniLM + frozen EfficientNet-Lite0):
     python benchmarks/extract_speed.py --ner demo_out/runs/mner_tpm_mi/model --re demo_out/runs/mre_glra/model \\
         --sample demo_out/synth_mre --posts 128
 
-Writes benchmarks/results/extract_speed.json. Speed only (no scores); the machine may be shared.
+Appends a run to benchmarks/results/extract_speed.json (benchmarks/_results.py). Speed only (no scores); the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from _results import recorded_run, relative
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -88,59 +88,50 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    posts = synthetic_posts(args.sample, args.posts)
-    pipeline = Extractor.from_pretrained(ner=args.ner, re=args.re, include_none=True)  # lists every candidate pair
-    cold = rate(pipeline, posts, args.batch_size)
-    tokens = count_text_tokens(pipeline)
-    started = time.perf_counter()
-    results = list(pipeline.pipe(posts, batch_size=args.batch_size))
-    warm = len(posts) / (time.perf_counter() - started)
-    warm_tokens = dict(tokens)
-    latencies = []
-    for post in posts[: args.single]:
+    settings = {key: value for key, value in vars(args).items() if key != "out"}
+    settings.update(ner=relative(args.ner), re=relative(args.re), sample=relative(args.sample))
+    with recorded_run(args.out, settings) as record:
+        posts = synthetic_posts(args.sample, args.posts)
+        pipeline = Extractor.from_pretrained(ner=args.ner, re=args.re, include_none=True)  # lists every candidate pair
+        cold = rate(pipeline, posts, args.batch_size)
+        tokens = count_text_tokens(pipeline)
         started = time.perf_counter()
-        pipeline(post["text"], images=post["images"])
-        latencies.append(time.perf_counter() - started)
-    ner_only = Extractor(ner=pipeline.ner)
-    rate(ner_only, posts, args.batch_size)  # warm its feature cache
-    ner_alone = [rate(ner_only, posts, args.batch_size)]
-    repeats = [warm]
-    for _ in range(args.repeats - 1):  # interleaved, so a busy moment of the machine hits both
-        repeats.append(rate(pipeline, posts, args.batch_size))
-        ner_alone.append(rate(ner_only, posts, args.batch_size))
-    ratios = [pipe / alone for pipe, alone in zip(repeats, ner_alone)]
-    result = {
-        "benchmark": "extract_speed",
-        "data": f"SYNTHETIC posts of {args.sample} (speed only)",
-        "models": pipeline.describe(),
-        "posts": len(posts),
-        "images": sum(len(p["images"]) for p in posts),
-        "batch_size": args.batch_size,
-        "repeats": args.repeats,
-        "posts_per_s": {
-            "cold": round(cold, 2),
-            "warm": round(statistics.median(repeats), 2),
-            "ner_alone_warm": round(statistics.median(ner_alone), 2),
-        },
-        "single_post_p50_ms": round(1000 * statistics.median(latencies), 1),
-        "entities_per_post": round(sum(len(r["entities"]) for r in results) / len(posts), 2),
-        "candidate_pairs_per_post": round(sum(len(r["relations"]) for r in results) / len(posts), 2),
-        "text_tokens_warm_pass": warm_tokens,
-        "warm_over_ner_alone": round(statistics.median(ratios), 3),
-        "warm_over_ner_alone_per_repeat": [round(ratio, 3) for ratio in ratios],
-        "target_warm_over_ner_alone": 0.6,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "note": "a shared machine: other jobs may have run at the same time",
-        },
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(args.out)
-    print(json.dumps(result, indent=2))
+        results = list(pipeline.pipe(posts, batch_size=args.batch_size))
+        warm = len(posts) / (time.perf_counter() - started)
+        warm_tokens = dict(tokens)
+        latencies = []
+        for post in posts[: args.single]:
+            started = time.perf_counter()
+            pipeline(post["text"], images=post["images"])
+            latencies.append(time.perf_counter() - started)
+        ner_only = Extractor(ner=pipeline.ner)
+        rate(ner_only, posts, args.batch_size)  # warm its feature cache
+        ner_alone = [rate(ner_only, posts, args.batch_size)]
+        repeats = [warm]
+        for _ in range(args.repeats - 1):  # interleaved, so a busy moment of the machine hits both
+            repeats.append(rate(pipeline, posts, args.batch_size))
+            ner_alone.append(rate(ner_only, posts, args.batch_size))
+        ratios = [pipe / alone for pipe, alone in zip(repeats, ner_alone)]
+        record["results"] = result = {
+            "benchmark": "extract_speed",
+            "data": f"SYNTHETIC posts of {relative(args.sample)} (speed only)",
+            "models": pipeline.describe(),
+            "posts": len(posts),
+            "images": sum(len(p["images"]) for p in posts),
+            "posts_per_s": {
+                "cold": round(cold, 2),
+                "warm": round(statistics.median(repeats), 2),
+                "ner_alone_warm": round(statistics.median(ner_alone), 2),
+            },
+            "single_post_p50_ms": round(1000 * statistics.median(latencies), 1),
+            "entities_per_post": round(sum(len(r["entities"]) for r in results) / len(posts), 2),
+            "candidate_pairs_per_post": round(sum(len(r["relations"]) for r in results) / len(posts), 2),
+            "text_tokens_warm_pass": warm_tokens,
+            "warm_over_ner_alone": round(statistics.median(ratios), 3),
+            "warm_over_ner_alone_per_repeat": [round(ratio, 3) for ratio in ratios],
+            "target_warm_over_ner_alone": 0.6,
+        }
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ pooled patch features, so the target is >= 0.5x MTB's examples/s. The timing is 
     python benchmarks/focalmre_speed.py --smoke          # a minute or two
     python benchmarks/focalmre_speed.py --posts 200 --repeats 3
 
-Writes benchmarks/results/focalmre_speed.json (atomically).
+Appends a run to benchmarks/results/focalmre_speed.json (benchmarks/_results.py), its settings saying
+what was run: ``mode`` is ``smoke``, ``default`` (the sizes above) or ``custom`` (see the settings).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import mode_of, recorded_run  # noqa: E402
 from mre_speed import merge_repeats, run_worker  # noqa: E402 - the shared timing helpers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,52 +48,54 @@ def main() -> None:
     import torch
 
     from mmie.data.synth import generate_dataset
-    from mmie.training.run_folder import write_atomic
 
-    results: dict = {
-        "what": "SYNTHETIC MRE sample, MiniLM + frozen EfficientNet-Lite0, batch 16: training examples/s of "
-        "FocalMRE (warm cache: the framed copies encoded before) vs MTB; target ratio >= 0.5",
-        "mode": "smoke" if args.smoke else "full",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": args.threads or torch.get_num_threads(),
-            "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
-            "torch": torch.__version__,
-        },
-        "settings": {
-            "posts": args.posts,
-            "batch_size": 16,
-            "steps": args.steps,
-            "warmup_steps": args.warmup,
-            "repeats": args.repeats,
-        },
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the workers get --threads; the run records it
+    settings = {
+        "mode": mode_of(parser, args, ["posts", "steps", "warmup", "repeats"], args.smoke),
+        "posts": args.posts,
+        "batch_size": 16,
+        "steps": args.steps,
+        "warmup_steps": args.warmup,
+        "repeats": args.repeats,
     }
-    with tempfile.TemporaryDirectory(prefix="focalmre-speed-") as scratch_dir:
-        data, cache = Path(scratch_dir) / "synth_mre", Path(scratch_dir) / "feature-cache"
-        generate_dataset("mre", data, args.posts, 13)
-        base = {"data": str(data), "cache": str(cache), "warmup": args.warmup, "repeats": 1}
-        started = time.perf_counter()  # one untimed FocalMRE run fills the cache with every framed copy
-        run_worker(
-            "training",
-            {**base, "name": "focalmre_fill", "config_file": "focalmre.yaml", "mode": "warm", "steps": 1, "warmup": 0},
-            args.threads,
+    with recorded_run(args.out, settings) as record:
+        results = record["results"]
+        results["what"] = (
+            "SYNTHETIC MRE sample, MiniLM + frozen EfficientNet-Lite0, batch 16: training examples/s of "
+            "FocalMRE (warm cache: the framed copies encoded before) vs MTB; target ratio >= 0.5"
         )
-        results["settings"]["cache_filling_seconds"] = round(time.perf_counter() - started, 2)
-        repeats: dict[str, list[dict]] = {name: [] for name in RUNS}
-        for repeat in range(args.repeats):
-            for name, (config_file, mode) in RUNS.items():
-                print(f"training: {name}, repeat {repeat + 1}/{args.repeats}", flush=True)
-                spec = {**base, "name": name, "config_file": config_file, "mode": mode, "steps": args.steps}
-                repeats[name].append(run_worker("training", spec, args.threads))
-                print(json.dumps(repeats[name][-1]), flush=True)
-    runs = {name: merge_repeats(done) for name, done in repeats.items()}
-    results["training"] = runs
-    ratio = runs["focalmre_warm"]["median_examples_per_second"] / runs["mtb"]["median_examples_per_second"]
-    results["focalmre_vs_mtb"] = round(ratio, 3)
-    results["target_met"] = ratio >= 0.5
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out, json.dumps(results, indent=2) + "\n")
-    print(f"FocalMRE / MTB examples/s: {ratio:.3f} (target >= 0.5); wrote {args.out}")
+        with tempfile.TemporaryDirectory(prefix="focalmre-speed-") as scratch_dir:
+            data, cache = Path(scratch_dir) / "synth_mre", Path(scratch_dir) / "feature-cache"
+            generate_dataset("mre", data, args.posts, 13)
+            base = {"data": str(data), "cache": str(cache), "warmup": args.warmup, "repeats": 1}
+            started = time.perf_counter()  # one untimed FocalMRE run fills the cache with every framed copy
+            run_worker(
+                "training",
+                {
+                    **base,
+                    "name": "focalmre_fill",
+                    "config_file": "focalmre.yaml",
+                    "mode": "warm",
+                    "steps": 1,
+                    "warmup": 0,
+                },
+                args.threads,
+            )
+            settings["cache_filling_seconds"] = round(time.perf_counter() - started, 2)
+            repeats: dict[str, list[dict]] = {name: [] for name in RUNS}
+            for repeat in range(args.repeats):
+                for name, (config_file, mode) in RUNS.items():
+                    print(f"training: {name}, repeat {repeat + 1}/{args.repeats}", flush=True)
+                    spec = {**base, "name": name, "config_file": config_file, "mode": mode, "steps": args.steps}
+                    repeats[name].append(run_worker("training", spec, args.threads))
+                    print(json.dumps(repeats[name][-1]), flush=True)
+        runs = {name: merge_repeats(done) for name, done in repeats.items()}
+        results["training"] = runs
+        ratio = runs["focalmre_warm"]["median_examples_per_second"] / runs["mtb"]["median_examples_per_second"]
+        results["focalmre_vs_mtb"] = round(ratio, 3)
+        results["target_met"] = ratio >= 0.5
+        print(f"FocalMRE / MTB examples/s: {ratio:.3f} (target >= 0.5)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,6 +36,8 @@ import time
 from pathlib import Path
 
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from _results import recorded_run, relative
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "synthetic"
@@ -241,7 +242,8 @@ def _run_worker(run: str, data: Path, cache: Path) -> dict:
 
 
 def _warm_cache(data: Path, cache: Path) -> dict:
-    """Fill the benchmark's own feature cache with every image of the sample (cold, then warm timing)."""
+    """Fill a fresh feature cache folder with every image of the sample: cold (every image encoded), then
+    warm (every image read back)."""
     from mmie.encoders.cache import FeatureCache, build_feature_cache, image_files
     from mmie.encoders.vision import load_vision_encoder
 
@@ -252,6 +254,10 @@ def _warm_cache(data: Path, cache: Path) -> dict:
         started = time.perf_counter()
         stats = build_feature_cache(cache_object, paths)
         timings[state] = {"seconds": round(time.perf_counter() - started, 2), **stats.as_dict()}
+        if state == "cold" and stats.misses != len(paths):  # a warm folder would time reads, not encoding
+            raise SystemExit(
+                f"the cold pass found {stats.misses} of {len(paths)} images to encode: {cache} is not fresh"
+            )
     return {"images": len(paths), **timings}
 
 
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=REPO / "demo_out", help="holds synth_mner/ and the cache")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of " + ",".join(RUNS))
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mner_speed.json")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mner_speed.json")  # appended
     parser.add_argument("--worker", choices=list(RUNS), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
@@ -279,18 +285,32 @@ def main(argv: list[str] | None = None) -> None:
     data = args.work / "synth_mner"
     if not (data / "train.txt").exists():
         generate_dataset("mner", data, 600, 13, overwrite=True)
-    cache = args.work / "bench-vision-cache"
-    print("warming the feature cache ...", flush=True)
-    cache_timing = _warm_cache(data, cache)
-    runs = args.runs.split(",")
-    repeats: list[dict[str, dict]] = []
-    for repeat in range(args.repeats):
-        results = {}
-        for run in runs:
-            results[run] = _run_worker(run, data, cache)
-            print(f"repeat {repeat + 1}/{args.repeats} {run}: {json.dumps(results[run])}", flush=True)
-        repeats.append(results)
+    settings = {
+        "work": relative(args.work),
+        "repeats": args.repeats,
+        "runs": args.runs.split(","),
+        "batch_size": BATCH_SIZE,
+    }
+    with recorded_run(args.out, settings) as record, tempfile.TemporaryDirectory(dir=args.work) as fresh:
+        cache = Path(fresh) / "bench-vision-cache"  # fresh: the "cold" pass encodes every image
+        print("filling a fresh feature cache ...", flush=True)
+        cache_timing = _warm_cache(data, cache)
+        record["results"]["feature_cache_fill"] = cache_timing
+        runs = args.runs.split(",")
+        repeats: list[dict[str, dict]] = []
+        record["results"]["per_repeat"] = repeats
+        for repeat in range(args.repeats):
+            results = {}
+            for run in runs:
+                results[run] = _run_worker(run, data, cache)
+                print(f"repeat {repeat + 1}/{args.repeats} {run}: {json.dumps(results[run])}", flush=True)
+            repeats.append(results)
+        _summarise(record["results"], runs, repeats)
+    print(json.dumps({key: record["results"][key] for key in ("summary", "ratios", "targets")}, indent=2))
 
+
+def _summarise(report: dict, runs: list[str], repeats: list[dict[str, dict]]) -> None:
+    """The medians over the repeats, the ratios and the targets, into ``report``."""
     summary: dict[str, dict] = {}
     for run in runs:
         rows = [results[run] for results in repeats]
@@ -310,42 +330,27 @@ def main(argv: list[str] | None = None) -> None:
     ratio("tpm_cached_over_text", "tpm_cached", "text")
     ratio("tpm_cached_over_tpm_nocache", "tpm_cached", "tpm_nocache")
     ratio("tpm_finetuned_over_text", "tpm_finetuned", "text")
-
-    import torch
-
-    report = {
-        "what": "SYNTHETIC MNER sample, offline encoders (minilm + efficientnet-lite0), training throughput at batch 16",
-        "data": {"posts": 600, "seed": 13, "train_posts": repeats[0][runs[0]]["posts"]},
-        "batch_size": BATCH_SIZE,
-        "repeats": args.repeats,
-        "runs": {
-            "text": "BERT-CRF text only (configs/synthetic/bert_crf.yaml)",
-            "tpm_cached": "TPM-MI, frozen EfficientNet-Lite0, features from the warm feature cache (configs/synthetic/tpm_mi.yaml)",
-            "tpm_nocache": "TPM-MI, frozen EfficientNet-Lite0, cache off: pixels in every batch, the frozen encoder "
-            "runs forward (no gradient) at every step",
-            "tpm_finetuned": "TPM-MI, EfficientNet-Lite0 fine-tuned end to end (freeze_vision: false)",
-        },
-        "feature_cache_fill": cache_timing,
-        "summary": summary,
-        "ratios": ratios,
-        "targets": {
-            "tpm_cached_over_text >= 0.75": ratios.get("tpm_cached_over_text", {}).get("median", 0) >= 0.75,
-            "tpm_cached_over_tpm_nocache >= 5": ratios.get("tpm_cached_over_tpm_nocache", {}).get("median", 0) >= 5,
-            "tpm_cached peak RSS < 3 GiB": summary.get("tpm_cached", {}).get("peak_rss_mib", 1e9) < 3 * 1024,
-        },
-        "per_repeat": repeats,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-            "torch": torch.__version__,
-        },
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(temporary, args.out)
-    print(json.dumps({"summary": summary, "ratios": ratios, "targets": report["targets"]}, indent=2))
+    report.update(
+        {
+            "what": "SYNTHETIC MNER sample, offline encoders (minilm + efficientnet-lite0), training throughput at batch 16",
+            "data": {"posts": 600, "seed": 13, "train_posts": repeats[0][runs[0]]["posts"]},
+            "runs": {
+                "text": "BERT-CRF text only (configs/synthetic/bert_crf.yaml)",
+                "tpm_cached": "TPM-MI, frozen EfficientNet-Lite0, features from the warm feature cache (configs/synthetic/tpm_mi.yaml)",
+                "tpm_nocache": "TPM-MI, frozen EfficientNet-Lite0, cache off: pixels in every batch, the frozen encoder "
+                "runs forward (no gradient) at every step",
+                "tpm_finetuned": "TPM-MI, EfficientNet-Lite0 fine-tuned end to end (freeze_vision: false)",
+            },
+            "summary": summary,
+            "ratios": ratios,
+            "targets": {
+                "tpm_cached_over_text >= 0.75": ratios.get("tpm_cached_over_text", {}).get("median", 0) >= 0.75,
+                "tpm_cached_over_tpm_nocache >= 5": ratios.get("tpm_cached_over_tpm_nocache", {}).get("median", 0) >= 5,
+                "tpm_cached peak RSS < 3 GiB": summary.get("tpm_cached", {}).get("peak_rss_mib", 1e9) < 3 * 1024,
+            },
+            "per_repeat": repeats,
+        }
+    )
 
 
 if __name__ == "__main__":

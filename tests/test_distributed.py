@@ -1,8 +1,17 @@
 """A real 2-process data-parallel training on CPU (torchrun, gloo) against a 1-process run.
 
-Same global batch (2 x 4 = 8), same seed, same data: the steps are the same, only the order in
-which the examples are drawn differs (DistributedSampler), so the scores agree within a tolerance.
-Only rank 0 writes the run folder.
+Same global batch (2 x 4 = 8), same seed, same data, same number of steps. The two runs are NOT equal
+within float tolerance, for two reasons this test does not remove (the engine would have to draw
+its single-process batches as the distributed sampler does, and the encoder's dropout masks would
+have to be drawn alike in both processes):
+
+* batch contents: one process draws batches of 8 from a RandomSampler; two processes each take
+  their shard of the distributed sampler's own permutation, so a step sees other examples;
+* dropout: each process draws its own masks (the tiny BERT has dropout 0.1).
+
+How far apart, measured at this commit: dev identical (16/16 both), test 14/16 against 16/16 (F1
+0.83 against 1.0). The test bounds the difference at two examples of a split's 16 and requires both
+runs to have learned (accuracy >= 0.8). Only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -74,10 +83,11 @@ def test_two_process_training_matches_one_process(tiny_bert, tmp_path):
     assert summary["world_size"] == 2 and single.summary["world_size"] == 1
     assert summary["global_step"] == single.summary["global_step"]  # equal global batch: equal steps
     metrics = json.loads((two / "metrics.json").read_text())
-    # 16 examples per split: one example is 0.0625 of accuracy and ~0.17 of the test F1 (6 related pairs)
-    assert abs(metrics["dev"]["f1"] - single.metrics["dev"]["f1"]) <= 0.1, (metrics["dev"], single.metrics["dev"])
+    # 16 examples per split: one example is 1/16 of accuracy (see the module docstring for why they differ)
     for split in ("dev", "test"):
-        assert abs(metrics[split]["accuracy"] - single.metrics[split]["accuracy"]) <= 0.13, split
+        one, two_processes = single.metrics[split]["accuracy"], metrics[split]["accuracy"]
+        assert min(one, two_processes) >= 0.8, (split, one, two_processes)  # both learned the task
+        assert abs(two_processes - one) * 16 <= 2 + 1e-9, (split, one, two_processes)
     assert metrics["data"] == single.metrics["data"]
     # rank 0 alone wrote the folder: no leftovers of a second writer, no staging files
     assert sorted(p.name for p in two.iterdir()) == [

@@ -99,6 +99,34 @@ def test_extract_one_post_with_uploaded_images(extractor, extraction_models):
     assert extractor(POST, images=[files[0], as_bytes, as_pil], id="x") == result
 
 
+def test_posts_whose_text_states_a_relation_yield_it(extractor, extraction_models):
+    """The RE model's training posts whose text alone states a relation (the generator's ground truth:
+    "{A} on the red carpet at the {M}" is present_in), given their entities and their own images:
+    the Extractor returns that relation between them. The post above proves nothing of the kind: no
+    relation is known to hold in it, so an answer with none passed."""
+    sample = extraction_models.images.parent
+    meta = {row["id"]: row for row in map(json.loads, (sample / "synth_meta.jsonl").read_text().splitlines())}
+    known = [
+        r
+        for r in read_dataset(sample / "train.txt").records
+        if not meta[r.id]["ambiguous"] and r.label == "/per/misc/present_in"
+    ]
+    assert len(known) >= 2
+    for record in known:
+        tokens = record.post.tokens
+        text = " ".join(tokens)
+        offsets = [sum(len(t) + 1 for t in tokens[:k]) for k in range(len(tokens) + 1)]
+        head_type, tail_type = meta[record.id]["types"]
+        entities = [
+            {"start": offsets[span.start], "end": offsets[span.end] - 1, "type": kind}
+            for span, kind in ((record.head, head_type), (record.tail, tail_type))
+        ]
+        images = [extraction_models.images / name for name in record.post.images]
+        result = extractor(text, images=images, entities=entities, id=record.id)
+        found = {(r["head"], r["tail"], r["relation"]) for r in result["relations"]}
+        assert (0, 1, record.label) in found, (text, result["relations"])
+
+
 def test_one_extractor_from_eight_threads_answers_as_sequential_calls(extractor, extraction_models):
     """The images of a call travel with the call: calls from 8 threads at once, each post with its own
     pictures in its own order, get exactly the answers the same calls get one after the other."""

@@ -283,7 +283,7 @@ def test_featurizer_needs_the_image_folder_and_names_a_missing_file(tiny_bert, t
     (tmp_path / "images").mkdir()
     featurizer = create_processor(model.model_config, tokenizer, LABELS, images=tmp_path / "images").featurizer
     post = Post(id="7", tokens=["bob"], images=["7_0.jpg"], tags=["B-PER"])
-    with pytest.raises(Exception, match="7_0.jpg"):
+    with pytest.raises(DataError, match=r"7_0\.jpg: image: missing image"):
         featurizer.featurize([post])
 
 

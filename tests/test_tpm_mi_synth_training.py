@@ -50,12 +50,14 @@ def encoders(tmp_path_factory, sample: Path) -> dict[str, str]:
     return {"text": bert, "vision": make_calibrated_resnet(tmp_path_factory.mktemp("synth-resnet"), sample)}
 
 
-def make_calibrated_resnet(path: Path, sample: Path) -> str:
-    """A tiny random ResNet (64-d pooled output) whose BatchNorm layers normalise the sample's images."""
+def make_calibrated_resnet(path: Path, sample: Path, width: int = 64) -> str:
+    """A tiny random ResNet (``width``-d pooled output) whose BatchNorm layers normalise the sample's images."""
     torch.manual_seed(0)
-    model = ResNetModel(ResNetConfig(embedding_size=16, hidden_sizes=[32, 64], depths=[1, 1], layer_type="basic"))
+    config = ResNetConfig(embedding_size=16, hidden_sizes=[32, width], depths=[1, 1], layer_type="basic")
+    model = ResNetModel(config)
     processor = ViTProcessor(size={"height": 64, "width": 64})
-    train_images = [ref for post in read_dataset(sample / "train.txt").records for ref in post.images][:128]
+    records = read_dataset(sample / "train.txt").records  # posts (NER) or relation instances (RE)
+    train_images = list(dict.fromkeys(ref for r in records for ref in getattr(r, "post", r).images))[:128]
     pictures = [Image.open(sample / "images" / ref).convert("RGB") for ref in train_images]
     pixels = processor(images=pictures, return_tensors="pt")["pixel_values"]
     for module in model.modules():
