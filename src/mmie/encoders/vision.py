@@ -78,6 +78,7 @@ class HFVisionEncoder(VisionEncoder):
             raise ConfigError(f"global_pooling must be one of {', '.join(GLOBAL_POOLINGS)}, got {global_pooling!r}")
         self.model, missing_keys = _load_hf_vision_model(self.name)
         self.processor = _load_image_processor(self.name)
+        self.input_side = _processor_side(self.processor)
         self.requested_pooling = global_pooling
         self._pooler_loaded = not any("pooler" in key for key in missing_keys)
         self._num_prefix_tokens = 0
@@ -164,6 +165,16 @@ def _load_hf_vision_model(name_or_path: str) -> tuple[nn.Module, list[str]]:
             f"(mmie never downloads at run time): {error}"
         ) from None
     return model, list(info.get("missing_keys", []))
+
+
+def _processor_side(processor: Any) -> int | None:
+    """The longer side of the pictures an image processor hands the model (its resize or crop size)."""
+    sides = []
+    for setting in (getattr(processor, "size", None), getattr(processor, "crop_size", None)):
+        values = setting if isinstance(setting, dict) else getattr(setting, "__dict__", {})  # dict or SizeDict
+        keys = ("height", "width", "shortest_edge", "longest_edge")
+        sides += [value for key, value in values.items() if key in keys and isinstance(value, int) and value > 0]
+    return max(sides) if sides else None
 
 
 def _load_image_processor(name_or_path: str) -> Any:

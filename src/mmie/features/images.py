@@ -82,6 +82,12 @@ class PostImageFeaturizer:
         return self._encoder
 
     @property
+    def image_side(self) -> int | None:
+        """The longer image side worth decoding: twice the encoder's input (headroom for its resampling)."""
+        side = self.encoder.input_side
+        return 2 * side if side is not None else None
+
+    @property
     def cache(self) -> FeatureCache | None:
         if self.frozen and self._cache is None:
             root = self.config.feature_cache or default_cache_root()

@@ -45,6 +45,10 @@ class Featurizer(Protocol):
     slots: int  # image slots per example (0: no images)
     region_source: str  # regions the features carry: "none", "grid", "precomputed", a provider's name
 
+    @property
+    def image_side(self) -> int | None:
+        """The longer image side worth decoding for these inputs (None: any size, or no images)."""
+
     def featurize(self, records: Sequence[Any], with_labels: bool = True) -> list[dict]: ...
 
 
@@ -54,6 +58,7 @@ class TextFeaturizer:
     reads_images = False
     slots = 0
     region_source = "none"
+    image_side: int | None = None
 
 
 def _encoder_inputs(encoding: Any, index: int) -> dict:
