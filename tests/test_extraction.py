@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import pytest
 from PIL import Image
 
 import mmie
-from extraction_models import synthetic_images
+from extraction_models import crowded_post, synthetic_images
 from mmie.data import read_dataset
+from mmie.data.images import decode_upload
 from mmie.data.schema import relation_argument_types as label_types
 from mmie.errors import DataError, MmieError
 from mmie.pipeline import Extractor, tokenize
+from mmie.pipeline.limits import ExtractionLimits, ExtractionStopped, LimitExceeded
 from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 # shared/ lies beside the repository (as in CI): ../shared/data/...
@@ -238,3 +241,90 @@ def test_pil_images_in_memory_only(extractor, extraction_models):
     picture.save(buffer, format="PNG")
     result = extractor(POST, images=[picture, buffer.getvalue()])
     assert [(i["width"], i["height"]) for i in result["images"]] == [(64, 48), (64, 48)]
+
+
+# ------------------------------------------------------------------------------ limits (issue #24)
+
+
+def test_limits_bound_the_work_of_a_post(extractor):
+    text, entities = crowded_post(40)
+    with pytest.raises(LimitExceeded, match=r"entities: 40 entities, over the limit of 32"):
+        extractor(text, entities=entities)
+    text, entities = crowded_post(32)
+    result = Extractor(ner=extractor.ner, re=extractor.re, include_none=True)(text, entities=entities)
+    assert len(result["relations"]) == 64  # the default max_pairs, None included
+    assert len(result["skipped_pairs"]) == 16 * 16 + 16 * 15 - 64  # reported, not silently dropped
+
+    def gap(pair: dict) -> int:
+        head, tail = (result["entities"][pair[key]]["tokens"] for key in ("head", "tail"))
+        return max(0, tail[0] - head[1], head[0] - tail[1])
+
+    # the closest pairs are the ones classified
+    assert max(map(gap, result["relations"])) <= min(map(gap, result["skipped_pairs"]))
+    few = Extractor(ner=extractor.ner, re=extractor.re, limits=ExtractionLimits(max_pairs=0))
+    assert few(
+        "bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"}, {"start": 14, "end": 18, "type": "ORG"}]
+    )["skipped_pairs"] == [{"head": 0, "tail": 1}]
+
+
+def test_a_deadline_or_a_cancellation_stops_the_work_between_batches(extractor):
+    text, entities = crowded_post(64)  # 2,016 candidate pairs: seconds of work
+    unbounded = ExtractionLimits(max_entities=100, max_pairs=10_000, timeout_s=None)
+    slow = Extractor(ner=extractor.ner, re=extractor.re, limits=unbounded)
+    started = time.perf_counter()
+    with pytest.raises(ExtractionStopped, match="deadline") as stopped:
+        slow(text, entities=entities, deadline=time.monotonic() + 0.3)
+    assert stopped.value.reason == "deadline" and time.perf_counter() - started < 2
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.perf_counter()
+    with pytest.raises(ExtractionStopped, match="cancelled"):
+        slow(text, entities=entities, cancel=cancel)
+    assert time.perf_counter() - started < 2
+    timed = Extractor(
+        ner=extractor.ner, re=extractor.re, limits=ExtractionLimits(max_entities=100, max_pairs=10_000, timeout_s=0.2)
+    )
+    [record] = timed.pipe([{"id": "slow", "text": text, "entities": entities}], errors="record")
+    assert record["id"] == "slow" and record["error"]["kind"] == "deadline"
+
+
+def test_pipe_records_a_bad_post_and_extracts_the_others(extractor, extraction_models):
+    good = synthetic_images(extraction_models.images, 1)[0]
+    posts = [
+        {"id": "a", "text": POST, "images": [str(good)]},
+        {"id": "b", "text": "bob visited rome", "images": [good.read_bytes()[:300]]},
+        {"id": "c", "text": "alice \ud800 visited paris"},
+        {"id": "", "text": "carol visited tokyo"},
+        {"id": "e", "text": "erin met carol", "entities": [{"start": 0, "end": 4, "type": "PER"}] * 33},
+        {"id": 7, "text": "dave visited rome"},
+    ]
+    results = list(extractor.pipe(posts, batch_size=4, errors="record"))
+    assert [r["id"] for r in results] == ["a", "b", "c", "3", "e", "7"]
+    errors = {r["id"]: r["error"] for r in results if "error" in r}
+    assert errors["b"]["kind"] == "invalid" and errors["b"]["field"] == "post b: images[0]"
+    assert "truncated image" in errors["b"]["message"]
+    assert errors["c"]["field"] == "post c: text" and "lone surrogate (U+D800 at character 6)" in errors["c"]["message"]
+    assert errors["3"]["field"] == "posts[3]: id" and "non-empty string" in errors["3"]["message"]
+    assert errors["e"]["kind"] == "limit" and errors["e"]["field"] == "post e: entities"
+    assert {"alice", "paris"} <= {e["text"] for e in results[0]["entities"]}
+    assert results[5]["entities"]
+    with pytest.raises(DataError, match=r"text: the text holds a lone surrogate"):
+        extractor("alice \ud800 visited")
+    with pytest.raises(DataError, match="non-empty string"):
+        extractor("alice", id="")
+
+
+def test_large_uploads_are_decoded_downscaled_to_what_the_encoders_read(extractor):
+    assert extractor.image_side == 128  # the tiny ViT reads 32 px; a grid cell of its 4 x 4 regions too
+    picture = Image.effect_noise((2400, 1600), 60).convert("RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=80)
+    decoded, size = decode_upload(buffer.getvalue(), "images[0]", max_side=extractor.image_side)
+    assert size == (2400, 1600) and decoded.size == (128, 85)
+    result = extractor(POST, images=[buffer.getvalue(), picture])
+    assert [(i["width"], i["height"]) for i in result["images"]] == [(2400, 1600)] * 2  # as given
+    assert picture.size == (2400, 1600)  # the caller's picture is left as it was
+    with pytest.raises(DataError, match=r"images\[0\]: truncated image"):
+        extractor("alice", images=[buffer.getvalue()[: len(buffer.getvalue()) // 2]])
+    with pytest.raises(DataError, match=r"not an image file Pillow can read \(unknown format\)$"):
+        extractor("alice", images=[b"<html>not an image</html>"])
