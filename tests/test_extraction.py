@@ -328,3 +328,103 @@ def test_large_uploads_are_decoded_downscaled_to_what_the_encoders_read(extracto
         extractor("alice", images=[buffer.getvalue()[: len(buffer.getvalue()) // 2]])
     with pytest.raises(DataError, match=r"not an image file Pillow can read \(unknown format\)$"):
         extractor("alice", images=[b"<html>not an image</html>"])
+
+
+# ------------------------------------------------------------------------------ mmie extract (issue #24)
+
+
+def extract_args(models, posts: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "extract",
+        "--ner",
+        str(models.ner),
+        "--re",
+        str(models.re),
+        "--input",
+        str(posts),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_cli_extract_ids_are_unique_non_empty_strings(extraction_models, tmp_path, capsys):
+    posts = tmp_path / "posts.jsonl"
+    out = tmp_path / "out.jsonl"
+    posts.write_text('{"id": 0, "text": "alice visited paris"}\n{"id": "", "text": "bob visited rome"}\n')
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)
+    assert code == 2 and err == f"error: {posts}:2: id: an id is a non-empty string, got ''\n"
+    posts.write_text('{"id": "3", "text": "alice visited paris"}\n{"text": "x"}\n{"text": "bob visited rome"}\n')
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)
+    assert code == 2 and f"{posts}:3: id: no id, so it gets its line number, '3', which is the id of line 1" in err
+    posts.write_text('{"text": "alice visited paris"}\n{"id": 0, "text": "bob visited rome"}\n{"text": "carol"}\n')
+    assert run(extract_args(extraction_models, posts, out), capsys)[0] == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["1", "0", "3"]
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)  # a rerun adds nothing
+    assert code == 0 and "3 posts already written, 0 to go" in err
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_cli_extract_skip_invalid_records_bad_posts_and_goes_on(extraction_models, tmp_path, capsys):
+    image = synthetic_images(extraction_models.images, 1)[0]
+    (tmp_path / "good.jpg").write_bytes(image.read_bytes())
+    (tmp_path / "cut.jpg").write_bytes(image.read_bytes()[:300])
+    posts = tmp_path / "posts.jsonl"
+    lines = [
+        json.dumps({"id": "a", "text": "alice visited paris today", "images": ["good.jpg"]}),
+        json.dumps({"id": "b", "text": "bob visited rome", "images": ["cut.jpg"]}),
+        json.dumps({"id": "c", "text": "carol visited tokyo", "images": ["good.jpg"]}),
+        "{broken",
+        '{"id": "d", "text": "dave \\ud800 visited rome"}',
+        json.dumps({"id": "e", "text": "erin met frank", "entities": [{"start": 0, "end": 4, "type": "PER"}] * 33}),
+        json.dumps({"id": "f", "text": "frank visited paris"}),
+    ]
+    posts.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    # without --skip-invalid: the posts before the bad one are written, and the error names file:line
+    posts.write_text("\n".join(lines[:3]) + "\n")
+    code, _, err = run(extract_args(extraction_models, posts, out, "--batch-size", "4"), capsys)
+    assert code == 2 and err.splitlines()[-1].startswith(f"error: {posts}:2: post b: images[0] (")
+    assert "truncated image" in err and "<input>" not in err and "Traceback" not in err
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a"]
+    posts.write_text("\n".join(lines) + "\n")  # a line that is no post stops the run before any work, too
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)
+    assert code == 2 and err.startswith(f"error: {posts}:4: record: not valid JSON")
+    code, out_text, err = run(
+        extract_args(extraction_models, posts, out, "--batch-size", "4", "--skip-invalid"), capsys
+    )
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r.get("line"), "error" in r) for r in records] == [
+        ("a", None, False),
+        ("b", 2, True),
+        ("c", None, False),
+        (None, 4, True),
+        ("d", 5, True),
+        ("e", 6, True),
+        ("f", None, False),
+    ]
+    assert records[2]["entities"] and records[6]["entities"]  # the good posts of the bad one's batch
+    assert records[5]["error"]["kind"] == "limit" and records[3]["error"]["field"] == "record"
+    assert "4 of them error records" in out_text
+    code, _, err = run(extract_args(extraction_models, posts, out, "--skip-invalid"), capsys)  # resumes: nothing new
+    assert code == 0 and "7 posts already written, 0 to go" in err
+    assert len(out.read_text().splitlines()) == 7
+
+
+def test_cli_extract_bad_out_files_and_texts_are_one_line_errors(extraction_models, tmp_path, capsys):
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "a", "text": "alice visited paris"}\n')
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"id": "caf\xe9"}\n')
+    code, _, err = run(extract_args(extraction_models, posts, latin1), capsys)
+    assert (
+        code == 2
+        and err == f"error: {latin1}:1: not a result line of mmie extract; delete the file or pick another --out\n"
+    )
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text("[" * 100_000 + "\n")
+    code, _, err = run(extract_args(extraction_models, nested, tmp_path / "o.jsonl"), capsys)
+    assert code == 2 and err == f"error: {nested}:1: record: nested too deeply\n"
+    code, _, err = run(["extract", "--ner", str(extraction_models.ner), "--text", "alice \udcff visited"], capsys)
+    assert code == 2 and err.startswith("error: text: the text holds a lone surrogate (U+DCFF")
