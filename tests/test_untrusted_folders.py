@@ -3,7 +3,7 @@
 A saved model folder runs none of its own code (a tokenizer's ``auto_map`` is refused without asking),
 downloads nothing it names (its vision encoder is read from local files only), and never chooses
 where mmie writes (its ``feature_cache``); a vision encoder refused for a pickle with code in it or for
-custom code is a one-line error.
+custom code is a one-line error, and a damaged ``identity.json`` in the feature cache a warning.
 """
 
 from __future__ import annotations
@@ -161,3 +161,24 @@ def test_a_refused_vision_encoder_is_a_one_line_error(extraction_models, tmp_pat
         [line] = [line for line in err.splitlines() if line.startswith("error:")]
         assert line.startswith(f"error: vision encoder '{encoder}': cannot load it: "), (name, line)
         assert "Traceback" not in err
+
+
+def test_a_damaged_identity_json_is_reported_and_rewritten(extraction_models, tmp_path, capsys, caplog):
+    vit = make_tiny_vit(tmp_path / "vit")
+    images = synthetic_images(extraction_models.images, 1)[0].parent
+    cache = tmp_path / "cache"
+    build = ["cache", "build", "--images", str(images), "--encoder", vit, "--cache-dir", str(cache)]
+    assert run(build, capsys)[0] == 0
+    [identity] = cache.glob("*/identity.json")
+    good = identity.read_bytes()
+    for damage in (b"\xff\xfe not UTF-8", b"{not json", b"[1, 2]"):
+        identity.write_bytes(damage)
+        code, out, err = run(["cache", "info", str(cache)], capsys)
+        assert code == 0 and "identity.json damaged (rewritten at the next use)" in out, (damage, out, err)
+        code, out, err = run(["cache", "info", str(cache), "--json"], capsys)
+        assert code == 0 and json.loads(out)[0]["damaged"] is True
+        caplog.clear()
+        code, out, err = run(build, capsys)  # the next use rewrites it, with a warning, and finds every entry
+        assert code == 0, err
+        assert identity.read_bytes() == good and "identity.json was damaged; rewritten" in caplog.text
+        assert "0 computed" in out
