@@ -3,7 +3,8 @@
 A saved model folder runs none of its own code (a tokenizer's ``auto_map`` is refused without asking),
 downloads nothing it names (its vision encoder is read from local files only), and never chooses
 where mmie writes (its ``feature_cache``); a vision encoder refused for a pickle with code in it or for
-custom code is a one-line error, and a damaged ``identity.json`` in the feature cache a warning.
+custom code, a damaged ``identity.json`` in the feature cache, and a model evaluated on the other
+task's file are one-line errors or warnings.
 """
 
 from __future__ import annotations
@@ -182,3 +183,20 @@ def test_a_damaged_identity_json_is_reported_and_rewritten(extraction_models, tm
         assert code == 0, err
         assert identity.read_bytes() == good and "identity.json was damaged; rewritten" in caplog.text
         assert "0 computed" in out
+
+
+def test_evaluate_on_the_other_tasks_file_is_a_one_line_error(extraction_models, tmp_path, capsys):
+    ner_file = Path(extraction_models.ner).parents[1] / "ner_data" / "test.txt"
+    re_file = synthetic_images(extraction_models.images, 1)[0].parents[1] / "test.txt"
+    for model, data, message in (
+        (extraction_models.ner, re_file, "holds RE records (mremi), but the model is an NER model"),
+        (extraction_models.re, ner_file, "holds NER records (mnermi), but the model is an RE model"),
+    ):
+        commands = (
+            ["evaluate"],
+            ["evaluate", "--challenge", "align-noise"],
+            ["predict", "--out", str(tmp_path / "p.jsonl")],
+        )
+        for command in commands:
+            code, _, err = run([*command[:1], str(model), str(data), *command[1:]], capsys)
+            assert code == 2 and err.splitlines()[-1] == f"error: {data}: {message}", (command, err)
