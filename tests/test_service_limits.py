@@ -170,6 +170,8 @@ def test_request_bodies_waiting_or_in_progress_are_bounded():
         assert answers["first"].status_code == 200 and answers["small"].status_code == 200
         assert health(url)["pending_body_bytes"] == 0
         assert httpx.post(f"{url}/extract", json=body, timeout=60).status_code == 200  # room again
+        # a second after the burst, its freed memory is handed back (garbage collected, heap trimmed)
+        assert wait_for(lambda: health(url)["memory_releases"] >= 1, 5)
 
 
 def nested(depth: int) -> str:
