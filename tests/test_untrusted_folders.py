@@ -97,7 +97,7 @@ def test_a_saved_folder_naming_a_hub_id_downloads_nothing(extraction_models, tmp
     code, _, err = run(["evaluate", str(folder), str(data), "--images", str(images)], capsys)
     assert code == 2 and attempts == []
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
-    assert line.startswith("error: vision encoder 'someone/vit-that-is-nowhere-here': not a local folder and not")
+    assert line.startswith(f"error: {folder}: vision encoder 'someone/vit-that-is-nowhere-here': not a local folder")
     # the same id in the local Hugging Face cache: read from there, still without a request
     snapshot = tmp_path / "hf-cache" / "models--someone--vit-that-is-nowhere-here" / "snapshots" / "0123abc"
     vit = json.loads((Path(extraction_models.re) / "config.json").read_text())["model_config"]["vision_encoder"]
@@ -200,3 +200,30 @@ def test_evaluate_on_the_other_tasks_file_is_a_one_line_error(extraction_models,
         for command in commands:
             code, _, err = run([*command[:1], str(model), str(data), *command[1:]], capsys)
             assert code == 2 and err.splitlines()[-1] == f"error: {data}: {message}", (command, err)
+
+
+DAMAGES = {
+    "no labels": ("config.json", lambda c: c.pop("labels"), "config.json: labels: missing, or not a JSON list"),
+    "model_config a list": ("config.json", lambda c: c.update(model_config=[1]), "model_config: missing, or not"),
+    "an unknown model": ("config.json", lambda c: c.update(model="nope"), "model.name: unknown model 'nope'"),
+    "a bad setting": ("config.json", lambda c: c["model_config"].update(max_length="x"), "model.max_length: "),
+    "weights cut short": ("model.safetensors", 1000, "model.safetensors: cannot load the weights: "),
+    "a garbled tokenizer": ("tokenizer.json", b"\xff\xfe", "the model folder's tokenizer: cannot load"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_model_folder_is_a_one_line_error(extraction_models, tmp_path, capsys, damage):
+    folder = copy_folder(extraction_models.ner, tmp_path / "model")
+    name, change, words = DAMAGES[damage]
+    if callable(change):
+        edit_json(folder / name, change)
+    elif isinstance(change, int):
+        (folder / name).write_bytes((folder / name).read_bytes()[:change])
+    else:
+        (folder / name).write_bytes(change)
+    data = Path(extraction_models.ner).parents[1] / "ner_data" / "test.txt"
+    code, _, err = run(["evaluate", str(folder), str(data)], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    line = err.splitlines()[-1]
+    assert line.startswith(f"error: {folder}") and words in line, line

@@ -90,11 +90,24 @@ def read_model_config(path: Path) -> dict:
         raise MmieError(f"{path}: not an mmie model folder (no {CONFIG_NAME})")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # (UnicodeDecodeError is a ValueError)
         raise MmieError(f"{config_path}: not valid JSON: {error}") from None
+    except OSError as error:
+        raise MmieError(f"{config_path}: cannot read it: {error.strerror or error}") from None
     if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
         raise MmieError(f"{config_path}: not an mmie model config (format is not {MODEL_FORMAT!r})")
+    expected = {"model": str, "labels": list, "model_config": dict, "components": dict}
+    for key, kind in expected.items():
+        if not isinstance(config.get(key), kind):
+            raise MmieError(f"{config_path}: {key}: missing, or not a JSON {_JSON_NAMES[kind]}")
+    if not config["labels"] or not all(isinstance(label, str) for label in config["labels"]):
+        raise MmieError(f"{config_path}: labels: not a list of label names")
+    if not all(isinstance(part, dict) for part in config["components"].values()):
+        raise MmieError(f"{config_path}: components: each part's config is a JSON object")
     return config
+
+
+_JSON_NAMES = {str: "string", list: "list", dict: "object"}
 
 
 def load_model(
@@ -113,7 +126,10 @@ def load_model(
     if not weights.is_file():
         raise MmieError(f"{path}: the model folder has no {WEIGHTS_NAME}")
     with local_files_only():
-        model = create_model(settings, config["labels"], component_configs=config["components"])
+        try:
+            model = create_model(settings, config["labels"], component_configs=config["components"])
+        except ConfigError as error:  # what the folder's config names or holds: say which folder
+            raise MmieError(f"{path}: {error}") from None
         try:
             tokenizer = load_tokenizer(str(path))
         except ConfigError as error:
