@@ -115,7 +115,7 @@ class Extractor:
     def from_pretrained(
         cls, ner: str | Path | None = None, re: str | Path | None = None, device: str | None = None, **options: Any
     ) -> Extractor:
-        """Load the model folders (``<run>/model``) once; offline, nothing is downloaded."""
+        """Load the model folders (``<run>/model``) once; nothing they name is downloaded."""
         return cls(
             ner=load_model(ner, device=device) if ner is not None else None,
             re=load_model(re, device=device) if re is not None else None,

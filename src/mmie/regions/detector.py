@@ -1,8 +1,8 @@
 """Text-conditioned regions from a zero-shot object detector of transformers.
 
-Any checkpoint that ``AutoModelForZeroShotObjectDetection`` loads, by hub name (from the local
-Hugging Face cache: mmie never downloads at run time) or folder: OWL-ViT (``google/owlvit-base-patch32``),
-OWLv2, Grounding-DINO (``IDEA-Research/grounding-dino-tiny``), MM-Grounding-DINO. Its processor
+Any checkpoint that ``AutoModelForZeroShotObjectDetection`` loads, by hub name or folder (a name a
+saved model folder gives is read from the local Hugging Face cache only; see :mod:`mmie.encoders.hub`):
+OWL-ViT (``google/owlvit-base-patch32``), OWLv2, Grounding-DINO (``IDEA-Research/grounding-dino-tiny``), MM-Grounding-DINO. Its processor
 (``AutoProcessor``) takes the image and the queries (the head and tail entity names, optionally
 other words of the post), and its own ``post_process_grounded_object_detection`` turns the
 outputs into boxes with scores; the best ``k`` boxes that do not overlap a better one (IoU above
