@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -158,7 +158,9 @@ class ExtractSpeedResults(_Strict):
     target_warm_over_ner_alone: float
 
 
-class ServiceLoadResults(_Strict):
+class ServiceLoadBefore24(_Strict):
+    """The one load figure the script wrote before the burst and long-post cases (converted runs)."""
+
     benchmark: str
     data: str
     requests: int
@@ -166,6 +168,19 @@ class ServiceLoadResults(_Strict):
     errors: int
     latency_ms: dict[str, float]
     requests_per_s: float
+
+
+class ServiceLoadCases(_Strict):
+    """One entry per case that was run (``--cases``): load, burst (50 maximum-size requests), long post."""
+
+    data: str
+    load: dict[str, Any] | None = None
+    burst: dict[str, Any] | None = None
+    long: dict[str, Any] | None = None
+
+
+class ServiceLoadResults(RootModel[ServiceLoadCases | ServiceLoadBefore24]):
+    pass
 
 
 class SynthProbeResults(_Strict):

@@ -1,41 +1,257 @@
-"""Benchmark: latency of the extraction service under load (`mmie serve`, real uvicorn on 127.0.0.1).
+"""Benchmark: the extraction service under load (`mmie serve`, a real server on 127.0.0.1).
 
-Starts the service on the given model folders on a free port (in this process, a uvicorn thread),
-then sends ``--requests`` POST /extract requests (synthetic posts: text + 1..4 images as multipart
-uploads, as the page sends them) from ``--concurrency`` client threads, and reports p50/p95/max latency,
-requests/s and the error count.
+Each case starts its own `mmie serve` process on the given model folders (default limits unless
+``--max-pending-mb`` says otherwise), waits for it, and measures it from outside:
+
+* ``load``: ``--requests`` POST /extract requests (synthetic posts: text + 1..4 images as multipart
+  uploads, as the page sends them) from ``--concurrency`` client threads: p50/p95/max latency,
+  requests/s, errors.
+* ``burst``: ``--burst`` (50) requests at once, each of the maximum size: four 4096 x 4096 JPEGs
+  under the 16 MiB body limit. Counted: answers 200, clean 503s (with Retry-After) and errors
+  (anything else); the server's peak RSS (VmHWM), its RSS before, right after, and ``--settle`` (60)
+  seconds after the burst. Target: 0 errors, peak RSS <= 3 GB.
+* ``long``: one post of 2,000 characters (synthetic posts' texts joined, so the NER model finds
+  their names) with 4 images, default limits: latency, entities, relations, skipped candidate
+  pairs. Target: answered within 10 s, the skipped pairs reported.
 
     python benchmarks/service_load.py --ner demo_out/runs/mner_tpm_mi/model --re demo_out/runs/mre_glra/model \\
-        --sample demo_out/synth_mre --requests 500 --concurrency 16
+        --sample demo_out/synth_mre --cases load,burst,long
 
-Appends a run to benchmarks/results/service_load.json (benchmarks/_results.py). The machine may be shared: the figures are what it gave.
+Appends a run (command line, machine, settings, results per case) to benchmarks/results/service_load.json
+through benchmarks/_results.py. The machine may be shared: the figures are what it gave.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _results import recorded_run, relative
 from extract_speed import RESULTS, synthetic_posts
 
+MAX_SIDE = 4096
+TARGET_PEAK_RSS_GB = 3.0
 
-def start(app) -> tuple[str, object]:
-    import uvicorn
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server
+# ------------------------------------------------------------------------------ the server, from outside
+
+
+class Server:
+    """`mmie serve` in its own process (so its RSS is its own), on a free port of 127.0.0.1."""
+
+    def __init__(self, ner: Path, re_model: Path, extra: list[str]) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "mmie.cli", "serve", "--ner", str(ner), "--re", str(re_model)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self, client, seconds: float = 300) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mmie serve exited with {self.process.returncode}")
+            try:
+                if client.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("mmie serve did not answer /health")
+
+    def memory_mb(self) -> dict[str, float]:
+        """VmRSS (now) and VmHWM (the peak so far) of the server process, in MB."""
+        values = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = round(int(rest.split()[0]) / 1024, 1)
+        return {"rss_mb": values["VmRSS"], "peak_rss_mb": values["VmHWM"]}
+
+    def stop(self) -> None:
+        self.process.terminate()  # our own child, by its pid
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def multipart(text: str, images: list[bytes]) -> tuple[bytes, str]:
+    """A multipart/form-data body (built once, shared by the client threads) and its content type."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\n{text}\r\n'.encode()]
+    for k, data in enumerate(images):
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{k}.jpg"\r\n'
+        parts.append(head.encode() + b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def percentiles(seconds: list[float]) -> dict[str, float | None]:
+    if not seconds:
+        return {"p50": None, "p95": None, "max": None}
+    ordered = sorted(seconds)
+    return {
+        "p50": round(1000 * statistics.median(ordered), 1),
+        "p95": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 1),
+        "max": round(1000 * ordered[-1], 1),
+    }
+
+
+# ------------------------------------------------------------------------------ cases
+
+
+def load_case(args, client, server: Server) -> dict:
+    posts = synthetic_posts(args.sample, args.posts)
+    bodies = [multipart(post["text"], post["images"]) for post in posts]
+
+    def call(k: int) -> tuple[float, int]:
+        body, content_type = bodies[k % len(bodies)]
+        started = time.perf_counter()
+        response = client.post(f"{server.url}/extract", content=body, headers={"content-type": content_type})
+        return time.perf_counter() - started, response.status_code
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        answers = list(pool.map(call, range(args.requests)))
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "errors": sum(status != 200 for _, status in answers),
+        "latency_ms": percentiles([seconds for seconds, _ in answers]),
+        "requests_per_s": round(args.requests / elapsed, 2),
+        "memory_after": server.memory_mb(),
+    }
+
+
+def warm_up(client, server: Server):
+    """One small request with a picture, so that what loads on first use is loaded before measuring."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 80, 40)).save(buffer, format="JPEG")
+    body, content_type = multipart("alice visited paris", [buffer.getvalue()])
+    return client.post(f"{server.url}/extract", content=body, headers={"content-type": content_type})
+
+
+def big_jpegs(sample: Path, limit: int) -> list[bytes]:
+    """Four 4096 x 4096 JPEGs made from the sample's pictures (with grain, so they do not compress to
+    nothing), at the highest quality that keeps the four, and the form around them, under ``limit``."""
+    from PIL import Image
+
+    sources = sorted((sample / "images").glob("*.jpg"))[:4]
+    grain = Image.effect_noise((MAX_SIDE, MAX_SIDE), 24).convert("RGB")
+    pictures = [
+        Image.blend(Image.open(path).convert("RGB").resize((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC), grain, 0.25)
+        for path in sources
+    ]
+    for quality in (90, 85, 80, 75, 70, 60, 50, 40):
+        encoded = []
+        for picture in pictures:
+            buffer = io.BytesIO()
+            picture.save(buffer, format="JPEG", quality=quality)
+            encoded.append(buffer.getvalue())
+        if sum(map(len, encoded)) < limit - 64 * 1024:
+            return encoded
+    raise RuntimeError("could not fit four 4096 x 4096 JPEGs under the body limit")
+
+
+def burst_case(args, client, server: Server) -> dict:
+    images = big_jpegs(args.sample, 16 * 2**20)
+    body, content_type = multipart("Kawhi Leonard visited Toronto with the Raptors", images)
+    warm = warm_up(client, server)
+    before = server.memory_mb()
+
+    def call(_: int) -> tuple[float, int, bool]:
+        started = time.perf_counter()
+        try:
+            response = client.post(f"{server.url}/extract", content=body, headers={"content-type": content_type})
+        except Exception:
+            return time.perf_counter() - started, -1, False
+        return time.perf_counter() - started, response.status_code, "retry-after" in response.headers
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.burst) as pool:
+        answers = list(pool.map(call, range(args.burst)))
+    elapsed = time.perf_counter() - started
+    right_after = server.memory_mb()
+    time.sleep(args.settle)
+    settled = server.memory_mb()
+    served = [seconds for seconds, status, _ in answers if status == 200]
+    clean_503 = sum(status == 503 and retry for _, status, retry in answers)
+    peak_gb = settled["peak_rss_mb"] / 1024
+    return {
+        "requests": args.burst,
+        "body_bytes": len(body),
+        "image_bytes": [len(data) for data in images],
+        "warm_up_status": warm.status_code,
+        "statuses": {
+            str(code): sum(status == code for _, status, _ in answers) for code in sorted({a[1] for a in answers})
+        },
+        "answered_200": len(served),
+        "clean_503_with_retry_after": clean_503,
+        "errors": args.burst - len(served) - clean_503,
+        "latency_ms_of_200": percentiles(served),
+        "latency_ms_all": percentiles([seconds for seconds, _, _ in answers]),
+        "seconds": round(elapsed, 1),
+        "memory": {
+            "before_burst": before,
+            "right_after_burst": right_after,
+            f"{args.settle:g}_s_after_burst": settled,
+        },
+        "target": {"errors": 0, "peak_rss_gb_at_most": TARGET_PEAK_RSS_GB},
+        "met": args.burst - len(served) - clean_503 == 0 and peak_gb <= TARGET_PEAK_RSS_GB,
+    }
+
+
+def long_post(sample: Path, chars: int = 2000) -> tuple[str, list[bytes]]:
+    posts = synthetic_posts(sample, 200)
+    text = ""
+    for post in posts:
+        if len(text) + len(post["text"]) + 3 > chars:
+            break
+        text += post["text"] + " . "
+    while len(text) < chars:
+        text += "!"
+    images = [data for post in posts for data in post["images"]][:4]
+    return text[:chars], images
+
+
+def long_case(args, client, server: Server) -> dict:
+    text, images = long_post(args.sample)
+    body, content_type = multipart(text, images)
+    warm_up(client, server)
+    started = time.perf_counter()
+    response = client.post(f"{server.url}/extract", content=body, headers={"content-type": content_type})
+    seconds = time.perf_counter() - started
+    result = response.json() if response.status_code == 200 else {}
+    return {
+        "characters": len(text),
+        "images": len(images),
+        "status": response.status_code,
+        "seconds": round(seconds, 2),
+        "entities": len(result.get("entities", [])),
+        "relations": len(result.get("relations", [])),
+        "skipped_pairs": len(result.get("skipped_pairs", [])),
+        "target": {"seconds_at_most": 10},
+        "met": response.status_code == 200 and seconds <= 10,
+    }
+
+
+CASES = {"load": load_case, "burst": burst_case, "long": long_case}
 
 
 def main() -> None:
@@ -43,51 +259,34 @@ def main() -> None:
     parser.add_argument("--ner", type=Path, required=True)
     parser.add_argument("--re", type=Path, required=True)
     parser.add_argument("--sample", type=Path, required=True)
-    parser.add_argument("--posts", type=int, default=32, help="distinct posts cycled through")
+    parser.add_argument("--cases", default="load,burst,long", help="comma-separated: " + ",".join(CASES))
+    parser.add_argument("--posts", type=int, default=32, help="load: distinct posts cycled through")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--burst", type=int, default=50, help="burst: requests sent at once")
+    parser.add_argument("--settle", type=float, default=60.0, help="burst: seconds before the RSS is read again")
+    parser.add_argument("--max-pending-mb", type=float, default=None, help="passed to mmie serve")
     parser.add_argument("--out", type=Path, default=RESULTS / "service_load.json")
     args = parser.parse_args()
 
     import httpx
 
-    from mmie.pipeline import Extractor
-    from mmie.pipeline.service import create_app
-
+    extra = ["--max-pending-mb", str(args.max_pending_mb)] if args.max_pending_mb is not None else []
     settings = {key: value for key, value in vars(args).items() if key != "out"}
     settings.update(ner=relative(args.ner), re=relative(args.re), sample=relative(args.sample))
-    with recorded_run(args.out, settings) as record:
-        posts = synthetic_posts(args.sample, args.posts)
-        url, server = start(create_app(Extractor.from_pretrained(ner=args.ner, re=args.re)))
-        client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=args.concurrency))
-
-        def call(k: int) -> tuple[float, int]:
-            post = posts[k % len(posts)]
-            files = [("images", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(post["images"])]
-            started = time.perf_counter()
-            response = client.post(f"{url}/extract", data={"text": post["text"]}, files=files or None)
-            return time.perf_counter() - started, response.status_code
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            answers = list(pool.map(call, range(args.requests)))
-        elapsed = time.perf_counter() - started
-        server.should_exit = True
-        latencies = sorted(seconds for seconds, _ in answers)
-        record["results"] = result = {
-            "benchmark": "service_load",
-            "data": f"SYNTHETIC posts of {relative(args.sample)}, multipart uploads",
-            "requests": args.requests,
-            "concurrency": args.concurrency,
-            "errors": sum(status != 200 for _, status in answers),
-            "latency_ms": {
-                "p50": round(1000 * statistics.median(latencies), 1),
-                "p95": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
-                "max": round(1000 * latencies[-1], 1),
-            },
-            "requests_per_s": round(args.requests / elapsed, 2),
-        }
-        print(json.dumps(result, indent=2))
+    settings["server"] = "mmie serve, default limits" + (f" but {' '.join(extra)}" if extra else "")
+    with recorded_run(args.out, settings) as run:
+        run["results"] = {"data": f"SYNTHETIC posts of {relative(args.sample)}, multipart uploads"}
+        for name in args.cases.split(","):
+            server = Server(args.ner, args.re, extra)
+            client = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=max(args.concurrency, args.burst)))
+            try:
+                server.wait_ready(client)
+                run["results"][name] = CASES[name](args, client, server)
+            finally:
+                client.close()
+                server.stop()
+            print(name, json.dumps(run["results"][name], indent=2), flush=True)
 
 
 if __name__ == "__main__":

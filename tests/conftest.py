@@ -93,6 +93,16 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Saved model folders never choose the feature cache (``$MMIE_CACHE_DIR`` does): keep the tests'
+    features out of the user's ~/.cache unless the run names a folder."""
+    import os
+
+    if not os.environ.get("MMIE_CACHE_DIR"):
+        os.environ["MMIE_CACHE_DIR"] = str(tmp_path_factory.mktemp("mmie-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Folder of a tiny BERT + fast tokenizer over :data:`TEST_WORDS` (load it with from_pretrained)."""

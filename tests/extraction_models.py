@@ -123,3 +123,20 @@ def running_server(app: Any) -> Iterator[str]:
 def synthetic_images(images: Path, count: int) -> list[Path]:
     """The first ``count`` image files of the synthetic sample (real JPEGs the generator drew)."""
     return sorted(images.glob("*.jpg"))[:count]
+
+
+PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank"]
+PLACES = ["paris", "rome", "tokyo"]
+
+
+def crowded_post(count: int, chars: int | None = None) -> tuple[str, list[dict]]:
+    """A post naming ``count`` entities, PER and LOC in turn (``count / 2`` squared PER -> LOC candidate
+    pairs and as many PER -> PER), padded with words to ``chars`` characters: work for the pair limits."""
+    text, entities = "", []
+    for k in range(count):
+        word = PEOPLE[k % 6] if k % 2 == 0 else PLACES[k % 3]
+        entities.append({"start": len(text), "end": len(text) + len(word), "type": "PER" if k % 2 == 0 else "LOC"})
+        text += word + " visited "
+    while chars is not None and len(text) < chars:
+        text += "today with the news "
+    return (text[:chars] if chars else text), entities

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import pytest
 from PIL import Image
 
 import mmie
-from extraction_models import synthetic_images
+from extraction_models import crowded_post, synthetic_images
 from mmie.data import read_dataset
+from mmie.data.images import decode_upload
 from mmie.data.schema import relation_argument_types as label_types
 from mmie.errors import DataError, MmieError
 from mmie.pipeline import Extractor, tokenize
+from mmie.pipeline.limits import ExtractionLimits, ExtractionStopped, LimitExceeded
 from test_score_cli import run  # runs `mmie ...` in-process: (exit code, stdout, stderr)
 
 # shared/ lies beside the repository (as in CI): ../shared/data/...
@@ -266,3 +269,190 @@ def test_pil_images_in_memory_only(extractor, extraction_models):
     picture.save(buffer, format="PNG")
     result = extractor(POST, images=[picture, buffer.getvalue()])
     assert [(i["width"], i["height"]) for i in result["images"]] == [(64, 48), (64, 48)]
+
+
+# ------------------------------------------------------------------------------ limits (issue #24)
+
+
+def test_limits_bound_the_work_of_a_post(extractor):
+    text, entities = crowded_post(40)
+    with pytest.raises(LimitExceeded, match=r"entities: 40 entities, over the limit of 32"):
+        extractor(text, entities=entities)
+    text, entities = crowded_post(32)
+    result = Extractor(ner=extractor.ner, re=extractor.re, include_none=True)(text, entities=entities)
+    assert len(result["relations"]) == 64  # the default max_pairs, None included
+    assert len(result["skipped_pairs"]) == 16 * 16 + 16 * 15 - 64  # reported, not silently dropped
+
+    def gap(pair: dict) -> int:
+        head, tail = (result["entities"][pair[key]]["tokens"] for key in ("head", "tail"))
+        return max(0, tail[0] - head[1], head[0] - tail[1])
+
+    # the closest pairs are the ones classified
+    assert max(map(gap, result["relations"])) <= min(map(gap, result["skipped_pairs"]))
+    few = Extractor(ner=extractor.ner, re=extractor.re, limits=ExtractionLimits(max_pairs=0))
+    assert few(
+        "bob works for nasa", entities=[{"start": 0, "end": 3, "type": "PER"}, {"start": 14, "end": 18, "type": "ORG"}]
+    )["skipped_pairs"] == [{"head": 0, "tail": 1}]
+
+
+def test_a_deadline_or_a_cancellation_stops_the_work_between_batches(extractor):
+    text, entities = crowded_post(64)  # 2,016 candidate pairs: seconds of work
+    unbounded = ExtractionLimits(max_entities=100, max_pairs=10_000, timeout_s=None)
+    slow = Extractor(ner=extractor.ner, re=extractor.re, limits=unbounded)
+    started = time.perf_counter()
+    with pytest.raises(ExtractionStopped, match="deadline") as stopped:
+        slow(text, entities=entities, deadline=time.monotonic() + 0.3)
+    assert stopped.value.reason == "deadline" and time.perf_counter() - started < 2
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.perf_counter()
+    with pytest.raises(ExtractionStopped, match="cancelled"):
+        slow(text, entities=entities, cancel=cancel)
+    assert time.perf_counter() - started < 2
+    timed = Extractor(
+        ner=extractor.ner, re=extractor.re, limits=ExtractionLimits(max_entities=100, max_pairs=10_000, timeout_s=0.2)
+    )
+    [record] = timed.pipe([{"id": "slow", "text": text, "entities": entities}], errors="record")
+    assert record["id"] == "slow" and record["error"]["kind"] == "deadline"
+
+
+def test_pipe_records_a_bad_post_and_extracts_the_others(extractor, extraction_models):
+    good = synthetic_images(extraction_models.images, 1)[0]
+    posts = [
+        {"id": "a", "text": POST, "images": [str(good)]},
+        {"id": "b", "text": "bob visited rome", "images": [good.read_bytes()[:300]]},
+        {"id": "c", "text": "alice \ud800 visited paris"},
+        {"id": "", "text": "carol visited tokyo"},
+        {"id": "e", "text": "erin met carol", "entities": [{"start": 0, "end": 4, "type": "PER"}] * 33},
+        {"id": 7, "text": "dave visited rome"},
+    ]
+    results = list(extractor.pipe(posts, batch_size=4, errors="record"))
+    assert [r["id"] for r in results] == ["a", "b", "c", "3", "e", "7"]
+    errors = {r["id"]: r["error"] for r in results if "error" in r}
+    assert errors["b"]["kind"] == "invalid" and errors["b"]["field"] == "post b: images[0]"
+    assert "truncated image" in errors["b"]["message"]
+    assert errors["c"]["field"] == "post c: text" and "lone surrogate (U+D800 at character 6)" in errors["c"]["message"]
+    assert errors["3"]["field"] == "posts[3]: id" and "non-empty string" in errors["3"]["message"]
+    assert errors["e"]["kind"] == "limit" and errors["e"]["field"] == "post e: entities"
+    assert {"alice", "paris"} <= {e["text"] for e in results[0]["entities"]}
+    assert results[5]["entities"]
+    with pytest.raises(DataError, match=r"text: the text holds a lone surrogate"):
+        extractor("alice \ud800 visited")
+    with pytest.raises(DataError, match="non-empty string"):
+        extractor("alice", id="")
+
+
+def test_large_uploads_are_decoded_downscaled_to_what_the_encoders_read(extractor):
+    assert extractor.image_side == 128  # the tiny ViT reads 32 px; a grid cell of its 4 x 4 regions too
+    picture = Image.effect_noise((2400, 1600), 60).convert("RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=80)
+    decoded, size = decode_upload(buffer.getvalue(), "images[0]", max_side=extractor.image_side)
+    assert size == (2400, 1600) and decoded.size == (128, 85)
+    result = extractor(POST, images=[buffer.getvalue(), picture])
+    assert [(i["width"], i["height"]) for i in result["images"]] == [(2400, 1600)] * 2  # as given
+    assert picture.size == (2400, 1600)  # the caller's picture is left as it was
+    with pytest.raises(DataError, match=r"images\[0\]: truncated image"):
+        extractor("alice", images=[buffer.getvalue()[: len(buffer.getvalue()) // 2]])
+    with pytest.raises(DataError, match=r"not an image file Pillow can read \(unknown format\)$"):
+        extractor("alice", images=[b"<html>not an image</html>"])
+
+
+# ------------------------------------------------------------------------------ mmie extract (issue #24)
+
+
+def extract_args(models, posts: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "extract",
+        "--ner",
+        str(models.ner),
+        "--re",
+        str(models.re),
+        "--input",
+        str(posts),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_cli_extract_ids_are_unique_non_empty_strings(extraction_models, tmp_path, capsys):
+    posts = tmp_path / "posts.jsonl"
+    out = tmp_path / "out.jsonl"
+    posts.write_text('{"id": 0, "text": "alice visited paris"}\n{"id": "", "text": "bob visited rome"}\n')
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)
+    assert code == 2 and err == f"error: {posts}:2: id: an id is a non-empty string, got ''\n"
+    posts.write_text('{"id": "3", "text": "alice visited paris"}\n{"text": "x"}\n{"text": "bob visited rome"}\n')
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)
+    assert code == 2 and f"{posts}:3: id: no id, so it gets its line number, '3', which is the id of line 1" in err
+    posts.write_text('{"text": "alice visited paris"}\n{"id": 0, "text": "bob visited rome"}\n{"text": "carol"}\n')
+    assert run(extract_args(extraction_models, posts, out), capsys)[0] == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["1", "0", "3"]
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)  # a rerun adds nothing
+    assert code == 0 and "3 posts already written, 0 to go" in err
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_cli_extract_skip_invalid_records_bad_posts_and_goes_on(extraction_models, tmp_path, capsys):
+    image = synthetic_images(extraction_models.images, 1)[0]
+    (tmp_path / "good.jpg").write_bytes(image.read_bytes())
+    (tmp_path / "cut.jpg").write_bytes(image.read_bytes()[:300])
+    posts = tmp_path / "posts.jsonl"
+    lines = [
+        json.dumps({"id": "a", "text": "alice visited paris today", "images": ["good.jpg"]}),
+        json.dumps({"id": "b", "text": "bob visited rome", "images": ["cut.jpg"]}),
+        json.dumps({"id": "c", "text": "carol visited tokyo", "images": ["good.jpg"]}),
+        "{broken",
+        '{"id": "d", "text": "dave \\ud800 visited rome"}',
+        json.dumps({"id": "e", "text": "erin met frank", "entities": [{"start": 0, "end": 4, "type": "PER"}] * 33}),
+        json.dumps({"id": "f", "text": "frank visited paris"}),
+    ]
+    posts.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    # without --skip-invalid: the posts before the bad one are written, and the error names file:line
+    posts.write_text("\n".join(lines[:3]) + "\n")
+    code, _, err = run(extract_args(extraction_models, posts, out, "--batch-size", "4"), capsys)
+    assert code == 2 and err.splitlines()[-1].startswith(f"error: {posts}:2: post b: images[0] (")
+    assert "truncated image" in err and "<input>" not in err and "Traceback" not in err
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a"]
+    posts.write_text("\n".join(lines) + "\n")  # a line that is no post stops the run before any work, too
+    code, _, err = run(extract_args(extraction_models, posts, out), capsys)
+    assert code == 2 and err.startswith(f"error: {posts}:4: record: not valid JSON")
+    code, out_text, err = run(
+        extract_args(extraction_models, posts, out, "--batch-size", "4", "--skip-invalid"), capsys
+    )
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r.get("line"), "error" in r) for r in records] == [
+        ("a", None, False),
+        ("b", 2, True),
+        ("c", None, False),
+        (None, 4, True),
+        ("d", 5, True),
+        ("e", 6, True),
+        ("f", None, False),
+    ]
+    assert records[2]["entities"] and records[6]["entities"]  # the good posts of the bad one's batch
+    assert records[5]["error"]["kind"] == "limit" and records[3]["error"]["field"] == "record"
+    assert "4 of them error records" in out_text
+    code, _, err = run(extract_args(extraction_models, posts, out, "--skip-invalid"), capsys)  # resumes: nothing new
+    assert code == 0 and "7 posts already written, 0 to go" in err
+    assert len(out.read_text().splitlines()) == 7
+
+
+def test_cli_extract_bad_out_files_and_texts_are_one_line_errors(extraction_models, tmp_path, capsys):
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "a", "text": "alice visited paris"}\n')
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"id": "caf\xe9"}\n')
+    code, _, err = run(extract_args(extraction_models, posts, latin1), capsys)
+    assert (
+        code == 2
+        and err == f"error: {latin1}:1: not a result line of mmie extract; delete the file or pick another --out\n"
+    )
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text("[" * 100_000 + "\n")
+    code, _, err = run(extract_args(extraction_models, nested, tmp_path / "o.jsonl"), capsys)
+    assert code == 2 and err == f"error: {nested}:1: record: nested too deeply\n"
+    code, _, err = run(["extract", "--ner", str(extraction_models.ner), "--text", "alice \udcff visited"], capsys)
+    assert code == 2 and err.startswith("error: text: the text holds a lone surrogate (U+DCFF")

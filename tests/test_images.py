@@ -8,7 +8,15 @@ import pytest
 from PIL import Image
 
 from mmie.data import Post
-from mmie.data.images import ImageLoader, ImageReport, check_images, load_image, resolve_image
+from mmie.data.images import (
+    ImageLoader,
+    ImageReport,
+    check_images,
+    decode_upload,
+    downscale,
+    load_image,
+    resolve_image,
+)
 from mmie.errors import DataError
 
 
@@ -123,3 +131,34 @@ def test_check_images_counts_each_reference_once(image_dir):
     posts = [Post("1", ["a"], ["good.jpg", "missing.jpg"]), Post("2", ["b"], ["good.jpg", "garbage.jpg"])]
     report = check_images(posts, image_dir)
     assert (report.loaded, report.affected, report.counts()) == (1, 2, {"missing": 1, "undecodable": 1})
+
+
+def test_uploads_are_decoded_downscaled_and_errors_name_no_stream_object():
+    """A large upload is decoded at most ``max_side`` on its longer side (a JPEG at a reduced DCT scale),
+    its size as given is kept; truncation is still caught; an unknown format says so, not `<_io.BytesIO ...>`."""
+    import tracemalloc
+
+    picture = Image.effect_noise((3000, 2000), 60).convert("RGB")
+    for kind in ("JPEG", "PNG"):
+        buffer = io.BytesIO()
+        picture.save(buffer, format=kind)
+        data = buffer.getvalue()
+        tracemalloc.start()
+        decoded, size = decode_upload(data, "images[0]", max_side=300)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert size == (3000, 2000) and decoded.size == (300, 200) and decoded.mode == "RGB"
+        if kind == "JPEG":  # decoded at 1/8 scale: far less than the 18 MB of the full picture
+            assert peak < 4 * 2**20, peak
+        with pytest.raises(DataError, match=r"images\[0\]: truncated image"):
+            decode_upload(data[: len(data) // 2], "images[0]", max_side=300)
+    small = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(small, format="PNG")
+    assert decode_upload(small.getvalue(), max_side=300)[0].size == (40, 30)  # never upscaled
+    assert downscale(Image.new("RGB", (90, 30)), 45).size == (45, 15)
+    with pytest.raises(DataError) as caught:
+        decode_upload(b"<html>not an image</html>", "images[2] (page.html)")
+    assert (
+        str(caught.value)
+        == "<input>: images[2] (page.html): undecodable image: not an image file Pillow can read (unknown format)"
+    )

@@ -116,7 +116,12 @@ def info(
     if not rows:
         typer.echo(f"no feature cache under {cache_dir or default_cache_root()}")
     for row in rows:
+        what = (
+            "identity.json damaged (rewritten at the next use)"
+            if row["damaged"]
+            else f"{row['name']} D={row['hidden_size']} R={row['num_regions']} {row['storage_dtype']}"
+        )
         typer.echo(
-            f"{row['folder']}: {row['name']} D={row['hidden_size']} R={row['num_regions']} {row['storage_dtype']}, "
+            f"{row['folder']}: {what}, "
             f"{row['entries']} entries, {row['bytes'] / 2**20:.1f} MiB, {row['temporary_files']} temporary files"
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -13,14 +14,29 @@ from mmie.errors import DataError, MmieError
 
 NER_HELP = "NER model folder (<run>/model); omit it to give entities in the input."
 RE_HELP = "RE model folder (<run>/model); omit it for entities only."
+MAX_ENTITIES_HELP = "Entities a post may give (more: an error for that post)."
+MAX_PAIRS_HELP = "Candidate pairs classified per post, closest first (the others are listed in skipped_pairs)."
+TIMEOUT_HELP = "Seconds of work per post (a batch of n posts: n times this); 0: no deadline."
 
 
-def _extractor(ner: Path | None, re_model: Path | None, device: str | None, include_none: bool = False):
+def _extractor(ner: Path | None, re_model: Path | None, device: str | None, include_none: bool = False, **limits):
     from mmie.pipeline import Extractor
+    from mmie.pipeline.limits import ExtractionLimits
 
     if ner is None and re_model is None:
         raise MmieError("give --ner, --re or both")
-    return Extractor.from_pretrained(ner=ner, re=re_model, device=device, include_none=include_none)
+    return Extractor.from_pretrained(
+        ner=ner, re=re_model, device=device, include_none=include_none, limits=ExtractionLimits(**limits)
+    )
+
+
+@dataclass
+class _Line:
+    """A post of the input file: its line number and the post, or the error that line holds."""
+
+    number: int
+    post: dict | None = None
+    error: DataError | None = None
 
 
 @app.command("extract")
@@ -35,81 +51,169 @@ def extract_command(
     out: Path | None = typer.Option(None, "--out", help="Where --input's results go (JSON lines; resumable)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     include_none: bool = typer.Option(False, "--include-none", help="Also list pairs classified None."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Write an error record for a bad post (JSON, text, image, entities) and go on."
+    ),
+    max_entities: int = typer.Option(32, "--max-entities", min=1, help=MAX_ENTITIES_HELP),
+    max_pairs: int = typer.Option(64, "--max-pairs", min=0, help=MAX_PAIRS_HELP),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.0, help=TIMEOUT_HELP),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: GPU if any)."),
 ) -> None:
     """Entities and relations of one post (--text) or of a JSON-lines file (--input ... --out ...).
 
-    A rerun with the same --out skips the posts already written, so an interrupted run resumes.
+    Ids are unique non-empty strings (or integers); a post without one gets its line number. A post over
+    a limit (--max-entities, --timeout) gets an error record in --out; a bad post stops the run with
+    FILE:LINE unless --skip-invalid. A rerun with the same --out skips the posts already written (error
+    records included), so an interrupted run resumes.
     """
     if (text is None) == (input_file is None):
         raise MmieError("give --text (one post) or --input (a JSON-lines file), not both")
+    limits = {"max_entities": max_entities, "max_pairs": max_pairs, "timeout_s": timeout or None}
     if text is not None:
-        extractor = _extractor(ner, re_model, device, include_none)
-        typer.echo(json.dumps(extractor(text, images=list(image)), ensure_ascii=False, indent=2))
+        extractor = _extractor(ner, re_model, device, include_none, **limits)
+        try:
+            result = extractor(text, images=list(image))
+        except DataError as error:  # no file here: name the field only
+            raise MmieError(f"{error.field}: {error.message}" if error.field else error.message) from None
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return
     if out is None:
         raise MmieError("--input needs --out (the results file)")
     assert input_file is not None
-    posts = list(_read_posts(input_file))
-    done = _resume(out)
-    todo = [post for post in posts if post["id"] not in done]
-    if done:
-        typer.echo(f"{out}: {len(done)} posts already written, {len(todo)} to go", err=True)
-    extractor = _extractor(ner, re_model, device, include_none)
-    with open(out, "a", encoding="utf-8") as handle:
-        for result in extractor.pipe(todo, batch_size=batch_size, progress=True):
-            handle.write(json.dumps(result, ensure_ascii=False, allow_nan=False) + "\n")
+    lines = _read_posts(input_file, skip_invalid)
+    done_ids, done_lines = _resume(out)
+    todo = [
+        line
+        for line in lines
+        if (line.post["id"] not in done_ids if line.post is not None else line.number not in done_lines)
+    ]
+    if done_ids or done_lines:
+        typer.echo(f"{out}: {len(done_ids) + len(done_lines)} posts already written, {len(todo)} to go", err=True)
+    extractor = _extractor(ner, re_model, device, include_none, **limits)
+    posts = (line.post for line in todo if line.post is not None)
+    results = extractor.pipe(posts, batch_size=batch_size, progress=True, errors="record")
+    written = errors = 0
+    with open(out, "a", encoding="utf-8") as handle, contextlib.closing(results):  # the bar ends before a message
+        for line in todo:
+            if line.post is None:  # a line that holds no post (--skip-invalid): its error, by line number
+                assert line.error is not None
+                result = {"id": None, "line": line.number, "error": _error_fields(line.error)}
+            else:
+                result = next(results)
+                if "error" in result:
+                    if result["error"]["kind"] == "invalid" and not skip_invalid:
+                        problem = result["error"]
+                        raise DataError(problem["message"], path=input_file, line=line.number, field=problem["field"])
+                    result = {"id": result["id"], "line": line.number, "error": result["error"]}
+            handle.write(_json_line(result))
             handle.flush()
-    typer.echo(f"wrote {len(posts) - len(done)} results to {out} ({len(posts)} posts in {input_file})")
+            written += 1
+            errors += "error" in result
+    note = f", {errors} of them error records" if errors else ""
+    typer.echo(f"wrote {written} results to {out}{note} ({len(lines)} posts in {input_file})")
 
 
-def _read_posts(path: Path) -> Iterator[dict]:
-    """The posts of a JSON-lines file; image paths resolve against the file's folder; ids must be unique."""
-    seen: set[str] = set()
+def _json_line(result: dict) -> str:
+    return json.dumps(result, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _error_fields(error: DataError) -> dict:
+    return {"kind": "invalid", "field": error.field, "message": error.message}
+
+
+def _read_posts(path: Path, skip_invalid: bool) -> list[_Line]:
+    """The posts of a JSON-lines file, each with its line number; image paths resolve against the
+    file's folder. Ids must be unique non-empty strings (or integers); a post without one gets its line
+    number. A bad line is an error naming FILE:LINE, or with ``skip_invalid`` a line holding its error."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read the posts: {error}", path=path) from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise DataError(f"cannot read the posts: {error.strerror or error}", path=path) from None
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 (byte {error.start})", path=path, line=line) from None
+    lines: list[_Line] = []
+    seen: dict[str, tuple[int, bool]] = {}  # id -> (its line, whether it is that line's number)
+    for number, raw in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is no line end
+        if not raw.strip():
             continue
         try:
-            post = json.loads(line)
-        except ValueError as error:
-            raise DataError(f"not valid JSON: {error}", path=path, line=number) from None
-        if not isinstance(post, dict) or not isinstance(post.get("text"), str):
-            raise DataError(
-                'a post is {"id": ..., "text": "...", "images": [...]}', path=path, line=number, field="text"
-            )
-        identifier = str(post.get("id", number))
-        if identifier in seen:
-            raise DataError(f"id {identifier!r} appears twice", path=path, line=number, field="id")
-        seen.add(identifier)
-        images = post.get("images") or []
-        if not isinstance(images, list) or not all(isinstance(ref, str) for ref in images):
-            raise DataError("images must be a list of file paths", path=path, line=number, field="images")
-        yield {**post, "id": identifier, "images": [str(path.parent / ref) for ref in images]}
+            post, assigned = _read_post(raw, path, number, seen)
+        except DataError as error:
+            if not skip_invalid:
+                raise
+            lines.append(_Line(number, error=error))
+            continue
+        seen[post["id"]] = (number, assigned)
+        lines.append(_Line(number, post))
+    return lines
 
 
-def _resume(out: Path) -> set[str]:
-    """Ids already in ``out``; a last line cut off by a kill is dropped so the rerun rewrites it."""
+def _read_post(raw: str, path: Path, number: int, seen: dict[str, tuple[int, bool]]) -> tuple[dict, bool]:
+    """One line's post, and whether its id is its line number (it gave none)."""
+    try:
+        post = json.loads(raw)
+    except RecursionError:
+        raise DataError("nested too deeply", path=path, line=number, field="record") from None
+    except ValueError as error:
+        raise DataError(f"not valid JSON: {error}", path=path, line=number, field="record") from None
+    if not isinstance(post, dict):
+        raise DataError('a post is {"id": ..., "text": "...", "images": [...]}', path=path, line=number)
+    if not isinstance(post.get("text"), str):
+        raise DataError("a post has a text (a string)", path=path, line=number, field="text")
+    identifier = post.get("id", number)
+    if isinstance(identifier, int) and not isinstance(identifier, bool):
+        identifier = str(identifier)
+    if not isinstance(identifier, str) or not identifier.strip():
+        raise DataError(f"an id is a non-empty string, got {identifier!r:.40}", path=path, line=number, field="id")
+    if identifier in seen:
+        other, assigned = seen[identifier]
+        if "id" not in post:
+            message = f"no id, so it gets its line number, {identifier!r}, which is the id of line {other}"
+        else:
+            message = f"id {identifier!r} appears twice (also line {other}{', by its line number' if assigned else ''})"
+        raise DataError(message, path=path, line=number, field="id")
+    images = post.get("images") or []
+    if not isinstance(images, list) or not all(isinstance(ref, str) for ref in images):
+        raise DataError("images must be a list of file paths", path=path, line=number, field="images")
+    return {**post, "id": identifier, "images": [str(path.parent / ref) for ref in images]}, "id" not in post
+
+
+def _resume(out: Path) -> tuple[set[str], set[int]]:
+    """The ids already in ``out`` (results and error records), and the line numbers of its records of
+    input lines that held no post; a last line cut off by a kill is dropped so the rerun rewrites it."""
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return set()
-    data = out.read_bytes()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataError(f"cannot create the folder: {error.strerror or error}", path=out.parent) from None
+        return set(), set()
+    try:
+        data = out.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read the results file: {error.strerror or error}", path=out) from None
     keep = data.rfind(b"\n") + 1  # everything after the last newline is an unfinished line
     if keep < len(data):
         with open(out, "r+b") as handle:
             handle.truncate(keep)
-    done = set()
-    for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), start=1):
+    ids: set[str] = set()
+    lines: set[int] = set()
+    for number, raw in enumerate(data[:keep].split(b"\n")[:-1], start=1):
         try:
-            done.add(str(json.loads(line)["id"]))
-        except (ValueError, KeyError, TypeError):
+            record = json.loads(raw.decode("utf-8"))
+            identifier = record["id"]
+            if identifier is None and isinstance(record.get("line"), int) and "error" in record:
+                lines.add(record["line"])
+                continue
+            if not isinstance(identifier, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
+            # (a line that is not UTF-8 raises UnicodeDecodeError, a ValueError)
             raise DataError(
                 "not a result line of mmie extract; delete the file or pick another --out", path=out, line=number
             ) from None
-    return done
+        ids.add(identifier)
+    return ids, lines
 
 
 @app.command("serve")
@@ -121,13 +225,27 @@ def serve_command(
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", help="Largest request body, in MiB."),
     max_image_pixels: int = typer.Option(4096 * 4096, "--max-image-pixels", help="Largest image (width x height)."),
     max_text_chars: int = typer.Option(2000, "--max-text-chars"),
+    max_entities: int = typer.Option(32, "--max-entities", min=1, help=MAX_ENTITIES_HELP),
+    max_pairs: int = typer.Option(64, "--max-pairs", min=0, help=MAX_PAIRS_HELP),
+    timeout: float = typer.Option(
+        30.0, "--timeout", min=0.1, help="Seconds from a request's arrival to its answer (503 waiting, 504 running)."
+    ),
+    max_pending_mb: float = typer.Option(
+        64.0, "--max-pending-mb", help="Request bodies waiting or in progress, together, in MiB (past it: 503)."
+    ),
     device: str | None = typer.Option(None, "--device"),
 ) -> None:
     """The HTTP service (POST /extract, GET /health, GET /models, /docs) and its page at /."""
     from mmie.pipeline.service import ServiceLimits, serve
 
     limits = ServiceLimits(
-        max_body_bytes=int(max_body_mb * 2**20), max_image_pixels=max_image_pixels, max_text_chars=max_text_chars
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_image_pixels=max_image_pixels,
+        max_text_chars=max_text_chars,
+        max_entities=max_entities,
+        max_pairs=max_pairs,
+        timeout_s=timeout,
+        max_pending_bytes=int(max_pending_mb * 2**20),
     )
     extractor = _extractor(ner, re_model, device)
     typer.echo(f"serving on http://{host}:{port}/  (page at /, API docs at /docs)", err=True)

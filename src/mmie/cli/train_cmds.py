@@ -17,10 +17,17 @@ IMAGES_HELP = (
 )
 
 
-def _read_records(path: Path, data_format: str | None) -> list:
+def _read_records(path: Path, data_format: str | None, task: str | None = None) -> list:
+    """The records of a dataset file; with ``task``, a DataError unless they are that task's records."""
     from mmie.data import read_dataset
 
-    return list(read_dataset(path, format=data_format).records)
+    dataset = read_dataset(path, format=data_format)
+    if task is not None and dataset.task != task:
+        raise DataError(
+            f"holds {dataset.task.upper()} records ({dataset.format}), but the model is an {task.upper()} model",
+            path=path,
+        )
+    return list(dataset.records)
 
 
 @app.command("train")
@@ -79,7 +86,7 @@ def evaluate_command(
     if challenge is not None:
         _challenge(model, file, challenge, ratios, seed, data_format, batch_size, out)
         return
-    metrics = model.evaluate(_read_records(file, data_format), batch_size=batch_size, progress=True)
+    metrics = model.evaluate(_read_records(file, data_format, model.task), batch_size=batch_size, progress=True)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2))
     elif per_relation:
@@ -131,7 +138,7 @@ def predict_command(
     from mmie.evaluation.predictions import PredictionWriter
 
     model = mmie.load_model(model_dir, images=images or None)
-    records = _read_records(file, data_format)
+    records = _read_records(file, data_format, model.task)
     with PredictionWriter(out, resume=True) as writer:
         done = writer.already_written
         if writer.existing_ids != [str(record.id) for record in records[:done]]:

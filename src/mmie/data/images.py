@@ -129,28 +129,40 @@ def resolve_image(ref: str, image_dir: ImageDirs, record_id: str | None = None) 
 def _decode(path: Path) -> Image.Image:
     if not path.exists():
         raise _Unusable("missing", "no such file")
-    return _decode_source(path)
+    return _decode_source(path)[0]
 
 
-def _decode_source(source: Path | IO[bytes], max_pixels: int | None = None) -> Image.Image:
-    """A file or an in-memory stream -> RGB; ``max_pixels`` (when given) is checked before decoding."""
+def _decode_source(
+    source: Path | IO[bytes], max_pixels: int | None = None, max_side: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """A file or an in-memory stream -> (RGB, its size as stored). ``max_pixels`` (when given) is checked
+    before decoding; ``max_side``: a longer side is decoded downscaled to it (a JPEG at a reduced DCT
+    scale, so the full-size picture is never in memory), keeping the aspect ratio."""
     try:
         # The bomb guard warns between 1x and 2x MAX_IMAGE_PIXELS and raises past 2x: both refuse here.
         # `load()` inside the try is what surfaces a truncated file (LOAD_TRUNCATED_IMAGES stays off).
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as image:
-                width, height = image.size
+                size = image.size
+                width, height = size
                 if max_pixels is not None and width * height > max_pixels:
                     raise _Unusable("too large", f"{width} x {height} pixels, more than the limit of {max_pixels}")
+                target = _fit(size, max_side)
+                if target != size:
+                    image.draft(None, target)  # JPEG: decode at 1/2, 1/4, 1/8 scale
                 image.load()
-                return image.convert("RGB")
+                rgb = image.convert("RGB")
+        return downscale(rgb, max_side), size
     except _Unusable:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise _Unusable("undecodable", f"too many pixels for the decompression-bomb guard ({error})") from None
     except PermissionError as error:
         raise _Unusable("unreadable", error.strerror or str(error)) from None
+    except Image.UnidentifiedImageError:
+        # Pillow's message names the stream object (<_io.BytesIO object at 0x...>): say what it means.
+        raise _Unusable("undecodable", "not an image file Pillow can read (unknown format)") from None
     except OSError as error:
         text = str(error)
         # Pillow says "image file is truncated", "Truncated File Read" or "broken data stream".
@@ -161,16 +173,41 @@ def _decode_source(source: Path | IO[bytes], max_pixels: int | None = None) -> I
         raise _Unusable("undecodable", f"{type(error).__name__}: {error}") from None
 
 
-def decode_image_bytes(data: bytes, name: str = "image", max_pixels: int | None = None) -> Image.Image:
+def downscale(image: Image.Image, max_side: int | None) -> Image.Image:
+    """``image`` with its longer side brought down to ``max_side`` (bicubic, aspect kept); itself when it fits."""
+    target = _fit(image.size, max_side)
+    return image if target == image.size else image.resize(target, Image.Resampling.BICUBIC)
+
+
+def _fit(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """``size`` scaled down so that its longer side is ``max_side`` (unchanged when it already fits)."""
+    width, height = size
+    if max_side is None or max(width, height) <= max_side:
+        return size
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def decode_image_bytes(
+    data: bytes, name: str = "image", max_pixels: int | None = None, max_side: int | None = None
+) -> Image.Image:
     """Image bytes (an upload, not a file) -> RGB with the same guards as files (bomb guard, truncation).
 
     Raises DataError whose field is ``name`` and whose message says why: ``truncated``,
-    ``undecodable`` (also a decompression bomb) or ``too large`` (over ``max_pixels``).
+    ``undecodable`` (also a decompression bomb) or ``too large`` (over ``max_pixels``). ``max_side``:
+    a larger picture is decoded downscaled to that longer side (see :func:`decode_upload`).
     """
+    return decode_upload(data, name, max_pixels, max_side)[0]
+
+
+def decode_upload(
+    data: bytes, name: str = "image", max_pixels: int | None = None, max_side: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`decode_image_bytes` plus the picture's size as uploaded (before any downscaling)."""
     if not data:
         raise DataError("empty image: no bytes", field=name)
     try:
-        return _decode_source(io.BytesIO(data), max_pixels)
+        return _decode_source(io.BytesIO(data), max_pixels, max_side)
     except _Unusable as unusable:
         raise DataError(f"{unusable.reason} image: {unusable.detail}", field=name) from None
 

@@ -135,7 +135,12 @@ class FeatureCache:
         self.persistent = root is not None
         self.directory = Path(root if root is not None else ".") / f"{slug}-{self.key}"
         if self.persistent:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DataError(
+                    f"cannot create the feature cache: {error.strerror or error}", path=self.directory
+                ) from None
             self._write_identity()
         self._memory: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._memory_used = 0
@@ -288,7 +293,6 @@ class FeatureCache:
         if not self.persistent:
             return
         path = self.entry_path(digest)
-        path.parent.mkdir(exist_ok=True)
         metadata = {
             "format": ENTRY_FORMAT,
             "cache_version": str(CACHE_VERSION),
@@ -297,8 +301,12 @@ class FeatureCache:
             "crc32": str(_checksum(*entry)),
         }
         data = safetensors.torch.save({"global": entry[0], "regions": entry[1]}, metadata=metadata)
-        with atomic_writer(path, binary=True) as handle:
-            handle.write(data)
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with atomic_writer(path, binary=True) as handle:
+                handle.write(data)
+        except OSError as error:  # a full disk or a damaged folder: the features are still used, not kept
+            logger.warning("feature cache %s: cannot write an entry (%s); going on without it", self.directory, error)
 
     def _read_entry(self, digest: str) -> Any:
         """The entry's tensors; ``_ABSENT`` when there is no file; None when it is corrupt or stale."""
@@ -308,6 +316,8 @@ class FeatureCache:
             data = self.entry_path(digest).read_bytes()
         except FileNotFoundError:
             return _ABSENT
+        except OSError:  # a directory or an unreadable file where the entry should be: recompute it
+            return None
         try:
             metadata = _safetensors_metadata(data)
             tensors = safetensors.torch.load(data)
@@ -334,11 +344,21 @@ class FeatureCache:
         return global_features, region_features
 
     def _write_identity(self) -> None:
+        """Write ``identity.json`` when it is missing or differs; a damaged one is rewritten with a warning."""
         path = self.directory / "identity.json"
         text = json.dumps({"name": self.encoder.name, "key": self.key, **self.identity}, indent=1, default=str)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            with atomic_writer(path) as handle:
-                handle.write(text)
+        try:
+            existing = path.read_bytes()
+        except FileNotFoundError:
+            existing = None
+        except OSError as error:
+            raise DataError(f"cannot read the feature cache's identity: {error.strerror or error}", path=path) from None
+        if existing == text.encode("utf-8"):
+            return
+        if existing is not None and _read_identity(path) is None:
+            logger.warning("feature cache %s: identity.json was damaged; rewritten", self.directory)
+        with atomic_writer(path) as handle:
+            handle.write(text)
 
     # --- memory ------------------------------------------------------------------------------------
     def _remember(self, digest: str, entry: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -409,24 +429,41 @@ def build_feature_cache(cache: FeatureCache, items: Sequence[ImageItem], *, prog
     return cache.stats
 
 
+def _read_identity(path: Path) -> dict[str, Any] | None:
+    """The JSON object of an ``identity.json``; None when it is not readable UTF-8 JSON holding an object."""
+    try:
+        identity = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        return None
+    return identity if isinstance(identity, dict) else None
+
+
 def cache_summary(root: str | Path) -> list[dict[str, Any]]:
-    """One row per encoder folder under ``root``: name, key, entries, bytes, leftover temporary files."""
+    """One row per encoder folder under ``root``: name, key, entries, bytes, leftover temporary files.
+
+    A damaged ``identity.json`` gives a row with ``"damaged": true`` (and a warning): the next run
+    that uses that encoder rewrites it.
+    """
     rows = []
     for identity_file in sorted(Path(root).glob("*/identity.json")):
         folder = identity_file.parent
-        identity = json.loads(identity_file.read_text(encoding="utf-8"))
+        identity = _read_identity(identity_file)
+        if identity is None:
+            logger.warning("feature cache %s: identity.json is damaged (rewritten at the next use)", folder)
         entries = list(folder.glob("??/*.safetensors"))
+        known = identity or {}
         rows.append(
             {
                 "folder": str(folder),
-                "name": identity.get("name"),
-                "key": identity.get("key"),
-                "hidden_size": identity.get("hidden_size"),
-                "num_regions": identity.get("num_regions"),
-                "storage_dtype": identity.get("storage_dtype"),
+                "name": known.get("name"),
+                "key": known.get("key"),
+                "hidden_size": known.get("hidden_size"),
+                "num_regions": known.get("num_regions"),
+                "storage_dtype": known.get("storage_dtype"),
                 "entries": len(entries),
                 "bytes": sum(entry.stat().st_size for entry in entries),
                 "temporary_files": len(list(folder.glob("??/.*.tmp"))),
+                "damaged": identity is None,
             }
         )
     return rows

@@ -76,6 +76,7 @@ class EfficientNetLiteEncoder(VisionEncoder):
         super().__init__(f"efficientnet-lite{variant}", frozen)
         self.network, native_size = _pretrained_lite(variant)
         self.image_size = image_size or native_size
+        self.input_side = self.image_size
         if self.image_size != native_size:
             # The "same" padding of this implementation is computed for the native size only.
             raise ConfigError(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmie.encoders.hub import hub_options, loading_problem
 from mmie.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,8 +47,10 @@ def resolve_text_encoder(name: str) -> str:
 
 
 def _loading_error(name: str, error: Exception) -> ConfigError:
-    where = "" if Path(name).exists() else " (not a local folder; offline runs need it in the Hugging Face cache)"
-    return ConfigError(f"model.encoder: cannot load {name!r}{where}: {error}")
+    where = ""
+    if not Path(name).exists():
+        where = " (not a local folder; offline runs and saved model folders need it in the Hugging Face cache)"
+    return ConfigError(f"model.encoder: cannot load {name!r}{where}: {loading_problem(error)}")
 
 
 def load_tokenizer(name: str, **kwargs: Any) -> PreTrainedTokenizerBase:
@@ -55,9 +58,10 @@ def load_tokenizer(name: str, **kwargs: Any) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     source = resolve_text_encoder(name)
+    kwargs = {**kwargs, **hub_options()}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # a folder's files are data: whatever fails to load them is its problem
         raise _loading_error(name, error) from None
     if not tokenizer.is_fast:
         raise ConfigError(
@@ -77,7 +81,10 @@ def _with_word_input(tokenizer: PreTrainedTokenizerBase, source: str, kwargs: di
     takes_prefix_space = "add_prefix_space" in inspect.signature(type(tokenizer).__init__).parameters
     if takes_prefix_space and not getattr(tokenizer, "add_prefix_space", False):
         logger.info("loading the tokenizer of %s with add_prefix_space=True for pre-split words", source)
-        return AutoTokenizer.from_pretrained(source, **{**kwargs, "add_prefix_space": True})
+        try:
+            return AutoTokenizer.from_pretrained(source, **{**kwargs, "add_prefix_space": True})
+        except Exception as error:
+            raise _loading_error(source, error) from None
     return tokenizer
 
 
@@ -87,8 +94,8 @@ def load_text_encoder(name: str) -> PreTrainedModel:
 
     source = resolve_text_encoder(name)
     try:
-        return AutoModel.from_pretrained(source)
-    except (OSError, ValueError) as error:
+        return AutoModel.from_pretrained(source, **hub_options())
+    except Exception as error:  # a folder's files are data: whatever fails to load them is its problem
         raise _loading_error(name, error) from None
 
 
@@ -100,4 +107,9 @@ def text_encoder_from_config(config: dict) -> PreTrainedModel:
     model_type = settings.pop("model_type", None)
     if model_type is None:
         raise ConfigError("the saved text encoder config has no model_type")
-    return AutoModel.from_config(AutoConfig.for_model(model_type, **settings))
+    try:
+        return AutoModel.from_config(AutoConfig.for_model(model_type, **settings), trust_remote_code=False)
+    except Exception as error:  # an unknown model type (custom code is never run) or settings it refuses
+        raise ConfigError(
+            f"the saved text encoder ({model_type!r}) cannot be built: {loading_problem(error)}"
+        ) from None

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from mmie.data.schema import MAX_IMAGES
+from mmie.encoders.hub import NotInLocalCache, hub_options, loading_problem, local_source
 
 # The interface also stays importable from here, where models and callers have always taken it.
 from mmie.encoders.vision_base import VisionEncoder, VisionOutput, tensor_bytes  # noqa: F401
@@ -80,7 +81,8 @@ class HFVisionEncoder(VisionEncoder):
         if global_pooling not in GLOBAL_POOLINGS:
             raise ConfigError(f"global_pooling must be one of {', '.join(GLOBAL_POOLINGS)}, got {global_pooling!r}")
         self.model, missing_keys = _load_hf_vision_model(self.name)
-        self.processor = _load_image_processor(self.name)
+        self.processor = _load_image_processor(local_source(self.name))  # (checked by the model's loading)
+        self.input_side = _processor_side(self.processor)
         self.requested_pooling = global_pooling
         self._pooler_loaded = not any("pooler" in key for key in missing_keys)
         self._num_prefix_tokens = 0
@@ -148,8 +150,10 @@ def _load_hf_vision_model(name_or_path: str) -> tuple[PreTrainedModel, list[str]
     import transformers
     from transformers import AutoConfig, AutoModel
 
+    options = hub_options()
     try:
-        config = AutoConfig.from_pretrained(name_or_path)
+        source = local_source(name_or_path)
+        config = AutoConfig.from_pretrained(source, **options)
         model_class: Any = AutoModel
         if getattr(config, "vision_config", None) is not None:
             # CLIPConfig -> CLIPVisionModel, SiglipConfig -> SiglipVisionModel: load the tower alone.
@@ -160,13 +164,29 @@ def _load_hf_vision_model(name_or_path: str) -> tuple[PreTrainedModel, list[str]
                     f"vision encoder {name_or_path!r}: a multimodal checkpoint ({type(config).__name__}) "
                     f"whose vision tower mmie cannot load alone; save the vision model to a folder and use that"
                 )
-        model, info = model_class.from_pretrained(name_or_path, output_loading_info=True)
+        model, info = model_class.from_pretrained(source, output_loading_info=True, **options)
+    except ConfigError:
+        raise
+    except NotInLocalCache as error:
+        raise ConfigError(f"vision encoder {name_or_path!r}: {error}") from None
     except OSError as error:
         raise ConfigError(
             f"vision encoder {name_or_path!r}: not a local model folder and not in the Hugging Face cache "
-            f"(mmie never downloads at run time): {error}"
+            f"(downloads only for a hub id you name, without HF_HUB_OFFLINE): {loading_problem(error)}"
         ) from None
+    except Exception as error:  # refused weights (a pickle with code in it), custom code, a damaged file
+        raise ConfigError(f"vision encoder {name_or_path!r}: cannot load it: {loading_problem(error)}") from None
     return model, list(info.get("missing_keys", []))
+
+
+def _processor_side(processor: Any) -> int | None:
+    """The longer side of the pictures an image processor hands the model (its resize or crop size)."""
+    sides = []
+    for setting in (getattr(processor, "size", None), getattr(processor, "crop_size", None)):
+        values = setting if isinstance(setting, dict) else getattr(setting, "__dict__", {})  # dict or SizeDict
+        keys = ("height", "width", "shortest_edge", "longest_edge")
+        sides += [value for key, value in values.items() if key in keys and isinstance(value, int) and value > 0]
+    return max(sides) if sides else None
 
 
 def _load_image_processor(name_or_path: str) -> Any:
@@ -177,9 +197,13 @@ def _load_image_processor(name_or_path: str) -> Any:
     # transformers 5 picks the backend by name; 4.x calls the Pillow-based processor the "slow" one.
     options = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
     try:
-        return AutoImageProcessor.from_pretrained(name_or_path, **options)
+        return AutoImageProcessor.from_pretrained(name_or_path, **options, **hub_options())
     except OSError as error:
         raise ConfigError(f"vision encoder {name_or_path!r}: no image processor config found: {error}") from None
+    except Exception as error:  # custom code, a damaged file
+        raise ConfigError(
+            f"vision encoder {name_or_path!r}: cannot load its image processor: {loading_problem(error)}"
+        ) from None
 
 
 # --- factory ---------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class VisionEncoder(nn.Module, ABC):
     hidden_size: int
     num_regions: int
     grid_size: tuple[int, int] | None  # (rows, columns) of the regions when they form a grid
+    input_side: int | None = None  # the longer side of the pictures it reads, in pixels (None: not known)
 
     def __init__(self, name: str, frozen: bool) -> None:
         super().__init__()

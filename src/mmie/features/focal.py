@@ -32,6 +32,7 @@ import torch
 
 from mmie.data.images import ImageDirs, ImagePolicy
 from mmie.data.schema import RelationInstance
+from mmie.encoders.hub import local_files_only
 from mmie.encoders.vision import pool_regions, scatter_to_slots
 from mmie.errors import ConfigError
 from mmie.features.regions import RelationImageFeaturizer
@@ -68,7 +69,8 @@ class FocalFeaturizer(RelationImageFeaturizer):
         if self._detector is None:
             if not self.config.detector:
                 raise ConfigError("model.detector: regions or od_regions is 'detector' but no detector is named")
-            self._detector = DetectorRegions(self.config.detector)
+            with local_files_only(self.local_only):
+                self._detector = DetectorRegions(self.config.detector)
         return self._detector
 
     @property

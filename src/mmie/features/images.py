@@ -32,6 +32,7 @@ from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy, ImageReport, I
 from mmie.data.schema import MAX_IMAGES, Post
 from mmie.data.stitch import stitch_images
 from mmie.encoders.cache import FeatureCache, default_cache_root
+from mmie.encoders.hub import local_files_only, local_only
 from mmie.encoders.vision import (
     VisionEncoder,
     flatten_post_images,
@@ -72,6 +73,7 @@ class PostImageFeaturizer:
         self.policy = policy
         self.loader: ImageLoader | InMemoryImages | None = ImageLoader(images, policy) if images is not None else None
         self.frozen = config.freeze_vision
+        self.local_only = local_only()  # built for a saved model folder: what it names is never downloaded
         self._encoder: VisionEncoder | None = None
         self._cache: FeatureCache | None = None
 
@@ -79,8 +81,15 @@ class PostImageFeaturizer:
     def encoder(self) -> VisionEncoder:
         """A frozen copy of the model's encoder (loaded on first use): the cache's features, or its preprocessing."""
         if self._encoder is None:
-            self._encoder = load_vision_encoder(self.config.vision_encoder, frozen=True)
+            with local_files_only(self.local_only):
+                self._encoder = load_vision_encoder(self.config.vision_encoder, frozen=True)
         return self._encoder
+
+    @property
+    def image_side(self) -> int | None:
+        """The longer image side worth decoding: twice the encoder's input (headroom for its resampling)."""
+        side = self.encoder.input_side
+        return 2 * side if side is not None else None
 
     @property
     def cache(self) -> FeatureCache | None:

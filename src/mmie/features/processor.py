@@ -50,6 +50,11 @@ class Processor:
         return self.featurizer.slots
 
     @property
+    def image_side(self) -> int | None:
+        """The longer image side worth decoding for these inputs (None: any size; text inputs)."""
+        return self.featurizer.image_side
+
+    @property
     def region_source(self) -> str:
         """Which regions the inputs carry: ``"none"``, ``"grid"``, ``"precomputed"`` or a provider name."""
         return self.featurizer.region_source

@@ -88,6 +88,15 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         return uploads
 
     @property
+    def image_side(self) -> int | None:
+        """With regions: enough pixels that a crop of one grid cell still fills the encoder's input."""
+        side = self.encoder.input_side
+        if side is None or not self.k:
+            return super().image_side
+        cells = max(self.encoder.grid_size or (2, 2))
+        return side * max(2, cells)
+
+    @property
     def region_source(self) -> str:
         """Which regions the model reads: ``"none"``, ``"grid"`` or ``"precomputed"``."""
         if not self.k:

@@ -52,6 +52,10 @@ class Featurizer(Protocol):
     def region_source(self) -> str:
         """Regions the features carry: "none", "grid", "precomputed", a provider's name (read-only)."""
 
+    @property
+    def image_side(self) -> int | None:
+        """The longer image side worth decoding for these inputs (None: any size, or no images)."""
+
     def featurize(
         self, records: Sequence[Any], with_labels: bool = True, images: InMemoryImages | None = None
     ) -> list[dict]:
@@ -69,6 +73,7 @@ class TextFeaturizer:
     reads_images = False
     slots = 0
     region_source = "none"
+    image_side: int | None = None
 
     def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> Self:
         return self

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from mmie.data import read_dataset
 from mmie.data.challenge import CHALLENGES, CROP_DIR_NAME, DEFAULT_SEED, PAPER_RATIOS, align_noise, aug_noise, crop_keys
 from mmie.data.formats.crops import read_crop_dict, write_crop_dict
-from mmie.errors import ConfigError
+from mmie.errors import ConfigError, DataError
 from mmie.features.settings import RegionInputs
 from mmie.inference.predict import Predictor
 from mmie.regions.precomputed import default_crop_dict
@@ -76,7 +76,13 @@ def challenge_sweep(
     for ratio in ratios:
         if not 0.0 < ratio <= 1.0:
             raise ConfigError(f"--ratios: each ratio must be in (0, 1], got {ratio}")
-    records = list(read_dataset(data, format=data_format).records)
+    dataset = read_dataset(data, format=data_format)
+    if dataset.task != model.task:
+        raise DataError(
+            f"holds {dataset.task.upper()} records ({dataset.format}), but the model is an {model.task.upper()} model",
+            path=data,
+        )
+    records = list(dataset.records)
     source = _crop_source(model) if challenge == "aug-noise" else None
     results = [{"ratio": 0.0, "metrics": model.evaluate(records, batch_size=batch_size, progress=progress)}]
     for ratio in ratios:

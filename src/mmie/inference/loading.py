@@ -4,7 +4,11 @@
     predictions = model.predict(posts)          # prediction-line dicts, in input order
     scores = model.evaluate(posts)               # metrics, with the by-number-of-images breakdown
 
-Weights come from safetensors and the tokenizer from its JSON files: no pickle is read.
+Weights come from safetensors and the tokenizer from its JSON files: no pickle is read. A model folder
+is data: none of its code runs (``trust_remote_code=False``), what it names (its vision encoder, a
+detector) is read from local folders or the Hugging Face cache only, never downloaded
+(:mod:`mmie.encoders.hub`), and its paths never choose where mmie writes: the ``feature_cache`` it
+was trained with is dropped, so frozen features go to ``$MMIE_CACHE_DIR`` (or the default root).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_model as load_safetensors
 
+from mmie.encoders.hub import local_files_only
 from mmie.encoders.text import load_tokenizer
-from mmie.errors import MmieError
+from mmie.errors import ConfigError, MmieError
 from mmie.inference.predict import Predictor
 from mmie.inference.saving import CONFIG_NAME, MODEL_FORMAT, WEIGHTS_NAME
 from mmie.models.registry import create_model, create_processor
@@ -56,9 +61,10 @@ class LoadedModel:
         """A processor for this model's inputs: its own config, or with ``settings`` changed (the same
         model fed other inputs, e.g. another crop dictionary); ``images``: another image folder."""
         config = self.model.model_config.model_copy(update=settings) if settings else self.model.model_config
-        return create_processor(
-            config, self.tokenizer, self.labels, images=images if images is not None else self.images
-        )
+        with local_files_only():  # what the folder names is never downloaded, now or on first use
+            return create_processor(
+                config, self.tokenizer, self.labels, images=images if images is not None else self.images
+            )
 
     @property
     def task(self) -> str:
@@ -84,11 +90,24 @@ def read_model_config(path: Path) -> dict:
         raise MmieError(f"{path}: not an mmie model folder (no {CONFIG_NAME})")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # (UnicodeDecodeError is a ValueError)
         raise MmieError(f"{config_path}: not valid JSON: {error}") from None
+    except OSError as error:
+        raise MmieError(f"{config_path}: cannot read it: {error.strerror or error}") from None
     if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
         raise MmieError(f"{config_path}: not an mmie model config (format is not {MODEL_FORMAT!r})")
+    expected = {"model": str, "labels": list, "model_config": dict, "components": dict}
+    for key, kind in expected.items():
+        if not isinstance(config.get(key), kind):
+            raise MmieError(f"{config_path}: {key}: missing, or not a JSON {_JSON_NAMES[kind]}")
+    if not config["labels"] or not all(isinstance(label, str) for label in config["labels"]):
+        raise MmieError(f"{config_path}: labels: not a list of label names")
+    if not all(isinstance(part, dict) for part in config["components"].values()):
+        raise MmieError(f"{config_path}: components: each part's config is a JSON object")
     return config
+
+
+_JSON_NAMES = {str: "string", list: "list", dict: "object"}
 
 
 def load_model(
@@ -100,12 +119,24 @@ def load_model(
     """
     path = Path(path)
     config = read_model_config(path)
-    model = create_model(
-        {**config["model_config"], "name": config["model"]}, config["labels"], component_configs=config["components"]
-    )
+    settings = {**config["model_config"], "name": config["model"]}
+    if settings.get("feature_cache") is not None:  # a folder's path never chooses where mmie writes
+        settings["feature_cache"] = None
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
         raise MmieError(f"{path}: the model folder has no {WEIGHTS_NAME}")
-    load_safetensors(model, str(weights), strict=True)
+    with local_files_only():
+        try:
+            model = create_model(settings, config["labels"], component_configs=config["components"])
+        except ConfigError as error:  # what the folder's config names or holds: say which folder
+            raise MmieError(f"{path}: {error}") from None
+        try:
+            tokenizer = load_tokenizer(str(path))
+        except ConfigError as error:
+            raise MmieError(f"{path}: the model folder's tokenizer: {str(error).split(': ', 1)[-1]}") from None
+    try:
+        load_safetensors(model, str(weights), strict=True)
+    except Exception as error:  # a damaged or foreign weights file: safetensors raises its own types
+        raise MmieError(f"{weights}: cannot load the weights: {str(error).splitlines()[0]}") from None
     model.to(choose_device(device)).eval()
-    return LoadedModel(model, load_tokenizer(str(path)), path, images)
+    return LoadedModel(model, tokenizer, path, images)

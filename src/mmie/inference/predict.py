@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from mmie.data.schema import Post, RelationInstance
+from mmie.errors import DataError
 from mmie.evaluation.predictions import ner_prediction, re_prediction, score_predictions
 from mmie.features.text import META_KEY
 
@@ -59,6 +61,17 @@ def without_labels(feature: dict) -> dict:
     return {key: value for key, value in feature.items() if key != "labels"}
 
 
+def _check_task(records: Sequence[Any], task: str) -> None:
+    """A DataError when the records are not the model's task's (posts for NER, relation instances for RE)."""
+    wanted = Post if task == "ner" else RelationInstance
+    for index, record in enumerate(records):
+        if not isinstance(record, wanted):
+            kind = {Post: "a post (NER)", RelationInstance: "a relation instance (RE)"}.get(
+                type(record), type(record).__name__
+            )
+            raise DataError(f"record {index} is {kind}, but the model is an {task.upper()} model", field="records")
+
+
 class Predictor:
     """Runs a model over records, batch by batch, and yields prediction dicts in input order."""
 
@@ -95,6 +108,7 @@ class Predictor:
         pictures the records name (a processor made for uploads)."""
         if features is not None and len(features) != len(records):
             raise ValueError(f"{len(features)} features for {len(records)} records")
+        _check_task(records, self.task)
         was_training = self.model.training
         self.model.eval()
         bar = tqdm(total=len(records), unit="ex", desc=description, disable=not progress, dynamic_ncols=True)

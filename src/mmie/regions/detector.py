@@ -1,8 +1,8 @@
 """Text-conditioned regions from a zero-shot object detector of transformers.
 
-Any checkpoint that ``AutoModelForZeroShotObjectDetection`` loads, by hub name (from the local
-Hugging Face cache: mmie never downloads at run time) or folder: OWL-ViT (``google/owlvit-base-patch32``),
-OWLv2, Grounding-DINO (``IDEA-Research/grounding-dino-tiny``), MM-Grounding-DINO. Its processor
+Any checkpoint that ``AutoModelForZeroShotObjectDetection`` loads, by hub name or folder (a name a
+saved model folder gives is read from the local Hugging Face cache only; see :mod:`mmie.encoders.hub`):
+OWL-ViT (``google/owlvit-base-patch32``), OWLv2, Grounding-DINO (``IDEA-Research/grounding-dino-tiny``), MM-Grounding-DINO. Its processor
 (``AutoProcessor``) takes the image and the queries (the head and tail entity names, optionally
 other words of the post), and its own ``post_process_grounded_object_detection`` turns the
 outputs into boxes with scores; the best ``k`` boxes that do not overlap a better one (IoU above
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from mmie.encoders.hub import hub_options, loading_problem, local_source
 from mmie.errors import ConfigError
 from mmie.regions.base import ImageSource, Region, RegionProvider, clip_box, top_k_distinct
 
@@ -45,13 +46,15 @@ class DetectorRegions(RegionProvider):
     ) -> None:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
+        options = hub_options()
         try:
-            self.processor = AutoProcessor.from_pretrained(name_or_path)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(name_or_path)
-        except (OSError, ValueError) as error:
+            source = local_source(str(name_or_path))
+            self.processor = AutoProcessor.from_pretrained(source, **options)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(source, **options)
+        except Exception as error:  # not found, custom code, refused weights, a damaged file
             raise ConfigError(
                 f"detector {name_or_path!r}: not a zero-shot detection model in a local folder or the Hugging Face "
-                f"cache (mmie never downloads at run time): {str(error).splitlines()[0]}"
+                f"cache (downloads only for a hub id you name, without HF_HUB_OFFLINE): {loading_problem(error)}"
             ) from None
         if not hasattr(self.processor, "post_process_grounded_object_detection"):
             raise ConfigError(f"detector {name_or_path!r}: its processor has no post_process_grounded_object_detection")

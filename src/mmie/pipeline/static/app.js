@@ -82,6 +82,10 @@ function renderRelations(result) {
       el("strong", {}, tail.text), el("span", { class: "score" }, `score ${relation.score.toFixed(3)}`)));
   }
   if (!result.relations.length) list.append(el("li", { class: "none" }, "no relations found"));
+  const skipped = (result.skipped_pairs || []).length;
+  $("skipped").textContent = skipped ?
+    `${skipped} more candidate pair${skipped === 1 ? "" : "s"} not classified (over the service's limit of pairs per post)` : "";
+  $("skipped").hidden = !skipped;
 }
 
 function showError(message) {
