@@ -4,7 +4,8 @@
     predictions = model.predict(posts)          # prediction-line dicts, in input order
     scores = model.evaluate(posts)               # metrics, with the by-number-of-images breakdown
 
-Weights come from safetensors and the tokenizer from its JSON files: no pickle is read.
+Weights come from safetensors and the tokenizer from its JSON files (a word-level model's
+vocabulary from ``vocabulary.json``): no pickle is read.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_model as load_safetensors
 
-from mmie.encoders.text import load_tokenizer
 from mmie.errors import MmieError
 from mmie.inference.predict import Predictor
 from mmie.inference.saving import CONFIG_NAME, MODEL_FORMAT, WEIGHTS_NAME
-from mmie.models.registry import create_model, create_processor
+from mmie.models.registry import create_model, create_processor, create_vocabulary
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from mmie.data.images import ImageDirs
-    from mmie.features.processor import Processor
+    from mmie.features.processor import Processor, TextVocabulary
     from mmie.models.base import ExtractionModel
 
 
@@ -41,10 +39,10 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
 
 @dataclass
 class LoadedModel:
-    """A trained model with its tokenizer, ready to predict."""
+    """A trained model with its tokenizer (or word vocabulary), ready to predict."""
 
     model: ExtractionModel
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: TextVocabulary
     path: Path
     images: ImageDirs | None = None  # image folder(s) the records' image references resolve against
 
@@ -108,4 +106,4 @@ def load_model(
         raise MmieError(f"{path}: the model folder has no {WEIGHTS_NAME}")
     load_safetensors(model, str(weights), strict=True)
     model.to(choose_device(device)).eval()
-    return LoadedModel(model, load_tokenizer(str(path)), path, images)
+    return LoadedModel(model, create_vocabulary(model.model_config, folder=path), path, images)
