@@ -56,6 +56,12 @@ class CnnBilstmCrfConfig(BilstmCrfConfig):
 
     name: str = "cnn_bilstm_crf"
     lowercase: bool = Field(True, description="look words up lowercased (GloVe is lowercased; characters keep case)")
+    singleton_unknown: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="probability that a word seen once in training reads as unknown (Ma & Hovy: none)",
+    )
     hidden_size: int = Field(200, ge=1, description="units of each direction of the word BiLSTM (Table 1: 200)")
     char_dim: int = Field(30, ge=1, description="character embedding size (sec. 3.1: 30)")
     char_filters: int = Field(30, ge=1, description="convolution filters = character vector size (Table 1: 30)")
