@@ -315,3 +315,25 @@ def test_it_learns_the_tiny_posts_through_the_engine_from_the_training_split_voc
     # the saved model scores as the run did
     test_records = read_dataset(tiny_ner["test"]).records
     assert loaded.evaluate(test_records) == result.metrics["test"]
+
+
+# ------------------------------------------------------------------------------- configs
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DATASETS = {"twitter2017": "twitter", "twitter2015": "twitter", "mner_mi": "mnermi", "mner_mi_plus": "mnermi"}
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_every_bilstm_row_has_a_config_per_dataset_with_the_papers_sizes(dataset):
+    rows = {row: load_config(CONFIGS / dataset / f"{row}.yaml") for row in MODELS}
+    for row, config in rows.items():
+        assert config.task == "ner" and config.model.name == row and config.model.encoder == "none"
+        assert config.name == f"{dataset}-{row}" and config.data.format == DATASETS[dataset]
+        assert config.model.word_vectors is None  # random initialization unless a file is named
+        assert config.training.max_grad_norm == 5.0 and config.training.batch_size == 10  # both papers
+        assert config.model.dropout == 0.5
+    lample, ma_hovy, characters = rows["bilstm_crf"].model, rows["cnn_bilstm_crf"].model, rows["hbilstm_crf"].model
+    assert (lample.word_dim, lample.hidden_size, lample.singleton_unknown, lample.lowercase) == (100, 100, 0.5, False)
+    assert (characters.char_dim, characters.char_hidden_size, characters.hidden_size) == (25, 25, 100)
+    assert (ma_hovy.char_dim, ma_hovy.char_filters, ma_hovy.char_window, ma_hovy.hidden_size) == (30, 30, 3, 200)
+    assert ma_hovy.lowercase and ma_hovy.singleton_unknown == 0.0
