@@ -102,6 +102,9 @@ def test_the_vocabulary_comes_from_the_records_it_is_given_and_only_word_models_
     subwords = create_vocabulary({"name": "bert_crf", "encoder": tiny_bert})
     with pytest.raises(TypeError, match="needs the WordVocabulary"):
         word_ner_processor(model_config({"name": "bilstm_crf"}), subwords, ["O"])
+    # the config's lookup rules and the vocabulary's must agree (cnn_bilstm_crf lowercases)
+    with pytest.raises(ConfigError, match="model.lowercase: True, but the vocabulary was built with lowercase False"):
+        create_processor({"name": "cnn_bilstm_crf"}, vocabulary, ["O"])
 
 
 def test_a_bilstm_config_has_no_pretrained_encoder_to_name(tmp_path):

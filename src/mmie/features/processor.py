@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import torch
 
+from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
@@ -121,6 +122,12 @@ def word_ner_processor(
             f"{config.name} reads words: it needs the WordVocabulary of its training split "
             f"(mmie.models.create_vocabulary), not a {type(tokenizer).__name__}"
         )
+    for rule in ("lowercase", "zero_digits"):  # the vocabulary looks words up by its own rules
+        if getattr(config, rule) != getattr(tokenizer, rule):
+            raise ConfigError(
+                f"model.{rule}: {getattr(config, rule)}, but the vocabulary was built with "
+                f"{rule} {getattr(tokenizer, rule)} (build it from this config: create_vocabulary)"
+            )
     config = config.model_copy(update=tokenizer.sizes)
     featurizer = WordNerFeaturizer(tokenizer, labels, config.max_length, config.max_word_length)
     collator = Collator(tokenizer.pad_token_id, length_masks={"word_ids": "word_mask"}, nested=("char_ids",))

@@ -1,8 +1,9 @@
 """The settings the input processors read, one class per kind of input.
 
 A model's config class inherits the settings of the inputs its model takes (GLRA's config is a
-:class:`RegionInputs`, TPM-MI's an :class:`ImageInputs`, the BiLSTM taggers' a :class:`WordInputs`), so a config file stays one flat ``model:``
-section while the featurizers depend on these classes only, never on a model class. Which images a
+:class:`RegionInputs`, TPM-MI's an :class:`ImageInputs`, the BiLSTM taggers' a :class:`WordInputs`),
+so a config file stays one flat ``model:`` section while the featurizers depend on these classes
+only, never on a model class. Which images a
 model reads is said here too: ``image_layout`` (a class attribute of the config) and the properties
 ``image_slots``, ``region_cells`` and ``region_count`` that config classes override.
 """
