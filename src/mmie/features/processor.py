@@ -6,6 +6,11 @@
 
 The factories below build one from the settings a config holds (:mod:`mmie.features.settings`);
 the model registry binds each model name to one of them. They never see a model class.
+
+What a processor reads text with is the model's :data:`TextVocabulary`: the fast tokenizer of its
+pretrained text encoder, or, for the word-level models (:class:`WordInputs`), the
+:class:`~mmie.features.words.WordVocabulary` built from the training split
+(:func:`mmie.models.create_vocabulary` chooses).
 """
 
 from __future__ import annotations
@@ -13,21 +18,34 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import torch
 
+from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
-from mmie.features.settings import FocalInputs, ImageInputs, InputSettings, MarkerInputs, Markers, RegionInputs
+from mmie.features.settings import (
+    FocalInputs,
+    ImageInputs,
+    InputSettings,
+    MarkerInputs,
+    Markers,
+    RegionInputs,
+    WordInputs,
+)
 from mmie.features.text import Featurizer, NerFeaturizer, RelationFeaturizer, add_marker_tokens
+from mmie.features.words import WordNerFeaturizer, WordVocabulary
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from mmie.data.images import ImageDirs, InMemoryImages
+
+# What a model reads its text with: a pretrained encoder's tokenizer, or a word-level model's vocabulary.
+TextVocabulary: TypeAlias = "PreTrainedTokenizerBase | WordVocabulary"
 
 
 @dataclass
@@ -36,7 +54,7 @@ class Processor:
     completed (the entity markers it chose)."""
 
     config: InputSettings
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: TextVocabulary
     featurizer: Featurizer
     collator: Collator
 
@@ -80,8 +98,9 @@ class Processor:
 
 
 class ProcessorFactory(Protocol):
+    # ``tokenizer``: the TextVocabulary the factory reads with (a sub-word tokenizer or a WordVocabulary)
     def __call__(
-        self, config: Any, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+        self, config: Any, tokenizer: Any, labels: Sequence[str], images: ImageDirs | None = None
     ) -> Processor: ...
 
 
@@ -96,6 +115,28 @@ def ner_processor(
     """Words -> sub-words and each word's first sub-word position (text NER models)."""
     featurizer = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
     return Processor(config, tokenizer, featurizer, _collator(tokenizer))
+
+
+def word_ner_processor(
+    config: WordInputs, tokenizer: WordVocabulary, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Words -> word ids and each word's character ids, from the vocabulary of the training split
+    (the BiLSTM taggers). The config is completed with the vocabulary's sizes."""
+    if not isinstance(tokenizer, WordVocabulary):
+        raise TypeError(
+            f"{config.name} reads words: it needs the WordVocabulary of its training split "
+            f"(mmie.models.create_vocabulary), not a {type(tokenizer).__name__}"
+        )
+    for rule in ("lowercase", "zero_digits"):  # the vocabulary looks words up by its own rules
+        if getattr(config, rule) != getattr(tokenizer, rule):
+            raise ConfigError(
+                f"model.{rule}: {getattr(config, rule)}, but the vocabulary was built with "
+                f"{rule} {getattr(tokenizer, rule)} (build it from this config: create_vocabulary)"
+            )
+    config = config.model_copy(update=tokenizer.sizes)
+    featurizer = WordNerFeaturizer(tokenizer, labels, config.max_length, config.max_word_length)
+    collator = Collator(tokenizer.pad_token_id, length_masks={"word_ids": "word_mask"}, nested=("char_ids",))
+    return Processor(config, tokenizer, featurizer, collator)
 
 
 def image_ner_processor(

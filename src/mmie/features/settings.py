@@ -1,8 +1,9 @@
 """The settings the input processors read, one class per kind of input.
 
 A model's config class inherits the settings of the inputs its model takes (GLRA's config is a
-:class:`RegionInputs`, TPM-MI's an :class:`ImageInputs`), so a config file stays one flat ``model:``
-section while the featurizers depend on these classes only, never on a model class. Which images a
+:class:`RegionInputs`, TPM-MI's an :class:`ImageInputs`, the BiLSTM taggers' a :class:`WordInputs`),
+so a config file stays one flat ``model:`` section while the featurizers depend on these classes
+only, never on a model class. Which images a
 model reads is said here too: ``image_layout`` (a class attribute of the config) and the properties
 ``image_slots``, ``region_cells`` and ``region_count`` that config classes override.
 """
@@ -30,6 +31,31 @@ class InputSettings(BaseModel):
 
     name: str
     max_length: int = Field(128, ge=16, le=4096, description="sub-word tokens per example, specials included")
+
+
+class WordInputs(InputSettings):
+    """Word-level text (models without a sub-word tokenizer, the BiLSTM taggers): each word's id in a
+    vocabulary built from the training split (:class:`mmie.features.words.WordVocabulary`) and its
+    characters' ids. A config that inherits this declares that its model reads words, so its
+    vocabulary is built from the training split and saved with the model (``vocabulary.json``).
+
+    The three sizes at the end are not for config files: the processor sets them from the vocabulary
+    it is given (``processor.config``), and the saved config keeps them, so a saved model is rebuilt
+    with its embedding tables' sizes before its weights are read."""
+
+    max_length: int = Field(128, ge=16, le=4096, description="words read per post (the rest are predicted O)")
+    lowercase: bool = Field(False, description="look words up lowercased (the characters keep their case)")
+    zero_digits: bool = Field(False, description="look words up with every digit replaced by 0")
+    max_word_length: int = Field(45, ge=1, le=1000, description="characters read per word (its first ones)")
+    vocabulary_size: int | None = Field(
+        None, ge=2, description="set by the processor: words in the vocabulary (padding and unknown included)"
+    )
+    alphabet_size: int | None = Field(
+        None, ge=2, description="set by the processor: characters in the vocabulary (padding and unknown included)"
+    )
+    singletons_from: int | None = Field(
+        None, ge=2, description="set by the processor: the first word id of the words seen once in training"
+    )
 
 
 class MarkerInputs(InputSettings):

@@ -116,18 +116,21 @@ class NerFeaturizer(TextFeaturizer):
         word_starts, words = first_subwords(encoding.word_ids(index))
         feature = {**_encoder_inputs(encoding, index), "word_starts": word_starts}
         if with_labels and post.tags is not None:
-            feature["labels"] = [self._label_id(post, word) for word in words]
+            feature["labels"] = [word_label_id(self.label_ids, post, word) for word in words]
         feature[META_KEY] = {"words": words, "n_words": len(post.tokens)}
         return feature
 
-    def _label_id(self, post: Post, word: int) -> int:
-        tag = post.tags[word]  # type: ignore[index]
-        if tag not in self.label_ids:
-            raise DataError(
-                f"tag {tag!r} of token {word} is not in the model's label set {sorted(self.label_ids)}",
-                field=f"record {post.id}: tags",
-            )
-        return self.label_ids[tag]
+
+def word_label_id(label_ids: dict[str, int], post: Post, word: int) -> int:
+    """The label id of the tag of ``post``'s word ``word``; a DataError naming the record when the
+    model's label set lacks it."""
+    tag = post.tags[word]  # type: ignore[index]
+    if tag not in label_ids:
+        raise DataError(
+            f"tag {tag!r} of token {word} is not in the model's label set {sorted(label_ids)}",
+            field=f"record {post.id}: tags",
+        )
+    return label_ids[tag]
 
 
 def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]]:

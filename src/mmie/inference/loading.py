@@ -4,11 +4,12 @@
     predictions = model.predict(posts)          # prediction-line dicts, in input order
     scores = model.evaluate(posts)               # metrics, with the by-number-of-images breakdown
 
-Weights come from safetensors and the tokenizer from its JSON files: no pickle is read. A model folder
-is data: none of its code runs (``trust_remote_code=False``), what it names (its vision encoder, a
-detector) is read from local folders or the Hugging Face cache only, never downloaded
-(:mod:`mmie.encoders.hub`), and its paths never choose where mmie writes: the ``feature_cache`` it
-was trained with is dropped, so frozen features go to ``$MMIE_CACHE_DIR`` (or the default root).
+Weights come from safetensors and the tokenizer from its JSON files (a word-level model's
+vocabulary from ``vocabulary.json``): no pickle is read. A model folder is data: none of its code
+runs (``trust_remote_code=False``), what it names (its vision encoder, a detector) is read from local
+folders or the Hugging Face cache only, never downloaded (:mod:`mmie.encoders.hub`), and its paths
+never choose where mmie writes: the ``feature_cache`` it was trained with is dropped, so frozen
+features go to ``$MMIE_CACHE_DIR`` (or the default root).
 """
 
 from __future__ import annotations
@@ -23,17 +24,14 @@ import torch
 from safetensors.torch import load_model as load_safetensors
 
 from mmie.encoders.hub import local_files_only
-from mmie.encoders.text import load_tokenizer
-from mmie.errors import ConfigError, MmieError
+from mmie.errors import ConfigError, DataError, MmieError
 from mmie.inference.predict import Predictor
 from mmie.inference.saving import CONFIG_NAME, MODEL_FORMAT, WEIGHTS_NAME
-from mmie.models.registry import create_model, create_processor
+from mmie.models.registry import create_model, create_processor, create_vocabulary
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from mmie.data.images import ImageDirs
-    from mmie.features.processor import Processor
+    from mmie.features.processor import Processor, TextVocabulary
     from mmie.models.base import ExtractionModel
 
 
@@ -46,10 +44,10 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
 
 @dataclass
 class LoadedModel:
-    """A trained model with its tokenizer, ready to predict."""
+    """A trained model with its tokenizer (or word vocabulary), ready to predict."""
 
     model: ExtractionModel
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: TextVocabulary
     path: Path
     images: ImageDirs | None = None  # image folder(s) the records' image references resolve against
 
@@ -130,9 +128,9 @@ def load_model(
             model = create_model(settings, config["labels"], component_configs=config["components"])
         except ConfigError as error:  # what the folder's config names or holds: say which folder
             raise MmieError(f"{path}: {error}") from None
-        try:
-            tokenizer = load_tokenizer(str(path))
-        except ConfigError as error:
+        try:  # the folder's tokenizer files, or a word-level model's vocabulary.json
+            tokenizer = create_vocabulary(model.model_config, folder=path)
+        except (ConfigError, DataError) as error:
             raise MmieError(f"{path}: the model folder's tokenizer: {str(error).split(': ', 1)[-1]}") from None
     try:
         load_safetensors(model, str(weights), strict=True)

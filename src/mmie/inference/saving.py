@@ -4,6 +4,7 @@
       config.json          mmie: model name, task, label set, model config, the parts' HF configs
       model.safetensors    all weights (encoder and head)
       tokenizer.json ...   the tokenizer, entity markers included
+                           (word-level models: vocabulary.json, the words and characters of training)
 
 The folder is written next to its destination and moved into place at the end, so an interrupted
 save never leaves a half-written model folder. :func:`mmie.inference.loading.load_model` reads it
@@ -22,8 +23,7 @@ from mmie._version import __version__ as mmie_version
 from mmie.io import atomic_folder
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
+    from mmie.features.processor import TextVocabulary
     from mmie.models.base import ExtractionModel
 
 MODEL_FORMAT = "mmie-model"
@@ -45,8 +45,9 @@ def model_folder_config(model: ExtractionModel) -> dict:
     }
 
 
-def save_model_folder(model: ExtractionModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
-    """Write ``model`` and ``tokenizer`` to the folder ``path`` (replacing it, atomically)."""
+def save_model_folder(model: ExtractionModel, tokenizer: TextVocabulary, path: str | Path) -> Path:
+    """Write ``model`` and ``tokenizer`` (what it reads text with) to the folder ``path`` (replacing it,
+    atomically)."""
     path = Path(path)
     with atomic_folder(path) as staging:
         save_safetensors(model, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})

@@ -1,11 +1,13 @@
 """Models: one package per family, each config beside its model, every model registered by name.
 
-    from mmie.models import create_model, create_processor, model_config
+    from mmie.models import create_model, create_processor, create_vocabulary, model_config
     config = model_config({"name": "bert_crf", "encoder": "minilm"})
+    tokenizer = create_vocabulary(config, train_records)
     processor = create_processor(config, tokenizer, labels)
     model = create_model(processor.config, labels, tokenizer=tokenizer)
 
-Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``tpm_mi`` (TPM-MI and the visual-prefix
+Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``bilstm`` (BiLSTM-CRF, CNN-BiLSTM-CRF,
+HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visual-prefix
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``. Shared
 layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
@@ -13,11 +15,12 @@ layers live in ``layers``; the vision-encoder part of every image model in ``ima
 from __future__ import annotations
 
 # Importing a family registers its models. A new family adds its import here.
-from mmie.models import focalmre, glra, text, tpm_mi  # noqa: F401
+from mmie.models import bilstm, focalmre, glra, text, tpm_mi  # noqa: F401
 from mmie.models.base import ExtractionModel, ModelConfig
 from mmie.models.registry import (
     create_model,
     create_processor,
+    create_vocabulary,
     get_model_entry,
     list_models,
     model_config,
@@ -29,6 +32,7 @@ __all__ = [
     "ModelConfig",
     "create_model",
     "create_processor",
+    "create_vocabulary",
     "get_model_entry",
     "list_models",
     "model_config",

@@ -1,6 +1,8 @@
 """What every mmie model shares: its typed config, its parts, its outputs and its inputs.
 
-A model is an ``nn.Module`` with a text encoder (any Hugging Face ``AutoModel``) and a task head.
+A model is an ``nn.Module`` with a text encoder (any Hugging Face ``AutoModel``) and a task head,
+or, for the word-level models (the BiLSTM taggers), embeddings of the words of a vocabulary built
+from the training split and its own encoder trained from scratch (no ``text_encoder`` part).
 Its ``forward`` takes the batch dict built by its processor (:mod:`mmie.features.processor`, bound
 to the model's name in :mod:`mmie.models.registry`) as keyword arguments and returns an output
 dataclass whose ``loss`` is set only when labels are given. The model never sees files or records.
@@ -25,6 +27,8 @@ from mmie.features.settings import InputSettings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+    from mmie.features.processor import TextVocabulary
 
 # Parameters whose names start with this belong to the pretrained text encoder; the rest is the
 # task head (trained from scratch, often with a higher learning rate).
@@ -67,14 +71,18 @@ class ExtractionModel(nn.Module):
     # forward ("predictions"), RE models are read from their "logits".
     output_class: ClassVar[type[ModelOutput]]
     selected_output: ClassVar[str] = "logits"
+    # The pretrained text encoder and its width; word-level models have neither (no text_encoder).
+    text_encoder: PreTrainedModel
+    hidden_size: int
 
-    def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
+    def __init__(self, config: ModelConfig, labels: list[str], text_encoder: PreTrainedModel | None = None) -> None:
         super().__init__()
         # Not `self.config`: transformers' Trainer treats a `config` attribute as a PretrainedConfig.
         self.model_config = config
         self.labels = list(labels)
-        self.text_encoder = text_encoder
-        self.hidden_size: int = text_encoder.config.hidden_size
+        if text_encoder is not None:
+            self.text_encoder = text_encoder
+            self.hidden_size = text_encoder.config.hidden_size
 
     # ------------------------------------------------------------------ building and saving
 
@@ -90,8 +98,11 @@ class ExtractionModel(nn.Module):
         """What ``build_components`` needs to rebuild the parts offline, without their weights."""
         return {"text_encoder": self.text_encoder.config.to_dict()}
 
-    def fit_vocabulary(self, vocabulary_size: int) -> None:
-        """Grow the input embeddings when the tokenizer gained tokens (new rows start near the mean)."""
+    def fit_vocabulary(self, tokenizer: TextVocabulary) -> None:
+        """Fit the input embeddings to what the inputs are read with (a new model only, not one whose
+        weights are loaded after): grow them when the tokenizer gained tokens (entity markers; new
+        rows start near the mean). Word-level models fill theirs from pretrained word vectors."""
+        vocabulary_size = len(tokenizer)
         if self.text_encoder.get_input_embeddings().num_embeddings != vocabulary_size:
             self.text_encoder.resize_token_embeddings(vocabulary_size)
 

@@ -55,7 +55,6 @@ from mmie.data import read_dataset
 from mmie.data.releases import fingerprint
 from mmie.data.sampling import sample_records
 from mmie.data.schema import ENTITY_TYPES, NO_RELATION
-from mmie.encoders.text import load_tokenizer
 from mmie.errors import ConfigError
 from mmie.evaluation.metrics import ner_scores, re_scores
 from mmie.evaluation.predictions import PredictionWriter, score_predictions
@@ -64,7 +63,7 @@ from mmie.inference.predict import Predictor, ner_tags
 from mmie.inference.saving import save_model_folder
 from mmie.io import atomic_path, write_atomic
 from mmie.models.base import ExtractionModel
-from mmie.models.registry import create_model, create_processor
+from mmie.models.registry import create_model, create_processor, create_vocabulary
 from mmie.training.callbacks import EvaluateWithinEpochCallback, ExamplesProgressCallback, LogFileCallback
 from mmie.training.config import ExperimentConfig, load_config
 from mmie.training.run_folder import (
@@ -347,7 +346,8 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     logger.info("%d labels: %s", len(labels), " ".join(labels))
 
     set_seed(config.training.seed)  # the new layers' initial weights depend on it
-    tokenizer = load_tokenizer(config.model.encoder)
+    # The encoder's tokenizer, or (word-level models) the vocabulary of the training split as trained on
+    tokenizer = create_vocabulary(config.model, train_records)
     processor = create_processor(config.model, tokenizer, labels, images=config.data.images)
     model = create_model(processor.config, labels, tokenizer=tokenizer)
     train_features = processor.featurize(train_records)

@@ -101,3 +101,13 @@ class ConstrainedCRF(nn.Module):
             _Viterbi(self.crf), self.constrained_scores(), (emissions.float(), self._valid_mask(mask))
         )
         return [path[:length] for path, length in zip(paths, lengths)]
+
+    @torch.no_grad()
+    def decode_padded(self, emissions: torch.Tensor, mask: torch.Tensor, fill: int) -> torch.Tensor:
+        """:meth:`decode` as a ``[batch, words]`` tensor of label ids, ``fill`` past each post's end."""
+        predictions = torch.full(mask.shape, fill, dtype=torch.long, device=emissions.device)
+        if mask.size(1) == 0:
+            return predictions
+        for row, path in enumerate(self.decode(emissions, mask)):
+            predictions[row, : len(path)] = torch.tensor(path, dtype=torch.long, device=emissions.device)
+        return predictions

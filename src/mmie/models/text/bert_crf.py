@@ -54,9 +54,4 @@ class BertCrfTagger(BertSoftmaxTagger):
 
     def decode(self, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         """Constrained Viterbi paths as ``[batch, words]`` label ids, -100 past each post's end."""
-        predictions = torch.full(word_mask.shape, IGNORE_INDEX, dtype=torch.long, device=emissions.device)
-        if word_mask.size(1) == 0:
-            return predictions
-        for row, path in enumerate(self.crf.decode(emissions, word_mask)):
-            predictions[row, : len(path)] = torch.tensor(path, dtype=torch.long, device=emissions.device)
-        return predictions
+        return self.crf.decode_padded(emissions, word_mask, IGNORE_INDEX)
