@@ -186,3 +186,41 @@ def test_bad_arguments_are_config_errors(tmp_path):
         generate_dataset("mner", tmp_path / "x", 2)
     with pytest.raises(ConfigError, match="task"):
         plan_posts("ocr", 10, 0)
+
+
+# sha256 of a small default sample (16 posts, seed 11, 224 x 224), taken before the mechanism settings
+# (small cues, distractors, order) were added: the default output must never change. The digest covers
+# the record and meta files, the crop dictionary, and the rendered pixels and boxes of every image
+# (pixels, not JPEG bytes, so that another libjpeg build does not fail it).
+DEFAULT_SAMPLE_DIGESTS = {
+    "mner": "f4f9f63576e4eaa3306fe45fe8f9621d4949fdca5d7582bf189f4f5d5a0703eb",
+    "mre": "16ec96089b23d09a96481308e8d25d76f2f12ba03f7b88169baf8f0d01ac9b37",
+}
+
+
+def _sample_digest(task: str, out: Path, posts: int, seed: int) -> str:
+    import hashlib
+
+    from mmie.data.synth import grounding_boxes, render_image
+
+    digest = hashlib.sha256()
+    for name in ("train.txt", "val.txt", "test.txt", META_FILE):
+        digest.update(name.encode())
+        digest.update((out / name).read_bytes())
+    if task == "mre":
+        digest.update(json.dumps(read_crop_dict(out / "images_vg.pth"), sort_keys=True).encode())
+    for post in plan_posts(task, posts, seed):
+        for plan in post.images:
+            rendered = render_image(plan, IMAGE_SIZE)
+            digest.update(plan.name.encode())
+            digest.update(rendered.image.tobytes())
+            digest.update(json.dumps([rendered.cue_box, rendered.distractor_boxes]).encode())
+            boxes = grounding_boxes(rendered, seed=plan.seed ^ 0x5EED, k=2, size=IMAGE_SIZE)
+            digest.update(json.dumps(boxes).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("task", ["mner", "mre"])
+def test_default_output_is_the_one_of_before_the_mechanism_settings(task, tmp_path):
+    generate_dataset(task, tmp_path / "d", 16, seed=11)
+    assert _sample_digest(task, tmp_path / "d", 16, 11) == DEFAULT_SAMPLE_DIGESTS[task]
