@@ -341,7 +341,7 @@ def _setting_tables(
     """The ``by_setting`` table (and its significance tests), or nothing when no run has groups."""
     from mmie.data import read_dataset
     from mmie.data.synth import META_FILE, read_settings
-    from mmie.evaluation.predictions import read_predictions, score_predictions
+    from mmie.evaluation.predictions import read_predictions, score_by_group
     from mmie.evaluation.significance import TEST_NAME, approximate_randomisation, example_counts, pair_by_seed
 
     warnings: list[str] = []
@@ -374,23 +374,12 @@ def _setting_tables(
                 f"{run.path}: {len(missing)} test posts (first: {missing[0]}) have no setting in {groups_path}; "
                 "left out of the breakdown by setting"
             )
-        kwargs = {"mode": mode} if run.task == "ner" else {}
-        paths = {"gold_path": gold, "pred_path": predictions_path}
-        # the whole file first: a misaligned prediction file fails here, naming its line
-        whole = score_predictions(records, predictions, task=run.task, **paths, **kwargs)
-        indices: dict[str, list[int]] = defaultdict(list)
-        for index, record in enumerate(records):
-            if str(record.id) in group_of:
-                indices[group_of[str(record.id)]].append(index)
+        scores, indices = score_by_group(
+            records, predictions, group_of, task=run.task, gold_path=gold, pred_path=predictions_path, mode=mode
+        )
         counts = example_counts(run.task, records, predictions, mode=mode)
-        f1 = {"whole": whole["f1"]}
-        group_counts = {"whole": counts}
-        for group, members in indices.items():
-            part = score_predictions(
-                [records[i] for i in members], [predictions[i] for i in members], task=run.task, **kwargs
-            )
-            f1[group], group_counts[group] = part["f1"], counts[members]
-        indices["whole"] = list(range(len(records)))
+        f1 = {group: values["f1"] for group, values in scores.items()}
+        group_counts = {group: counts[members] for group, members in indices.items()}
         scored[run.path] = _RunGroups(f1, group_counts, {g: len(m) for g, m in indices.items()})
     if not scored:
         return [], warnings
