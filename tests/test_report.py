@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import make_re_instances
 from mmie.cli import main
-from mmie.data import write_dataset
+from mmie.data import read_dataset, write_dataset
 from mmie.data.releases import fingerprint
 from mmie.evaluation.predictions import re_prediction, score_predictions
 from mmie.evaluation.significance import approximate_randomisation, example_counts
@@ -27,6 +27,7 @@ from mmie.reporting.report import build_report, write_report
 from mmie.training.engine import write_predictions
 
 LABELS = ["None", "/per/loc/place_of_residence", "/per/org/member_of"]
+MRE_LABELS_ALL = ["None", "/per/per/couple", "/per/per/peer", "/per/org/member_of"]
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +180,83 @@ def test_low_resource_plot(gold, tmp_path):
     assert [p.name for p in low_resource_plots(report.runs, tmp_path / "plots")] == [
         "low_resource_sample_fraction_tiny.png"
     ]
+
+
+# --- breakdown by deciding setting (synth_meta.jsonl beside the test file) ------------------------
+
+
+@pytest.fixture(scope="module")
+def mechanisms_sweep(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Run folders on a synthetic MRE test split with the mechanisms mix: "Base" gets every ``order``
+    post wrong and every other post right, "Better" gets everything right."""
+    from mmie.data.synth import PRESETS, generate_dataset, read_settings
+
+    data = tmp_path_factory.mktemp("mech") / "data"
+    generate_dataset("mre", data, 240, seed=2, image_size=64, mix=PRESETS["mechanisms"])
+    instances = list(read_dataset(data / "test.txt").records)
+    settings = read_settings(data / "synth_meta.jsonl")
+    root = tmp_path_factory.mktemp("mech_sweep")
+    for seed in (1, 2):
+        for row, wrong in (("Base", {"order"}), ("Better", set())):
+            predictions = []
+            for instance in instances:
+                label = instance.label
+                if settings[instance.id] in wrong:  # a wrong relation: costs precision and recall
+                    label = next(other for other in MRE_LABELS_ALL if other not in (label, "None"))
+                predictions.append(re_prediction(instance, label))
+            folder = root / f"{row}__mech__seed{seed}"
+            folder.mkdir()
+            write_predictions(folder / "predictions" / "test.jsonl", predictions)
+            metrics = {
+                "test": score_predictions(instances, predictions, task="re"),
+                "data": {"test": fingerprint(data / "test.txt")},
+            }
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+            (folder / "config.yaml").write_text(f"task: re\nname: {row}\ntraining: {{seed: {seed}}}\n")
+            info = {"row": row, "dataset": "mech", "grid": {}, "seed": seed, "reference": "Base"}
+            (folder / "sweep_run.json").write_text(json.dumps(info))
+    return root, settings
+
+
+def test_breakdown_by_deciding_setting_from_the_saved_predictions(mechanisms_sweep, tmp_path):
+    root, settings = mechanisms_sweep
+    report = build_report([root], trials=2000)
+    table = next(t for t in report.tables if t.name == "by_setting")
+    test_ids = {r.id for r in read_dataset(Path(report.runs[0].metrics["data"]["test"]["path"])).records}
+    n_order = sum(settings[i] == "order" for i in test_ids)
+    assert n_order >= 5
+    assert table.header[0] == "Model" and f"order (n={n_order})" in table.header
+    assert [h.split(" (")[0] for h in table.header[1:]] == ["text", "cue", "small_cue", "distractor", "order", "whole"]
+    rows = {row[0]: dict(zip(table.header[1:], row[1:])) for row in table.rows}
+    order = f"order (n={n_order})"
+    assert rows["Base"][order].mean == 0.0 and rows["Better"][order].mean == 1.0
+    assert rows["Better"][order].mark == "†"  # better on the order posts, seeds pooled
+    for header in table.header[1:-1]:
+        if header != order:  # the same predictions elsewhere: equal, never significant
+            assert rows["Base"][header].mean == rows["Better"][header].mean == 1.0
+            assert rows["Better"][header].mark == ""
+    # "whole" is the F1 of metrics.json, recomputed from the predictions
+    whole = table.header[-1]
+    assert rows["Base"][whole].values == [run.metrics["test"]["f1"] for run in report.runs if run.row == "Base"]
+    tests = next(t for t in report.tables if t.name == "significance_by_setting")
+    assert any(r[0] == "Better" and r[2] == "order" and float(r[4]) < 0.05 for r in tests.rows)
+
+    write_report(report, tmp_path / "report")
+    markdown = (tmp_path / "report" / "by_setting.md").read_text()
+    assert "F1 by deciding setting" in markdown and "100.00 ± 0.00†" in markdown
+
+
+def test_breakdown_by_a_given_file_and_none_without_one(mechanisms_sweep, sweep_folder, tmp_path, capsys):
+    root, settings = mechanisms_sweep
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text(
+        "".join(json.dumps({"id": i, "setting": "even" if int(i) % 2 else "odd"}) + "\n" for i in settings)
+    )
+    main(["report", str(root), "--out", str(tmp_path / "out"), "--trials", "200", "--breakdown-by", str(groups)])
+    by_setting = (tmp_path / "out" / "by_setting.md").read_text()
+    assert "mech even (n=" in by_setting and "mech odd (n=" in by_setting and "order" not in by_setting
+    with pytest.raises(SystemExit):
+        main(["report", str(root), "--out", str(tmp_path / "x"), "--breakdown-by", str(tmp_path / "missing.jsonl")])
+    assert "missing.jsonl" in capsys.readouterr().err
+    # runs on data without a synth_meta.jsonl: no breakdown table
+    assert "by_setting" not in {t.name for t in build_report([sweep_folder], trials=200).tables}

@@ -7,14 +7,32 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from mmie.cli import main
 from mmie.data import read_crop_dict, read_dataset
-from mmie.data.synth import META_FILE, MNER_CUES, MRE_CUES, MRE_LABELS, generate_dataset, plan_posts
+from mmie.data.schema import Post
+from mmie.data.synth import (
+    BACKGROUND_COLOURS,
+    META_FILE,
+    MNER_CUES,
+    MRE_CUES,
+    MRE_LABELS,
+    PRESETS,
+    SETTINGS,
+    SynthMix,
+    deciding_setting,
+    generate_dataset,
+    plan_posts,
+    read_settings,
+    render_image,
+    resolve_mix,
+)
 from mmie.data.synth.images import IMAGE_SIZE
-from mmie.errors import ConfigError
+from mmie.data.synth.vocab import MRE_AMBIGUOUS_GROUPS as MRE_GROUPS
+from mmie.errors import ConfigError, DataError
 
 SMALL = 40
 
@@ -186,3 +204,264 @@ def test_bad_arguments_are_config_errors(tmp_path):
         generate_dataset("mner", tmp_path / "x", 2)
     with pytest.raises(ConfigError, match="task"):
         plan_posts("ocr", 10, 0)
+
+
+# sha256 of a small default sample (16 posts, seed 11, 224 x 224), taken before the mechanism settings
+# (small cues, distractors, order) were added: the default output must never change. The digest covers
+# the record and meta files, the crop dictionary, and the rendered pixels and boxes of every image
+# (pixels, not JPEG bytes, so that another libjpeg build does not fail it).
+DEFAULT_SAMPLE_DIGESTS = {
+    "mner": "f4f9f63576e4eaa3306fe45fe8f9621d4949fdca5d7582bf189f4f5d5a0703eb",
+    "mre": "16ec96089b23d09a96481308e8d25d76f2f12ba03f7b88169baf8f0d01ac9b37",
+}
+
+
+def _sample_digest(task: str, out: Path, posts: int, seed: int) -> str:
+    import hashlib
+
+    from mmie.data.synth import grounding_boxes
+
+    digest = hashlib.sha256()
+    for name in ("train.txt", "val.txt", "test.txt", META_FILE):
+        digest.update(name.encode())
+        digest.update((out / name).read_bytes())
+    if task == "mre":
+        digest.update(json.dumps(read_crop_dict(out / "images_vg.pth"), sort_keys=True).encode())
+    for post in plan_posts(task, posts, seed):
+        for plan in post.images:
+            rendered = render_image(plan, IMAGE_SIZE)
+            digest.update(plan.name.encode())
+            digest.update(rendered.image.tobytes())
+            digest.update(json.dumps([rendered.cue_box, rendered.distractor_boxes]).encode())
+            boxes = grounding_boxes(rendered, seed=plan.seed ^ 0x5EED, k=2, size=IMAGE_SIZE)
+            digest.update(json.dumps(boxes).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("task", ["mner", "mre"])
+def test_default_output_is_the_one_of_before_the_mechanism_settings(task, tmp_path):
+    generate_dataset(task, tmp_path / "d", 16, seed=11)
+    assert _sample_digest(task, tmp_path / "d", 16, 11) == DEFAULT_SAMPLE_DIGESTS[task]
+
+
+# --- the mechanism settings (docs/synthetic.md, "Settings that tell the mechanisms apart") ----------
+
+
+MECHANISMS = PRESETS["mechanisms"]
+
+
+def _posts_of(task: str, setting: str, posts: int = 600, seed: int = 3) -> list:
+    planned = [p for p in plan_posts(task, posts, seed, MECHANISMS) if p.meta["setting"] == setting]
+    assert len(planned) >= posts // 10, (setting, len(planned))
+    return planned
+
+
+def _text(post) -> list[str]:
+    return post.record.tokens if isinstance(post.record, Post) else post.record.post.tokens
+
+
+@pytest.mark.parametrize("task", ["mner", "mre"])
+def test_mechanisms_preset_mixes_the_five_settings_in_equal_shares(task):
+    planned = plan_posts(task, 3000, seed=9, mix=MECHANISMS)
+    counts = Counter(p.meta["setting"] for p in planned)
+    assert set(counts) == set(SETTINGS)
+    for setting in SETTINGS:
+        assert 0.17 <= counts[setting] / len(planned) <= 0.23, (setting, counts)
+    for post in planned:
+        assert post.meta["ambiguous"] == (post.meta["setting"] != "text")
+        assert deciding_setting(post.meta) == post.meta["setting"]
+    # the same seed and mix plan the same posts
+    again = plan_posts(task, 3000, seed=9, mix=MECHANISMS)
+    assert [p.meta for p in again] == [p.meta for p in planned]
+
+
+def test_mix_shares_are_checked_and_presets_resolve():
+    assert SynthMix().cue == 0.6 and SynthMix().is_default
+    assert resolve_mix("default") == SynthMix()
+    assert resolve_mix("mechanisms", order=0.3) == SynthMix(text=0.2, small_cue=0.2, distractor=0.2, order=0.3)
+    with pytest.raises(ConfigError, match="add up to 1.2"):
+        SynthMix(small_cue=0.5, distractor=0.3)
+    with pytest.raises(ConfigError, match="order"):
+        SynthMix(order=-0.1)
+    with pytest.raises(ConfigError, match="preset"):
+        resolve_mix("hardest")
+    # a mix with a single setting gives only posts of that setting
+    only_order = plan_posts("mner", 50, seed=1, mix=SynthMix(text=0.0, order=1.0))
+    assert {p.meta["setting"] for p in only_order} == {"order"}
+
+
+@pytest.mark.parametrize("task", ["mner", "mre"])
+def test_small_cues_cover_5_to_15_percent_of_the_frame_anywhere(task):
+    small = _posts_of(task, "small_cue")
+    areas, centres = [], []
+    for post in small:
+        cue_plans = [plan for plan in post.images if plan.cue is not None]
+        if post.meta["label"] in ("None",):
+            assert not cue_plans  # MRE None: no image relates the pair, as on cue posts
+            continue
+        assert len(cue_plans) == 1 and cue_plans[0].scale == "small"
+        assert post.images.index(cue_plans[0]) == post.meta["cue_image"] == post.meta["deciding_image"]
+        box = render_image(cue_plans[0], IMAGE_SIZE).cue_box
+        x0, y0, x1, y1 = box
+        assert 0 <= x0 < x1 <= IMAGE_SIZE and 0 <= y0 < y1 <= IMAGE_SIZE
+        areas.append((x1 - x0) * (y1 - y0) / IMAGE_SIZE**2)
+        centres.append(((x0 + x1) / 2 / IMAGE_SIZE, (y0 + y1) / 2 / IMAGE_SIZE))
+    assert len(areas) >= 20
+    assert 0.045 <= min(areas) and max(areas) <= 0.16  # 5-15 %, up to rounding to whole pixels
+    assert min(areas) < 0.07 and max(areas) > 0.13  # the whole range is used
+    # placed anywhere: the centres reach every quarter of the frame
+    quarters = {(cx >= 0.5, cy >= 0.5) for cx, cy in centres}
+    assert len(quarters) == 4
+    assert min(c for xy in centres for c in xy) < 0.2 and max(c for xy in centres for c in xy) > 0.8
+    # the cues of the other image settings stay large (55-85 % of the side, 30-72 % of the area)
+    for setting in ("cue", "distractor", "order"):
+        for post in _posts_of(task, setting)[:15]:
+            for plan in post.images:
+                if plan.cue is not None:
+                    x0, y0, x1, y1 = render_image(plan, IMAGE_SIZE).cue_box
+                    assert plan.scale == "large" and (x1 - x0) * (y1 - y0) / IMAGE_SIZE**2 > 0.25
+
+
+def _colour_words(tokens: list[str]) -> list[str]:
+    return [token for token in tokens if token in BACKGROUND_COLOURS]
+
+
+def _background_colour(plan) -> str:
+    """The named colour nearest to the mean of the pixels outside the cue and the small shapes."""
+    rendered = render_image(plan, IMAGE_SIZE)
+    pixels = np.asarray(rendered.image, dtype=np.float64)
+    keep = np.ones(pixels.shape[:2], dtype=bool)
+    for x0, y0, x1, y1 in (
+        [rendered.cue_box, *rendered.distractor_boxes] if rendered.cue_box else rendered.distractor_boxes
+    ):
+        keep[y0:y1, x0:x1] = False
+    mean = pixels[keep].mean(axis=0)
+    return min(BACKGROUND_COLOURS, key=lambda name: np.abs(np.asarray(BACKGROUND_COLOURS[name]) - mean).sum())
+
+
+@pytest.mark.parametrize("task", ["mner", "mre"])
+def test_distractor_images_carry_other_labels_cues_and_the_text_names_the_deciding_one(task):
+    cues_of = MNER_CUES if task == "mner" else MRE_CUES
+    none_with_competitor = 0
+    for post in _posts_of(task, "distractor"):
+        meta, plans = post.meta, post.images
+        label, deciding = meta["label"], meta["deciding_image"]
+        assert 2 <= len(plans) <= 4 and 0 <= deciding < len(plans)
+        colours = [plan.background for plan in plans]
+        assert None not in colours and len(set(colours)) == len(colours)
+        assert meta["image_colours"] == colours
+        # the text names the deciding image's colour and no other
+        assert _colour_words(_text(post)) == [colours[deciding]]
+        # the deciding image shows the label's cue (MRE None: no cue); every other image a cue of another label
+        assert plans[deciding].cue == cues_of.get(label)
+        others = [plan.cue for k, plan in enumerate(plans) if k != deciding]
+        assert None not in others and len(set(others)) == len(others)
+        assert cues_of.get(label) not in others
+        if task == "mre" and label == "None":
+            pair_cues = {cues_of[r] for r in MRE_GROUPS[tuple(meta["types"])] if r in cues_of}
+            none_with_competitor += bool(pair_cues & set(others))
+            assert pair_cues & set(others), meta  # a cue the text's entity types allow, in the wrong image
+        assert meta["image_cues"] == [plan.cue for plan in plans]
+    if task == "mre":
+        assert none_with_competitor >= 5
+    # the named colour is what the pixels show (two posts are enough to render)
+    for post in _posts_of(task, "distractor")[:2]:
+        assert [_background_colour(plan) for plan in post.images] == post.meta["image_colours"]
+
+
+@pytest.mark.parametrize("task", ["mner", "mre"])
+def test_order_posts_are_decided_by_the_later_of_two_cues(task):
+    cue_sets: dict[frozenset, set] = defaultdict(set)
+    for post in _posts_of(task, "order"):
+        meta, plans = post.meta, post.images
+        positions = [k for k, plan in enumerate(plans) if plan.cue is not None]
+        assert len(positions) == 2 and 2 <= len(plans) <= 4
+        earlier, later = (plans[k].cue for k in positions)
+        assert earlier != later
+        assert meta["deciding_image"] == meta["cue_image"] == positions[1] and meta["cue"] == later
+        if task == "mner":
+            assert later == MNER_CUES[meta["label"]] and earlier != later
+        else:
+            group = MRE_GROUPS[tuple(meta["types"])]
+            own = {MRE_CUES[r]: r for r in group if r in MRE_CUES}
+            assert meta["label"] == own.get(later, "None")
+            assert earlier in own or later in own  # one cue at least is one the pair can have
+        cue_sets[frozenset((earlier, later))].add(meta["label"])
+    # the same two cues in the other order give the other label: the set of cues does not decide
+    assert sum(len(labels) == 2 for labels in cue_sets.values()) >= 3
+
+
+@pytest.mark.parametrize("task", ["mner", "mre"])
+def test_meta_lines_match_the_written_posts(task, tmp_path):
+    out = tmp_path / "mech"
+    summary = generate_dataset(task, out, 60, seed=5, mix=MECHANISMS)
+    meta = _meta(out)
+    assert summary.settings == dict(Counter(m["setting"] for m in meta.values()))
+    seen = set()
+    for split in ("train", "val", "test"):
+        for record in read_dataset(out / f"{split}.txt").records:
+            line = meta[record.id]
+            seen.add(record.id)
+            post = record if task == "mner" else record.post
+            assert line["split"] == split and line["setting"] in SETTINGS
+            assert line["n_images"] == len(post.images) == len(line["image_cues"]) == len(line["image_colours"])
+            if task == "mner":
+                if line["entity_span"] is not None:
+                    start, _ = line["entity_span"]
+                    assert post.tags[start] == f"B-{line['label']}"
+            else:
+                assert record.label == line["label"]
+            assert read_settings(out / META_FILE)[record.id] == line["setting"]
+    assert seen == set(meta)
+
+
+def test_read_settings_names_file_line_and_field(tmp_path):
+    path = tmp_path / "groups.jsonl"
+    path.write_text('{"id": 1, "setting": "order"}\n{"id": "2", "ambiguous": true}\n{"id": "3", "ambiguous": false}\n')
+    assert read_settings(path) == {"1": "order", "2": "cue", "3": "text"}
+    path.write_text('{"id": 1, "setting": "order"}\n{"setting": "cue"}\n')
+    with pytest.raises(DataError, match=r"groups\.jsonl:2: id: missing"):
+        read_settings(path)
+    path.write_text('{"id": 1, "setting": "order"}\n{"id": 1, "setting": "cue"}\n')
+    with pytest.raises(DataError, match="twice"):
+        read_settings(path)
+
+
+def test_cli_preset_and_share_options(tmp_path, capsys):
+    out = tmp_path / "mech"
+    main(
+        [
+            "data",
+            "synth",
+            "--task",
+            "mre",
+            "--out",
+            str(out),
+            "--posts",
+            "20",
+            "--preset",
+            "mechanisms",
+            "--order",
+            "0.4",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "posts by deciding setting" in printed and "order" in printed
+    assert {m["setting"] for m in _meta(out).values()} <= set(SETTINGS)
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "data",
+                "synth",
+                "--task",
+                "mner",
+                "--out",
+                str(tmp_path / "x"),
+                "--small-cues",
+                "0.5",
+                "--distractors",
+                "0.3",
+            ]
+        )
+    assert done.value.code == 2
+    assert "add up to 1.2" in capsys.readouterr().err

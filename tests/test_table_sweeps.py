@@ -41,3 +41,42 @@ def test_sweep_file_names_existing_configs_and_valid_keys(name: str):
             ]
             config = load_config(ROOT / path, overrides)
             assert getattr(config.data, key.split(".")[1]) == combination[0]
+
+
+MECHANISM_SWEEPS = {
+    "synthetic_mechanisms": (
+        "ner",
+        "demo_out/synth_mech_mner",
+        ["bert_crf", "bert_crf_first_image", "bert_crf_stitched", "prefix_all_images", "tpm_mi"],
+    ),
+    "synthetic_mechanisms_mre": (
+        "re",
+        "demo_out/synth_mech_mre",
+        ["mtb", "mtb_first_image", "mtb_all_images", "glra", "glra", "glra", "glra", "focalmre"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MECHANISM_SWEEPS))
+def test_mechanism_sweeps_train_the_rows_on_the_preset_for_three_seeds(name: str):
+    from mmie.training.sweep import run_sweep
+
+    task, folder, models = MECHANISM_SWEEPS[name]
+    path = ROOT / "configs" / "tables" / f"{name}.yaml"
+    assert "--preset mechanisms" in path.read_text(encoding="utf-8")  # the header says how to make the data
+    sweep, runs, _ = run_sweep(path, dry_run=True)  # every run's config is loaded and checked
+    assert sweep.seeds == [42, 43, 44] and sweep.reference in sweep.models
+    assert len(runs) == 3 * len(models)
+    configs = {}
+    for run in runs:
+        config = load_config(run.config, run.overrides)
+        assert config.task == task and str(config.data.test) == f"{folder}/test.txt"
+        configs[run.row] = config
+    assert [configs[row].model.name for row in sweep.models] == models
+    if task == "re":  # GLRA and its three ablations (MRE-MI Table 3)
+        switches = [
+            (c.model.use_global, c.model.use_local, c.model.relevance_modulation)
+            for row, c in configs.items()
+            if c.model.name == "glra"
+        ]
+        assert switches == [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]

@@ -23,11 +23,17 @@ def report_command(
     ),
     trials: int = typer.Option(10_000, "--trials", min=100, help="Approximate-randomisation trials."),
     seed: int = typer.Option(12345, "--seed", help="Seed of the significance test."),
+    breakdown_by: Path | None = typer.Option(
+        None,
+        "--breakdown-by",
+        help="JSON lines with `id` and `setting` per test post, for the by_setting table "
+        "(default: synth_meta.jsonl beside each run's test file, when there is one).",
+    ),
 ) -> None:
     """Mean ± std over seeds per row and dataset, † on rows significantly better than the reference (p < 0.05)."""
     from mmie.reporting.report import build_report, render_markdown, write_report
 
-    report = build_report(run_dirs, reference, trials=trials, seed=seed)
+    report = build_report(run_dirs, reference, trials=trials, seed=seed, breakdown=breakdown_by)
     folder = out or run_dirs[0] / "report"
     written = write_report(report, folder, challenge)
     typer.echo(render_markdown(report))

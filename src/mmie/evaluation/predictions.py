@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -351,3 +351,39 @@ def score_predictions(
     if task == "ner":
         return ner_scores(*ner_metric_inputs(gold, predictions, **paths), mode=mode)  # type: ignore[arg-type]
     return re_scores(*re_metric_inputs(gold, predictions, **paths))  # type: ignore[arg-type]
+
+
+def score_by_group(
+    gold: Sequence[Post] | Sequence[RelationInstance],
+    predictions: Sequence[dict],
+    group_of: Mapping[str, str],
+    *,
+    task: str | None = None,
+    gold_path: str | Path | None = None,
+    pred_path: str | Path | None = None,
+    mode: str = "conlleval",
+) -> tuple[dict[str, dict], dict[str, list[int]]]:
+    """Metrics of the examples of each group (``group_of``: record id -> group), and ``"whole"``.
+
+    Returns ``(scores by group, example indices by group)``; records without a group count only in
+    ``"whole"``. The whole file is scored (and its alignment checked) first, so a misaligned
+    prediction file fails naming its line."""
+    whole = score_predictions(gold, predictions, task=task, gold_path=gold_path, pred_path=pred_path, mode=mode)
+    records: list[Any] = list(gold)
+    indices: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        group = group_of.get(str(record.id))
+        if group is not None:
+            indices.setdefault(group, []).append(index)
+    scores = {
+        group: score_predictions(
+            [records[i] for i in members],
+            [predictions[i] for i in members],
+            task=task,
+            mode=mode,
+        )
+        for group, members in indices.items()
+    }
+    scores["whole"] = whole
+    indices["whole"] = list(range(len(gold)))
+    return scores, indices

@@ -14,6 +14,12 @@ significantly better than the reference row, p < 0.05, :mod:`mmie.evaluation.sig
 image-count breakdown (single vs multi vs whole, the papers' Figure 3/4), the per-relation (RE) or
 per-type (NER) F1, and the p-values. Rows of one dataset trained or tested on files with different
 fingerprints (metrics.json "data") raise a warning: they are not comparable.
+
+When the test posts carry a group (the deciding ``setting`` of ``mmie data synth``'s
+``synth_meta.jsonl`` beside the test file, or any JSON lines file with ``id`` and ``setting`` given as
+``breakdown``), the ``by_setting`` table gives the F1 of every row on each group's posts, scored
+from each run's saved ``predictions/test.jsonl`` with the metrics of :mod:`mmie.evaluation`, with a
+dagger where the row is significantly better than the reference on that group's posts.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmie.errors import MmieError
+from mmie.errors import DataError, MmieError
 from mmie.io import write_atomic
 
 # read_run and collect_runs stay importable from here, where they were defined before.
@@ -166,8 +172,15 @@ def _cells(runs: list[RunRecord], pick) -> Cell:
 
 
 def build_report(
-    paths: Sequence[str | Path], reference: str | None = None, *, trials: int = 10_000, seed: int = 12345
+    paths: Sequence[str | Path],
+    reference: str | None = None,
+    *,
+    trials: int = 10_000,
+    seed: int = 12345,
+    breakdown: str | Path | None = None,
 ) -> Report:
+    """The tables of the runs below ``paths``; ``breakdown``: a JSON lines file of post ``id`` ->
+    ``setting`` for the ``by_setting`` table (default: ``synth_meta.jsonl`` beside each run's test file)."""
     from mmie.evaluation.significance import TEST_NAME
 
     runs = collect_runs(paths)
@@ -241,6 +254,11 @@ def build_report(
         ),
     ]
     tables += _per_label_tables(runs, row_keys, datasets, cell_runs, task)
+    setting_tables, setting_warnings = _setting_tables(
+        runs, row_keys, datasets, reference, breakdown, trials=trials, seed=seed
+    )
+    tables += setting_tables
+    warnings += setting_warnings
     if significance:
         tables.append(
             Table(
@@ -291,6 +309,167 @@ def _per_label_tables(runs, row_keys, datasets, cell_runs, task) -> list[Table]:
             )
         )
     return tables
+
+
+# ------------------------------------------------------------------- breakdown by deciding setting
+
+
+@dataclass
+class _RunGroups:
+    """One run's test examples split by group: the F1 of each group and the per-example counts."""
+
+    f1: dict[str, float]
+    counts: dict[str, Any]  # group -> [n, 3] counts (mmie.evaluation.significance.example_counts)
+    sizes: dict[str, int]
+
+
+def _group_order(groups: set[str]) -> list[str]:
+    from mmie.data.synth import SETTINGS
+
+    return [g for g in SETTINGS if g in groups] + sorted(groups - set(SETTINGS))
+
+
+def _setting_tables(
+    runs: list[RunRecord],
+    row_keys: list,
+    datasets: list[str],
+    reference: str | None,
+    breakdown: str | Path | None,
+    *,
+    trials: int,
+    seed: int,
+) -> tuple[list[Table], list[str]]:
+    """The ``by_setting`` table (and its significance tests), or nothing when no run has groups."""
+    from mmie.data import read_dataset
+    from mmie.data.synth import META_FILE, read_settings
+    from mmie.evaluation.predictions import read_predictions, score_by_group
+    from mmie.evaluation.significance import TEST_NAME, approximate_randomisation, example_counts, pair_by_seed
+
+    warnings: list[str] = []
+    gold_cache: dict[str, list] = {}
+    group_cache: dict[Path, dict[str, str]] = {}
+    scored: dict[Path, _RunGroups] = {}
+    if breakdown is not None and not Path(breakdown).is_file():
+        raise DataError("no such breakdown file (--breakdown-by)", path=breakdown)
+    for run in runs:
+        if "test" not in run.metrics:
+            continue
+        gold = run.metrics.get("data", {}).get("test", {}).get("path")
+        groups_path = Path(breakdown) if breakdown else (Path(gold).parent / META_FILE if gold else None)
+        if groups_path is None or not groups_path.is_file():
+            continue
+        predictions_path = run.path / "predictions" / "test.jsonl"
+        if not predictions_path.is_file() or not Path(gold).is_file():
+            warnings.append(f"{run.path}: no test predictions or test file; left out of the breakdown by setting")
+            continue
+        if gold not in gold_cache:
+            gold_cache[gold] = list(read_dataset(gold).records)
+        if groups_path not in group_cache:
+            group_cache[groups_path] = read_settings(groups_path)
+        records, group_of = gold_cache[gold], group_cache[groups_path]
+        predictions = read_predictions(predictions_path)
+        mode = run.metrics["test"].get("mode", "conlleval")
+        missing = [record.id for record in records if str(record.id) not in group_of]
+        if missing:
+            warnings.append(
+                f"{run.path}: {len(missing)} test posts (first: {missing[0]}) have no setting in {groups_path}; "
+                "left out of the breakdown by setting"
+            )
+        scores, indices = score_by_group(
+            records, predictions, group_of, task=run.task, gold_path=gold, pred_path=predictions_path, mode=mode
+        )
+        counts = example_counts(run.task, records, predictions, mode=mode)
+        f1 = {group: values["f1"] for group, values in scores.items()}
+        group_counts = {group: counts[members] for group, members in indices.items()}
+        scored[run.path] = _RunGroups(f1, group_counts, {g: len(m) for g, m in indices.items()})
+    if not scored:
+        return [], warnings
+
+    # significance on each group's posts, against the reference, seeds pooled as in the main table
+    significant: set[tuple] = set()
+    tests: list[list[Any]] = []
+    by_cell: dict[tuple, dict[int, _RunGroups]] = defaultdict(dict)
+    for run in runs:
+        if run.path in scored:
+            by_cell[(run.row_key, run.dataset)][run.seed] = scored[run.path]
+    tables_groups: dict[str, list[str]] = {}
+    for dataset in datasets:
+        present = {g for (key, d), by_seed in by_cell.items() if d == dataset for r in by_seed.values() for g in r.f1}
+        tables_groups[dataset] = _group_order(present - {"whole"}) + (["whole"] if "whole" in present else [])
+    if reference is not None:
+        for (key, dataset), by_seed in by_cell.items():
+            if key[0] == reference:
+                continue
+            base = by_cell.get(((reference, key[1]), dataset))
+            if not base:
+                continue
+            for group in tables_groups[dataset]:
+                system = {s: r.counts[group] for s, r in by_seed.items() if group in r.counts}
+                other = {s: r.counts[group] for s, r in base.items() if group in r.counts}
+                if not system or not other:
+                    continue
+                try:
+                    a, b = pair_by_seed(system, other)
+                    test = approximate_randomisation(a, b, trials=trials, seed=seed)
+                except ValueError as error:
+                    warnings.append(f"{_label(*key)} vs {reference} on {dataset} {group} posts: not tested: {error}")
+                    continue
+                if test["p_value"] < 0.05 and test["delta"] > 0:
+                    significant.add((key, dataset, group))
+                tests.append(
+                    [
+                        _label(*key),
+                        dataset,
+                        group,
+                        f"{100 * test['delta']:+.2f}",
+                        f"{test['p_value']:.4f}",
+                        str(test["n"]),
+                    ]
+                )
+
+    header, group_header, rows = ["Model"], [], []
+    for dataset in datasets:
+        sizes = next((r.sizes for (key, d), by_seed in by_cell.items() if d == dataset for r in by_seed.values()), {})
+        header += [f"{group} (n={sizes.get(group, 0)})" for group in tables_groups[dataset]]
+        group_header.append((dataset, len(tables_groups[dataset])))
+    for key in row_keys:
+        row: list[Any] = [_label(*key)]
+        for dataset in datasets:
+            by_seed = by_cell.get((key, dataset), {})
+            for group in tables_groups[dataset]:
+                cell = Cell([r.f1[group] for _, r in sorted(by_seed.items()) if group in r.f1])
+                if (key, dataset, group) in significant:
+                    cell.mark = DAGGER
+                row.append(cell)
+        rows.append(row)
+    method = (
+        f"{DAGGER}: significantly better than {reference} on the same posts (p < 0.05, {TEST_NAME}, seeds pooled)"
+        if reference
+        else "no reference row: no significance test"
+    )
+    tables = [
+        Table(
+            "by_setting",
+            "F1 by deciding setting",
+            "Test F1 in %, mean ± std over seeds, on the test posts of each setting that decides their label "
+            f"({', '.join(sorted({path.name for path in group_cache}))}; n = posts), scored from each run's "
+            f"predictions/test.jsonl. {method}.",
+            header,
+            rows,
+            group_header,
+        )
+    ]
+    if tests:
+        tables.append(
+            Table(
+                "significance_by_setting",
+                "Paired significance tests by deciding setting",
+                f"{TEST_NAME}, seed {seed}; delta = F1(row) - F1({reference}) in points on the setting's posts.",
+                ["Model", "dataset", "setting", "delta F1", "p-value", "n pooled"],
+                tests,
+            )
+        )
+    return tables, warnings
 
 
 # --------------------------------------------------------------------------------- rendering

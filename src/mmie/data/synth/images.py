@@ -8,6 +8,11 @@ scheme and are jittered in position, scale, aspect and colour, so that a frozen 
 extractor separates them while no single pixel pattern does. Distractors are small and random and
 never draw a cue shape.
 
+Two options of a plan serve the mechanism settings (docs/synthetic.md): ``scale="small"`` draws the
+cue over 5-15 % of the frame's area, anywhere in it; ``background="<colour>"`` tints the whole
+background field with one of the named :data:`BACKGROUND_COLOURS`, which a post's text can name.
+A plan with neither draws exactly what it drew before they existed.
+
 Rendering is a pure function of an :class:`ImagePlan` (its seed), so a dataset is byte-identical
 whenever it is generated again with the same seed.
 """
@@ -27,15 +32,31 @@ RGB = tuple[int, int, int]
 T = TypeVar("T")
 
 IMAGE_SIZE = 224
+# Side of a large cue's box as a fraction of the frame's side (its area: 30-72 % of the frame).
+LARGE_CUE_SIDE = (0.55, 0.85)
+# Area of a small cue's box as a fraction of the frame's area (its side: 22-39 % of the frame's).
+SMALL_CUE_AREA = (0.05, 0.15)
+CUE_SCALES = ("large", "small")
+# Named background colours (distractor posts): far apart in hue, and one word each in the text.
+BACKGROUND_COLOURS: dict[str, RGB] = {
+    "red": (200, 45, 45),
+    "green": (45, 160, 65),
+    "blue": (45, 85, 205),
+    "yellow": (235, 205, 40),
+    "purple": (135, 55, 175),
+}
 
 
 @dataclass(frozen=True)
 class ImagePlan:
-    """What one image file shows: its file name, the cue kind (``None``: distractors only), a seed."""
+    """What one image file shows: its file name, the cue kind (``None``: distractors only), a seed,
+    the cue's scale (``large`` or ``small``) and an optional named background colour."""
 
     name: str
     cue: str | None
     seed: int
+    scale: str = "large"
+    background: str | None = None
 
 
 @dataclass
@@ -53,10 +74,15 @@ def _pick(rng: np.random.Generator, options: Sequence[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
+def _background(rng: np.random.Generator, size: int, tint: RGB | None = None) -> Image.Image:
     # A low-resolution random colour field upsampled smoothly, then per-pixel noise: no two
-    # backgrounds are alike and none carries information about the label.
-    coarse = rng.integers(45, 215, size=(4, 4, 3), dtype=np.uint8)
+    # backgrounds are alike and none carries information about the label. A tint makes the field
+    # that colour, each coarse cell jittered by up to 25 per channel.
+    if tint is None:
+        coarse = rng.integers(45, 215, size=(4, 4, 3), dtype=np.uint8)
+    else:
+        jitter = rng.integers(-25, 26, size=(4, 4, 3))
+        coarse = np.clip(np.asarray(tint)[None, None, :] + jitter, 0, 255).astype(np.uint8)
     field_image = Image.fromarray(coarse, "RGB").resize((size, size), Image.Resampling.BILINEAR)
     noise = Image.fromarray(rng.integers(0, 29, size=(size, size, 3), dtype=np.uint8), "RGB")
     return ImageChops.add(field_image, noise, scale=1.0, offset=-14)
@@ -84,12 +110,22 @@ def _draw_distractors(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size:
 
 
 def _cue_box(rng: np.random.Generator, size: int) -> Box:
-    side = rng.uniform(0.55, 0.85) * size
+    side = rng.uniform(*LARGE_CUE_SIDE) * size
     aspect = rng.uniform(0.85, 1.15)
     width, height = min(size, side * aspect), min(size, side / aspect)
     x0 = rng.uniform(0, size - width)
     y0 = rng.uniform(0, size - height)
     return int(x0), int(y0), int(x0 + width), int(y0 + height)
+
+
+def _small_cue_box(rng: np.random.Generator, size: int) -> Box:
+    # Area uniform in SMALL_CUE_AREA of the frame, aspect jittered as for large cues, anywhere.
+    side = math.sqrt(rng.uniform(*SMALL_CUE_AREA)) * size
+    aspect = rng.uniform(0.85, 1.15)
+    width, height = side * aspect, side / aspect
+    x0 = rng.uniform(0, size - width)
+    y0 = rng.uniform(0, size - height)
+    return int(round(x0)), int(round(y0)), int(round(x0 + width)), int(round(y0 + height))
 
 
 # --- cue objects: each draws inside its box -------------------------------------------------
@@ -305,13 +341,18 @@ def render_image(plan: ImagePlan, size: int = IMAGE_SIZE) -> RenderedImage:
     """Draw the image a plan describes; the same plan always gives the same pixels."""
     if plan.cue is not None and plan.cue not in CUE_DRAWERS:
         raise ValueError(f"unknown cue kind {plan.cue!r}; known: {sorted(CUE_DRAWERS)}")
+    if plan.scale not in CUE_SCALES:
+        raise ValueError(f"unknown cue scale {plan.scale!r}; known: {CUE_SCALES}")
+    if plan.background is not None and plan.background not in BACKGROUND_COLOURS:
+        raise ValueError(f"unknown background colour {plan.background!r}; known: {sorted(BACKGROUND_COLOURS)}")
     rng = np.random.default_rng(plan.seed)
-    image = _background(rng, size)
+    tint = BACKGROUND_COLOURS[plan.background] if plan.background is not None else None
+    image = _background(rng, size, tint)
     draw = ImageDraw.Draw(image)
     distractors = _draw_distractors(draw, rng, size)
     cue_box = None
     if plan.cue is not None:
-        cue_box = _cue_box(rng, size)
+        cue_box = _small_cue_box(rng, size) if plan.scale == "small" else _cue_box(rng, size)
         CUE_DRAWERS[plan.cue](image, cue_box, rng)
         # Distractors the cue hides completely are no longer visible regions.
         distractors = [b for b in distractors if not _inside(b, cue_box)]

@@ -5,23 +5,35 @@ in a neutral template; name and template are drawn independently of the entity t
 is shown by ONE image: a face (PER), a badge/logo (ORG), a landscape (LOC) or a product (MISC).
 A *telling* post decides its entity type in the text ("just landed in {E}") and its images carry no
 cue. Either kind may end with a second, text-decided entity ("| photo by Emma Walker").
+
+A non-default :class:`~mmie.data.synth.settings.SynthMix` adds the mechanism settings: the cue drawn
+small (``small_cue``), every image with a cue of another type on its own named colour and the text
+naming the colour of the one that decides (``distractor``), or two cues of two types where the
+later one decides (``order``); see docs/synthetic.md.
 """
 
 from __future__ import annotations
 
+import random
+
 from mmie.data.schema import Post
 from mmie.data.synth import vocab
 from mmie.data.synth.common import (
-    AMBIGUOUS_SHARE,
     SLOT_OF_TYPE,
     SynthPost,
+    distractor_plans,
     fill_template,
     image_plans,
+    mechanism_meta,
     name_of_type,
+    order_plans,
     person_name,
     post_rng,
+    several_images,
     synthetic_url,
 )
+from mmie.data.synth.images import ImagePlan
+from mmie.data.synth.settings import SynthMix
 
 # The visual cue of each entity type.
 MNER_CUES = {"PER": "face", "ORG": "logo", "LOC": "landscape", "MISC": "product"}
@@ -30,18 +42,45 @@ MNER_CUES = {"PER": "face", "ORG": "logo", "LOC": "landscape", "MISC": "product"
 AMBIGUOUS_NAME_IN_TELLING = 0.3
 NO_ENTITY_SHARE = 0.1
 CONTEXT_SHARE = 0.35
+# The templates of the posts whose text leaves the type open, by deciding setting.
+TEMPLATES = {
+    "cue": vocab.MNER_NEUTRAL,
+    "small_cue": vocab.MNER_NEUTRAL,
+    "distractor": vocab.MNER_DISTRACTOR,
+    "order": vocab.MNER_ORDER,
+}
 
 
-def plan_mner_post(index: int, seed: int) -> SynthPost:
+def _distractor_images(post_id: str, rng: random.Random, entity_type: str) -> tuple[list[ImagePlan], int, list[str]]:
+    # Every image shows a cue; the other images those of other types (no type twice).
+    n_images = several_images(rng)
+    relevant = rng.randrange(n_images)
+    others = rng.sample([kind for kind in vocab.ENTITY_TYPES if kind != entity_type], n_images - 1)
+    images, colours = distractor_plans(
+        post_id, rng, n_images, relevant, MNER_CUES[entity_type], [MNER_CUES[kind] for kind in others]
+    )
+    return images, relevant, colours
+
+
+def _order_images(post_id: str, rng: random.Random, entity_type: str) -> tuple[list[ImagePlan], int]:
+    # Two cues of two types; the LATER one is the entity's type ("then and now": now decides).
+    earlier = rng.choice([kind for kind in vocab.ENTITY_TYPES if kind != entity_type])
+    images, (_, later_index) = order_plans(
+        post_id, rng, several_images(rng), MNER_CUES[earlier], MNER_CUES[entity_type]
+    )
+    return images, later_index
+
+
+def plan_mner_post(index: int, seed: int, mix: SynthMix | None = None) -> SynthPost:
+    mix = mix or SynthMix()
     rng = post_rng("mner", seed, index)
     post_id = str(index + 1)
-    ambiguous = rng.random() < AMBIGUOUS_SHARE
-    cue: str | None = None  # only an ambiguous post shows the cue of its type
+    setting = mix.draw(rng)
+    ambiguous = setting != "text"
     if ambiguous:
         entity_type = rng.choice(vocab.ENTITY_TYPES)
-        template = rng.choice(vocab.MNER_NEUTRAL)
+        template = rng.choice(TEMPLATES[setting])
         name = rng.choice(vocab.AMBIGUOUS_NAMES)
-        cue = MNER_CUES[entity_type]
     elif rng.random() < NO_ENTITY_SHARE:
         entity_type, template, name = None, rng.choice(vocab.MNER_NO_ENTITY), None
     else:
@@ -64,6 +103,11 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
     }
     if name is not None:
         slots["E"] = name
+    cue_index: int | None
+    if setting == "distractor":  # the text names the colour of the image that decides
+        assert entity_type is not None  # an image-decided post always names an entity
+        images, cue_index, colours = _distractor_images(post_id, rng, entity_type)
+        slots["C"] = colours[cue_index]
     tokens, spans = fill_template(template, slots)
 
     tags = ["O"] * len(tokens)
@@ -75,7 +119,12 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
         for position in range(span.start + 1, span.end):
             tags[position] = f"I-{slot_type}"
 
-    images, cue_index = image_plans(post_id, rng, cue)
+    cue = MNER_CUES[entity_type] if ambiguous and entity_type is not None else None
+    if setting == "order":
+        assert entity_type is not None
+        images, cue_index = _order_images(post_id, rng, entity_type)
+    elif setting != "distractor":
+        images, cue_index = image_plans(post_id, rng, cue, scale="small" if setting == "small_cue" else "large")
     target = spans.get("E")
     meta = {
         "id": post_id,
@@ -87,6 +136,7 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
         "template": template,
         "entity": name,
         "entity_span": [target.start, target.end] if target else None,
+        **mechanism_meta(mix, setting, images, cue_index),
     }
     record = Post(
         id=post_id, tokens=tokens, images=[plan.name for plan in images], url=synthetic_url(post_id), tags=tags
@@ -94,5 +144,5 @@ def plan_mner_post(index: int, seed: int) -> SynthPost:
     return SynthPost(record=record, images=images, meta=meta)
 
 
-def plan_mner(posts: int, seed: int) -> list[SynthPost]:
-    return [plan_mner_post(index, seed) for index in range(posts)]
+def plan_mner(posts: int, seed: int, mix: SynthMix | None = None) -> list[SynthPost]:
+    return [plan_mner_post(index, seed, mix) for index in range(posts)]

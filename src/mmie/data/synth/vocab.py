@@ -10,6 +10,12 @@ handle, never an entity). Two kinds of template exist on purpose:
 * *telling* templates contain cue words ("married", "shares fell", "just landed in") that decide the
   label from the text alone.
 
+The mechanism settings (docs/synthetic.md) add neutral templates of two kinds: *distractor*
+templates name the background colour ``{C}`` of the image that decides ("{E} is the {C} one"), and
+*order* templates say that the post is a sequence ("{E} , then and now") without saying what it
+shows. For MRE they are written once for every type pair, with ``{H}`` and ``{T}`` for the head and
+tail slots of the pair.
+
 People and organisations are invented; places are real cities; nothing here describes a real person.
 """
 
@@ -272,6 +278,23 @@ MNER_CONTEXT = (
     ("| live from {L}", "LOC"),
     ("| {M} weekend", "MISC"),
 )
+# Distractor posts: {C} is the named background colour of the image that decides.
+MNER_DISTRACTOR = (
+    "{E} is the {C} one",
+    "{E} in the {C} pic",
+    "look at {E} ( {C} photo )",
+    "the {C} picture is {E}",
+    "{E} , see the {C} one",
+    "spot {E} : {C} background",
+)
+# Order posts: a sequence of pictures; the last cue is how things are now.
+MNER_ORDER = (
+    "{E} , then and now",
+    "{E} : how it started vs how it's going",
+    "{E} before and after",
+    "swipe to the end : {E} now",
+    "{E} over the years",
+)
 MNER_NO_ENTITY = (
     "good morning everyone , coffee first",
     "what a day . so tired",
@@ -391,3 +414,17 @@ MRE_TELLING_NONE = {
     ("ORG", "LOC"): ("{O} ads are everywhere , even in {L}", "{O} has no plans for {L}"),
     ("PER", "MISC"): ("{A} skipped the {M} this year", "{A} did not watch the {M}"),
 }
+# Distractor and order templates of every type pair: {H} / {T} become the pair's head / tail slots.
+MRE_DISTRACTOR = (
+    "{H} and {T} in the {C} picture",
+    "{H} with {T} , the {C} one",
+    "the {C} pic : {H} and {T}",
+    "{H} x {T} ( {C} photo )",
+    "{H} and {T} , see the {C} one",
+)
+MRE_ORDER = (
+    "{H} and {T} , then and now",
+    "{H} and {T} : how it started vs how it's going",
+    "{H} & {T} before and after",
+    "swipe to the end : {H} and {T} now",
+)

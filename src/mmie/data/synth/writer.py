@@ -4,7 +4,7 @@ DIR/train.txt, val.txt, test.txt    records, through the shared writers (mnermi 
 DIR/images/<id>_<k>.jpg             1..4 images per post
 DIR/images_vg/<id>_<k>_<j>.jpg      MRE only: up to 2 grounding crops per image
 DIR/images_vg.pth                   MRE only: image name -> crop file names
-DIR/synth_meta.jsonl                ground truth about the cues (never read by the readers)
+DIR/synth_meta.jsonl                ground truth about the cues and the deciding setting (never read by the readers)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from mmie.data.synth.common import SynthPost, split_sizes
 from mmie.data.synth.images import IMAGE_SIZE, ImagePlan, RenderedImage, grounding_boxes, render_image
 from mmie.data.synth.mner import plan_mner
 from mmie.data.synth.mre import plan_mre
+from mmie.data.synth.settings import SynthMix, deciding_setting
 from mmie.errors import ConfigError
 from mmie.io import atomic_writer
 
@@ -43,15 +44,19 @@ class SynthSummary:
     crops: int
     ambiguous: int
     labels: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, int] = field(default_factory=dict)  # posts by deciding setting
 
 
-def plan_posts(task: str, posts: int, seed: int) -> list[SynthPost]:
-    """The planned posts (records, image plans, cue ground truth) without rendering anything."""
+def plan_posts(task: str, posts: int, seed: int, mix: SynthMix | None = None) -> list[SynthPost]:
+    """The planned posts (records, image plans, cue ground truth) without rendering anything.
+
+    ``mix`` gives the shares of the deciding settings (default: ``SynthMix()``, the sample of
+    before the mechanism settings, byte for byte)."""
     if task not in TASKS:
         raise ConfigError(f"task: unknown synthetic task {task!r}; choose one of {sorted(TASKS)}")
     if posts < 3:
         raise ConfigError(f"posts: need at least 3 posts (one per split), got {posts}")
-    return TASKS[task][0](posts, seed)
+    return TASKS[task][0](posts, seed, mix)
 
 
 def generate_dataset(
@@ -62,13 +67,16 @@ def generate_dataset(
     *,
     overwrite: bool = False,
     image_size: int = IMAGE_SIZE,
+    mix: SynthMix | None = None,
 ) -> SynthSummary:
     """Generate a synthetic ``task`` ("mner" or "mre") dataset of ``posts`` posts into ``out``.
 
-    The same ``(task, posts, seed)`` gives byte-identical files. An existing non-empty ``out`` is an
-    error unless ``overwrite`` is set; then only the files and folders this generator writes are replaced.
+    The same ``(task, posts, seed, mix)`` gives byte-identical files. An existing non-empty ``out`` is
+    an error unless ``overwrite`` is set; then only the files and folders this generator writes are
+    replaced. ``mix`` (:class:`~mmie.data.synth.settings.SynthMix`, e.g. ``PRESETS["mechanisms"]``)
+    sets the shares of the deciding settings; see docs/synthetic.md.
     """
-    planned = plan_posts(task, posts, seed)
+    planned = plan_posts(task, posts, seed, mix)
     out = Path(out)
     _prepare(out, overwrite)
     image_dir = out / "images"
@@ -105,6 +113,7 @@ def generate_dataset(
         crops=sum(len(names) for names in crops.values()),
         ambiguous=sum(post.meta["ambiguous"] for post in planned),
         labels=dict(sorted(Counter(post.meta["label"] for post in planned).items())),
+        settings=dict(Counter(deciding_setting(post.meta) for post in planned)),
     )
 
 
