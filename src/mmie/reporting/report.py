@@ -90,7 +90,7 @@ def _split(run: RunRecord) -> str:
 def _significance(runs: list[RunRecord], reference: str, trials: int, seed: int) -> tuple[list[dict], list[str]]:
     from mmie.data import read_dataset
     from mmie.evaluation.predictions import read_predictions
-    from mmie.evaluation.significance import approximate_randomisation, example_counts, pair_by_seed
+    from mmie.evaluation.significance import example_counts
 
     warnings: list[str] = []
     gold_cache: dict[str, list] = {}
@@ -117,11 +117,8 @@ def _significance(runs: list[RunRecord], reference: str, trials: int, seed: int)
         base = {s: c for s, r in groups[(reference, grid, dataset)].items() if (c := counts(r)) is not None}
         if not system or not base:
             continue
-        try:
-            a, b = pair_by_seed(system, base)
-            test = approximate_randomisation(a, b, trials=trials, seed=seed)
-        except ValueError as error:
-            warnings.append(f"{row} vs {reference} on {dataset}: not tested: {error}")
+        test = _paired_test(system, base, f"{row} vs {reference} on {dataset}", warnings, trials, seed)
+        if test is None:
             continue
         results.append({"row": row, "grid": dict(grid), "dataset": dataset, "reference": reference, **test})
     return results, warnings
@@ -343,7 +340,7 @@ def _setting_tables(
     from mmie.data import read_dataset
     from mmie.data.synth import META_FILE, read_settings
     from mmie.evaluation.predictions import read_predictions, score_by_group
-    from mmie.evaluation.significance import TEST_NAME, approximate_randomisation, example_counts, pair_by_seed
+    from mmie.evaluation.significance import TEST_NAME, example_counts
 
     warnings: list[str] = []
     gold_cache: dict[str, list] = {}
@@ -408,11 +405,9 @@ def _setting_tables(
                 other = {s: r.counts[group] for s, r in base.items() if group in r.counts}
                 if not system or not other:
                     continue
-                try:
-                    a, b = pair_by_seed(system, other)
-                    test = approximate_randomisation(a, b, trials=trials, seed=seed)
-                except ValueError as error:
-                    warnings.append(f"{_label(*key)} vs {reference} on {dataset} {group} posts: not tested: {error}")
+                what = f"{_label(*key)} vs {reference} on {dataset} {group} posts"
+                test = _paired_test(system, other, what, warnings, trials, seed)
+                if test is None:
                     continue
                 if test["p_value"] < 0.05 and test["delta"] > 0:
                     significant.add((key, dataset, group))
@@ -588,3 +583,18 @@ def write_report(report: Report, out: str | Path, challenge_files: Sequence[Path
     if challenges:
         written += plots.challenge_plots(challenges, out, report.runs)
     return written
+
+
+def _paired_test(
+    system: dict, base: dict, what: str, warnings: list[str], trials: int, seed: int
+) -> dict[str, Any] | None:
+    """The paired test of ``system`` against ``base`` (counts by seed); None, with a warning naming
+    ``what``, when the two cannot be paired."""
+    from mmie.evaluation.significance import approximate_randomisation, pair_by_seed
+
+    try:
+        a, b = pair_by_seed(system, base)
+        return approximate_randomisation(a, b, trials=trials, seed=seed)
+    except ValueError as error:
+        warnings.append(f"{what}: not tested: {error}")
+        return None
