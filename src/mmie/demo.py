@@ -3,6 +3,10 @@
 1. Generate the synthetic MNER and MRE samples (``mmie data synth``) and print their statistics.
 2. Train every demo row (text-only baselines first, then the image models) with the configs in
    ``configs/synthetic/`` and print one table per task with dev and test scores.
+   Then train three MNER rows (stitched, prefix over all images without temporal encoding, TPM-MI)
+   on the ``mechanisms`` preset (posts decided by a small cue, by the image the text names among
+   distractors, or by the order of two cues; docs/synthetic.md) and print their test F1 by the
+   setting that decides each post.
 3. Extract from one synthetic test post with the trained TPM-MI (NER) and GLRA (RE) through
    :class:`mmie.Extractor` (raw text + image bytes, as a user would), print the JSON, and say how to
    start the service on those models.
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from mmie.data import read_dataset
 from mmie.data.stats import dataset_stats
-from mmie.data.synth import generate_dataset
+from mmie.data.synth import META_FILE, PRESETS, SETTINGS, generate_dataset, read_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = REPO_ROOT / "configs" / "synthetic"
@@ -46,17 +50,28 @@ ROWS = (
     DemoRow("mre", "MTB + all images", "mtb_all_images.yaml"),
     DemoRow("mre", "GLRA (all images)", "glra.yaml"),
 )
+# The mechanism table: MNER rows on the mechanisms preset, one per way of reading several images
+# (stitched into one frame, a set of per-image tokens, an ordered sequence).
+MECHANISM_ROWS = (
+    DemoRow("mner_mech", "BERT-CRF + stitched images (-MI)", "bert_crf_stitched.yaml"),
+    DemoRow("mner_mech", "Prefix, all images (no temporal)", "prefix_all_images.yaml"),
+    DemoRow("mner_mech", "TPM-MI (all images)", "tpm_mi.yaml"),
+)
 
 
 def _synthesize(out: Path, posts: int, seed: int) -> dict[str, Path]:
     folders = {}
-    for task in ("mner", "mre"):
-        folder = out / f"synth_{task}"
+    for key, task, folder, preset in (
+        ("mner", "mner", out / "synth_mner", "default"),
+        ("mre", "mre", out / "synth_mre", "default"),
+        ("mner_mech", "mner", out / "synth_mech_mner", "mechanisms"),
+    ):
         if not (folder / "train.txt").exists():
-            generate_dataset(task, folder, posts, seed, overwrite=True)
-        folders[task] = folder
+            generate_dataset(task, folder, posts, seed, overwrite=True, mix=PRESETS[preset])
+        folders[key] = folder
         stats = dataset_stats(read_dataset(folder / "train.txt"))
-        print(f"\n== synthetic {task} sample (train split): {folder}")
+        label = task if preset == "default" else f"{task} {preset}-preset"
+        print(f"\n== synthetic {label} sample (train split): {folder}")
         print(json.dumps(_stats_digest(stats), indent=None))
     return folders
 
@@ -104,6 +119,38 @@ def _print_table(task: str, results: list[dict]) -> None:
         )
 
 
+def _setting_scores(result: dict, folder: Path) -> dict[str, float]:
+    """Test F1 of one run on the posts of each deciding setting, from its saved predictions."""
+    from mmie.evaluation.predictions import read_predictions, score_by_group
+
+    gold = read_dataset(folder / "test.txt").records
+    predictions = read_predictions(result["run_dir"] / "predictions" / "test.jsonl")
+    scores, _ = score_by_group(gold, predictions, read_settings(folder / META_FILE), task="ner")
+    return {group: values["f1"] for group, values in scores.items()}
+
+
+def _print_mechanism_table(results: list[dict], folder: Path) -> None:
+    rows = [r for r in results if r["row"].task == "mner_mech"]
+    if not rows:
+        return
+    settings = read_settings(folder / META_FILE)
+    test_ids = [record.id for record in read_dataset(folder / "test.txt").records]
+    sizes = {name: sum(settings[i] == name for i in test_ids) for name in SETTINGS}
+    columns = [*SETTINGS, "whole"]
+    print("\n== MNER (entity F1) by the setting that decides each test post, SYNTHETIC mechanisms preset")
+    print("   (expected, docs/synthetic.md: stitched loses on small_cue; only TPM-MI reads image order)")
+    header = f"{'model':<34}" + "".join(f" {name:>10}" for name in columns)
+    print(header)
+    print(f"{'test posts':<34}" + "".join(f" {sizes.get(name, len(test_ids)):>10}" for name in columns))
+    print("-" * len(header))
+    for result in rows:
+        by_setting = result["by_setting"]
+        print(
+            f"{result['row'].label:<34}"
+            + "".join(f" {100 * by_setting.get(name, float('nan')):>10.1f}" for name in columns)
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="where data and runs go")
@@ -118,11 +165,14 @@ def main(argv: list[str] | None = None) -> None:
 
     folders = _synthesize(args.out, args.posts, args.seed)
     results = []
-    for row in ROWS:
+    for row in ROWS + MECHANISM_ROWS:
         print(f"\n-- training {row.label} on synthetic {row.task} ({row.config})", flush=True)
         results.append(_train_row(row, folders[row.task], args.out / "runs", args.epochs))
+        if row.task == "mner_mech":
+            results[-1]["by_setting"] = _setting_scores(results[-1], folders[row.task])
     for task in ("mner", "mre"):
         _print_table(task, results)
+    _print_mechanism_table(results, folders["mner_mech"])
     summary = [
         {
             "task": r["row"].task,
@@ -130,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             "config": r["row"].config,
             "dev": r["metrics"]["dev"]["f1"],
             "test": r["metrics"].get("test", {}).get("f1"),
+            **({"test_by_setting": r["by_setting"]} if "by_setting" in r else {}),
             "run_dir": str(r["run_dir"]),
         }
         for r in results
