@@ -138,7 +138,7 @@ def _print_mechanism_table(results: list[dict], folder: Path) -> None:
     sizes = {name: sum(settings[i] == name for i in test_ids) for name in SETTINGS}
     columns = [*SETTINGS, "whole"]
     print("\n== MNER (entity F1) by the setting that decides each test post, SYNTHETIC mechanisms preset")
-    print("   (expected, docs/synthetic.md: stitched loses on small_cue; only TPM-MI reads image order)")
+    print("   (one seed, about 18 test posts a setting: noisy; docs/synthetic.md has the rules and a 3-seed sweep)")
     header = f"{'model':<34}" + "".join(f" {name:>10}" for name in columns)
     print(header)
     print(f"{'test posts':<34}" + "".join(f" {sizes.get(name, len(test_ids)):>10}" for name in columns))
