@@ -145,7 +145,7 @@ def _head(source: Path, target: Path, lines: int, posts_end_blank: bool = False)
 
 @needs_shared
 def test_ner_run_is_cached_resumes_after_a_kill_and_is_scored(server, tmp_path):
-    data = SHARED_DATA / "twitter2017" / "valid.txt"
+    data = _head(SHARED_DATA / "twitter2017" / "valid.txt", tmp_path / "valid.txt", 200, posts_end_blank=True)
     train = _head(SHARED_DATA / "twitter2017" / "train.txt", tmp_path / "train.txt", 400, posts_end_blank=True)
     out = tmp_path / "run"
     args = ["--train", str(train), "-k", "1", "--limit", "6", "--max-tokens", "12", "--concurrency", "1"]
@@ -200,7 +200,7 @@ def test_ner_run_is_cached_resumes_after_a_kill_and_is_scored(server, tmp_path):
 
 @needs_shared
 def test_re_run_with_demonstrations(server, tmp_path):
-    data = SHARED_DATA / "mnre" / "mnre_val.txt"
+    data = _head(SHARED_DATA / "mnre" / "mnre_val.txt", tmp_path / "val.txt", 20)
     train = _head(SHARED_DATA / "mnre" / "mnre_train.txt", tmp_path / "train.txt", 300)
     out = tmp_path / "re"
     args = ["--train", str(train), "-k", "2", "--seed", "3", "--limit", "3", "--max-tokens", "6"]
