@@ -139,3 +139,26 @@ def test_a_named_pipeline_model_runs_once_per_image_and_is_cached(tmp_path):
     assert resumed.text("2.jpg", images / "2.jpg") == made["2.jpg"] and resumed.runs == 1
     resumed.close()
     assert read_image_text(cached) == made
+
+
+def test_visualpt_moe_dictionaries_convert_and_its_placeholder_caption_is_dropped(tmp_path):
+    import torch
+
+    captions = {"1.jpg": "a man holding a guitar", "2.jpg": "There are nothing in the image"}
+    tags = {"1.jpg": ["person", "person", "guitar"], "3.jpg": []}
+    torch.save(captions, tmp_path / "caption_mre.pt")
+    torch.save(tags, tmp_path / "object_tags_mre.pt")
+    out = tmp_path / "text.jsonl"
+    main(
+        ["imagetext", "convert", "--out", str(out), "--visualpt-captions", str(tmp_path / "caption_mre.pt")]
+        + ["--visualpt-tags", str(tmp_path / "object_tags_mre.pt")]
+    )
+    made = read_image_text(out)
+    assert made["1.jpg"] == ImageText("1.jpg", caption="a man holding a guitar", tags=["person", "person", "guitar"])
+    assert made["3.jpg"] == ImageText("3.jpg")
+    assert "2.jpg" not in made  # the stand-in text of an unreadable image is not a caption
+    torch.save(["not", "a", "dict"], tmp_path / "bad.pt")
+    from mmie.imagetext.convert import convert_visualpt_moe
+
+    with pytest.raises(DataError, match="expected a dictionary keyed by image name"):
+        convert_visualpt_moe(out, tags=tmp_path / "bad.pt")

@@ -204,17 +204,24 @@ def test_re_run_with_demonstrations(server, tmp_path):
     train = _head(SHARED_DATA / "mnre" / "mnre_train.txt", tmp_path / "train.txt", 300)
     out = tmp_path / "re"
     args = ["--train", str(train), "-k", "2", "--seed", "3", "--limit", "3", "--max-tokens", "6"]
+    first = read_dataset(data).records[0]  # UN -> Libya: offered only the ORG-LOC labels
+    types = tmp_path / "types.jsonl"
+    head, tail = [first.head.start, first.head.end], [first.tail.start, first.tail.end]
+    line = {"id": first.id, "head": head, "tail": tail, "head_type": "org", "tail_type": "LOC"}
+    types.write_text(json.dumps(line) + "\n", encoding="utf-8")
     before = server.chat_requests()
-    summary = _run(server, data, out, *args)
+    summary = _run(server, data, out, *args, "--entity-types", str(types))
     assert server.chat_requests() - before == 3 == summary["asked"]
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert summary["unparseable"] == sum(row["status"] == "unparseable" for row in answers)
     assert summary["unmapped"] == sum(row["status"] == "unmapped" for row in answers)
+    assert answers[0]["options"] == {"A": "/org/loc/locate_at", "B": "None"}
+    assert len(answers[1]["options"]) > 10  # no types known: every label of the training split
     predictions = read_predictions(out / "predictions" / "test.jsonl")
     assert [p["relation"] for p in predictions] == [row["label"] or "None" for row in answers]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"] == score_predictions(read_dataset(data).records[:3], predictions)
     # another seed draws other demonstrations: other questions, asked anew
     before = server.chat_requests()
-    other = _run(server, data, out, *args[:-4], "--seed", "4", "--limit", "3", "--max-tokens", "6")
+    other = _run(server, data, out, *args[:4], "--seed", "4", "--limit", "3", "--max-tokens", "6")
     assert other["asked"] == 3 and server.chat_requests() - before == 3

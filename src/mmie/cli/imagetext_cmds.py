@@ -49,3 +49,23 @@ def build(
     finally:
         provider.close()
     typer.echo(f"{len(entries)} images ({provider.runs} run through {model}, the rest cached) -> {out}")
+
+
+@imagetext_app.command("convert")
+def convert(
+    out: Annotated[Path, typer.Option("--out", help="Output JSON-lines file (docs/imagetext.md).")],
+    visualpt_captions: Annotated[
+        Path | None, typer.Option("--visualpt-captions", help="VisualPT-MoE caption dictionary (.pt).")
+    ] = None,
+    visualpt_tags: Annotated[
+        Path | None, typer.Option("--visualpt-tags", help="VisualPT-MoE object-tag dictionary (.pt).")
+    ] = None,
+) -> None:
+    """Convert released image-text files (VisualPT-MoE's .pt dictionaries) to mmie's format."""
+    from mmie.imagetext.convert import convert_visualpt_moe
+
+    report = convert_visualpt_moe(out, captions=visualpt_captions, tags=visualpt_tags)
+    typer.echo(
+        f"{report.images} images: {report.captions} captions, {report.tag_lists} tag lists -> {out}"
+        + (f" ({report.placeholder_captions} placeholder captions dropped)" if report.placeholder_captions else "")
+    )

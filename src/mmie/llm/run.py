@@ -227,7 +227,8 @@ def _read_answer(question: _Question, answer: str) -> tuple[dict, dict]:
         else:
             status = "ok"
         line = re_prediction(record, parsed.label or NO_RELATION)
-        return line, {"status": status, "letter": parsed.letter, "label": parsed.label, "error": parsed.error}
+        log: dict[str, Any] = {"status": status, "letter": parsed.letter, "label": parsed.label}
+        return line, {**log, "error": parsed.error, "options": question.choices}
     ner = parse_ner_answer(answer)
     if ner.error is not None:
         line = ner_prediction(record, ["O"] * len(record.tokens))
