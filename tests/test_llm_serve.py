@@ -197,6 +197,10 @@ def test_ner_run_is_cached_resumes_after_a_kill_and_is_scored(server, tmp_path):
     assert again["requests"] == 0 and again["from_cache"] == 6
     assert json.loads((out / "metrics.json").read_text())["test"] == metrics["test"]
 
+    # the run folder is one `mmie report` reads beside trained models' runs
+    main(["report", str(out), "--out", str(tmp_path / "report")])
+    assert server.model in (tmp_path / "report" / "report.md").read_text()
+
 
 @needs_shared
 def test_re_run_with_demonstrations(server, tmp_path):

@@ -310,18 +310,20 @@ def run_llm(
         cache.put(question.key, entry)  # on disk before anything else: a kill now loses nothing
         return entry
 
+    pool = ThreadPoolExecutor(max_workers=settings.concurrency)
     try:
-        with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-            futures = {pool.submit(ask, question): question for question in missing}
-            for done, future in enumerate(as_completed(futures), start=1):
-                question = futures[future]
-                try:
-                    answers[question.index] = (future.result(), False)
-                except LlmError as error:
-                    failures.append(str(error))
-                if progress is not None:
-                    progress(done, len(missing))
+        futures = {pool.submit(ask, question): question for question in missing}
+        for done, future in enumerate(as_completed(futures), start=1):
+            question = futures[future]
+            try:
+                answers[question.index] = (future.result(), False)
+            except LlmError as error:
+                failures.append(str(error))
+            if progress is not None:
+                progress(done, len(missing))
     finally:
+        # On Ctrl-C the questions not yet sent are dropped (what arrived is cached), not all asked first.
+        pool.shutdown(wait=True, cancel_futures=True)
         client.close()
     if failures:
         raise LlmError(
