@@ -48,6 +48,14 @@ NER_ANSWERS = [
         '{"Person": [{"name": "Gus Stewart"}], "Organization": [], "Location": [], "Miscellaneous": [],}',
         [("PER", "Gus Stewart")],
     ),
+    (
+        'The entities are:\n[{"text": "David Bowie", "type": "Person"}, {"text": "London", "type": "LOC"}]',
+        [("PER", "David Bowie"), ("LOC", "London")],
+    ),
+    (
+        '{"entities": [{"entity": "Earls Court", "label": "location"}, {"name": "Gus Stewart", "category": "PER"}]}',
+        [("LOC", "Earls Court"), ("PER", "Gus Stewart")],
+    ),
 ]
 
 
@@ -67,6 +75,8 @@ def test_ner_answers_of_the_usual_shapes_are_read(answer, entities):
         '{"Person": ["David Bowie"]',  # cut off by max_tokens
         "��)\x1d1�)\x1d1�)",  # a random tiny model's answer
         '{"names": ["David Bowie"]}',  # no entity-type key
+        '[{"text": "David Bowie", "type": "Singer"}]',  # a type that is none of the four
+        "[1, 2, 3]",
     ],
 )
 def test_answers_without_a_readable_object_are_unparseable(answer):

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mmie.data.schema import NO_RELATION
 
@@ -70,23 +71,25 @@ class ReAnswer:
 # ---------------------------------------------------------------------------- JSON objects
 
 
-def _json_candidates(text: str) -> list[str]:
-    """Substrings that may hold the answer's object: fenced blocks first, then each balanced ``{...}``."""
+def _json_candidates(text: str, opener: str = "{") -> list[str]:
+    """Substrings that may hold the answer's value: fenced blocks first, then each balanced ``{...}``
+    (or ``[...]`` for ``opener="["``)."""
+    closer = "}" if opener == "{" else "]"
     candidates = [match.group(1) for match in _FENCE.finditer(text)]
     depth, start = 0, None
     for index, char in enumerate(text):
-        if char == "{":
+        if char == opener:
             if depth == 0:
                 start = index
             depth += 1
-        elif char == "}" and depth:
+        elif char == closer and depth:
             depth -= 1
             if depth == 0 and start is not None:
                 candidates.append(text[start : index + 1])
     return candidates
 
 
-def _load_object(candidate: str) -> dict | None:
+def _load_value(candidate: str, kind: type) -> Any:
     candidate = candidate.strip()
     for attempt in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
         try:
@@ -96,7 +99,7 @@ def _load_object(candidate: str) -> dict | None:
                 value = ast.literal_eval(attempt)
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 continue
-        if isinstance(value, dict):
+        if isinstance(value, kind):
             return value
     return None
 
@@ -104,7 +107,16 @@ def _load_object(candidate: str) -> dict | None:
 def find_json_object(text: str) -> dict | None:
     """The first JSON object (or Python dict literal) in ``text`` with at least one key, or None."""
     for candidate in _json_candidates(text):
-        found = _load_object(candidate)
+        found = _load_value(candidate, dict)
+        if found:
+            return found
+    return None
+
+
+def find_json_list(text: str) -> list | None:
+    """The first non-empty JSON list in ``text``, or None."""
+    for candidate in _json_candidates(text, "["):
+        found = _load_value(candidate, list)
         if found:
             return found
     return None
@@ -134,8 +146,35 @@ def key_type(key: str) -> str | None:
     return _KEY_TYPES.get(re.sub(r"[^a-z]", "", key.lower()))
 
 
+_TEXT_KEYS = ("text", "name", "entity", "span", "mention", "value")
+_TYPE_KEYS = ("type", "label", "category", "entity_type", "tag")
+
+
+def _typed_items(value: object) -> list[tuple[str, str]] | None:
+    """``[{"text": "David Bowie", "type": "Person"}, ...]`` (any of the usual key names) as pairs;
+    None when ``value`` is not a list of such objects."""
+    if not isinstance(value, list) or not value or not all(isinstance(item, dict) for item in value):
+        return None
+    pairs = []
+    for item in value:
+        lowered = {str(key).lower(): entry for key, entry in item.items()}
+        text = next((lowered[k] for k in _TEXT_KEYS if isinstance(lowered.get(k), str)), None)
+        kind = next((key_type(lowered[k]) for k in _TYPE_KEYS if isinstance(lowered.get(k), str)), None)
+        if text is None or kind is None:
+            return None
+        pairs.append((kind, text.strip()))
+    return pairs
+
+
 def parse_ner_answer(text: str) -> NerAnswer:
-    """Read the entities of an answer to an NER prompt (keys Person, Organization, Location, Miscellaneous)."""
+    """Read the entities of an answer to an NER prompt (keys Person, Organization, Location, Miscellaneous).
+
+    Also read: a list of ``{"text": ..., "type": ...}`` objects, alone or under one key such as
+    ``"entities"`` (models that answer in their own schema)."""
+    # a list of typed objects first: the object finder would take its first item for the answer
+    items = _typed_items(find_json_list(text))
+    if items is not None:
+        return NerAnswer(entities=items)
     found = find_json_object(text)
     if found is None:
         return NerAnswer(error="no JSON object in the answer")
