@@ -15,9 +15,10 @@ import pytest
 
 from extraction_models import crowded_post, running_server
 from mmie.data import read_dataset
-from mmie.errors import DataError
+from mmie.errors import DataError, MmieError
 from mmie.pipeline import Extractor
 from mmie.pipeline.service import ServiceLimits, create_app
+from test_score_cli import run
 from test_service_limits import Blocking, health, post_in_thread, wait_for
 
 # A post batched with others is padded to the longest of its batch: its scores may differ from the post
@@ -180,7 +181,10 @@ def test_a_waiting_request_whose_client_leaves_leaves_the_queue():
         assert runner(url)["batch_sizes"] == {"1": 1}  # the one that left never ran
 
 
-def test_the_service_settings_are_checked():
+def test_the_service_settings_are_checked(tmp_path, capsys):
     for bad in (dict(mode="parallel"), dict(max_batch=0), dict(max_queue=0), dict(max_wait_ms=-1)):
-        with pytest.raises(Exception, match="service"):
+        with pytest.raises(MmieError, match="service"):
             ServiceLimits(**bad)
+    # `mmie serve` refuses a mode it does not know before it loads a model
+    code, _, err = run(["serve", "--re", str(tmp_path / "no-model"), "--mode", "parallel"], capsys)
+    assert code == 2 and "service mode: 'batch' or 'one-at-a-time', got 'parallel'" in err, err
