@@ -171,10 +171,12 @@ class ServiceLoadBefore24(_Strict):
 
 
 class ServiceLoadCases(_Strict):
-    """One entry per case that was run (``--cases``): load, burst (50 maximum-size requests), long post."""
+    """One entry per case that was run (``--cases``): load (per service mode since #23), overflow (64
+    clients against the micro-batches), burst (50 maximum-size requests), long post."""
 
     data: str
     load: dict[str, Any] | None = None
+    overflow: dict[str, Any] | None = None
     burst: dict[str, Any] | None = None
     long: dict[str, Any] | None = None
 

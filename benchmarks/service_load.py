@@ -1,11 +1,20 @@
 """Benchmark: the extraction service under load (`mmie serve`, a real server on 127.0.0.1).
 
 Each case starts its own `mmie serve` process on the given model folders (default limits unless
-``--max-pending-mb`` says otherwise), waits for it, and measures it from outside:
+``--max-pending-mb`` / ``--max-batch`` / ``--max-wait-ms`` / ``--max-queue`` say otherwise), waits for
+it, and measures it from outside:
 
 * ``load``: ``--requests`` POST /extract requests (synthetic posts: text + 1..4 images as multipart
-  uploads, as the page sends them) from ``--concurrency`` client threads: p50/p95/max latency,
-  requests/s, errors.
+  uploads, as the page sends them) from ``--concurrency`` client threads, once per service mode of
+  ``--modes`` (micro-batches, one at a time; each on its own server, in this run): p50/p95/max
+  latency, requests/s, errors, the batches by size, and the ratio of requests/s. Target (issue #23,
+  at concurrency 16): micro-batches >= 3x the requests/s of one at a time, p95 <= 1.0 s, 0 errors.
+* ``overflow``: the same requests from ``--overflow-concurrency`` (64) client threads against the
+  micro-batching service: counted are answers 200, clean 503s (with Retry-After) and errors (any
+  other status, a timeout, a reset). Target: 0 errors, and the overflow answered 503.
+
+Before ``load`` and ``overflow`` are measured, each distinct post (``--posts``) is sent once (the
+steady state: an image's vision features are computed at its first sight, then cached in memory).
 * ``burst``: ``--burst`` (50) requests at once, each of the maximum size: four 4096 x 4096 JPEGs
   under the 16 MiB body limit. Counted: answers 200, clean 503s (with Retry-After) and errors
   (anything else); the server's peak RSS (VmHWM), its RSS before, right after, and ``--settle`` (60)
@@ -15,7 +24,7 @@ Each case starts its own `mmie serve` process on the given model folders (defaul
   pairs. Target: answered within 10 s, the skipped pairs reported.
 
     python benchmarks/service_load.py --ner demo_out/runs/mner_tpm_mi/model --re demo_out/runs/mre_glra/model \\
-        --sample demo_out/synth_mre --cases load,burst,long
+        --sample demo_out/synth_mre --cases load,overflow,burst,long
 
 Appends a run (command line, machine, settings, results per case) to benchmarks/results/service_load.json
 through benchmarks/_results.py. The machine may be shared: the figures are what it gave.
@@ -40,6 +49,7 @@ from extract_speed import RESULTS, synthetic_posts
 
 MAX_SIDE = 4096
 TARGET_PEAK_RSS_GB = 3.0
+TARGET_SPEEDUP, TARGET_P95_MS = 3.0, 1000.0  # issue #23, at concurrency 16
 
 
 # ------------------------------------------------------------------------------ the server, from outside
@@ -69,6 +79,10 @@ class Server:
                 pass
             time.sleep(0.5)
         raise RuntimeError("mmie serve did not answer /health")
+
+    def runner(self, client) -> dict:
+        """The service's runner as /health shows it (mode, batches by size)."""
+        return client.get(f"{self.url}/health", timeout=30).json()["runner"]
 
     def memory_mb(self) -> dict[str, float]:
         """VmRSS (now) and VmHWM (the peak so far) of the server process, in MB."""
@@ -113,27 +127,81 @@ def percentiles(seconds: list[float]) -> dict[str, float | None]:
 # ------------------------------------------------------------------------------ cases
 
 
-def load_case(args, client, server: Server) -> dict:
-    posts = synthetic_posts(args.sample, args.posts)
-    bodies = [multipart(post["text"], post["images"]) for post in posts]
+def bodies_of(args) -> list[tuple[bytes, str]]:
+    return [multipart(post["text"], post["images"]) for post in synthetic_posts(args.sample, args.posts)]
 
-    def call(k: int) -> tuple[float, int]:
+
+def send_all(client, server: Server, bodies: list[tuple[bytes, str]], requests: int, concurrency: int) -> dict:
+    """``requests`` requests from ``concurrency`` threads: per request (seconds, status, Retry-After given);
+    a request that raises (timeout, reset) has status -1."""
+
+    def call(k: int) -> tuple[float, int, bool]:
         body, content_type = bodies[k % len(bodies)]
         started = time.perf_counter()
-        response = client.post(f"{server.url}/extract", content=body, headers={"content-type": content_type})
-        return time.perf_counter() - started, response.status_code
+        try:
+            response = client.post(f"{server.url}/extract", content=body, headers={"content-type": content_type})
+        except Exception:
+            return time.perf_counter() - started, -1, False
+        return time.perf_counter() - started, response.status_code, "retry-after" in response.headers
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        answers = list(pool.map(call, range(args.requests)))
-    elapsed = time.perf_counter() - started
+    with ThreadPoolExecutor(concurrency) as pool:
+        answers = list(pool.map(call, range(requests)))
+    return {"answers": answers, "seconds": time.perf_counter() - started}
+
+
+def warm_posts(client, server: Server, bodies: list[tuple[bytes, str]], concurrency: int) -> dict:
+    """Each distinct post once before measuring, so that the figures are of the steady state: the first
+    sight of an image costs its vision-encoder passes (then kept in the in-memory feature cache)."""
+    warm_up(client, server)
+    sent = send_all(client, server, bodies, len(bodies), concurrency)
     return {
+        "requests": len(bodies),
+        "seconds": round(sent["seconds"], 1),
+        "statuses": sorted({status for _, status, _ in sent["answers"]}),
+    }
+
+
+def load_case(args, client, server: Server) -> dict:
+    bodies = bodies_of(args)
+    warmed = warm_posts(client, server, bodies, args.concurrency)
+    sent = send_all(client, server, bodies, args.requests, args.concurrency)
+    answers = sent["answers"]
+    return {
+        "warm_up": warmed,
         "requests": args.requests,
         "concurrency": args.concurrency,
-        "errors": sum(status != 200 for _, status in answers),
-        "latency_ms": percentiles([seconds for seconds, _ in answers]),
-        "requests_per_s": round(args.requests / elapsed, 2),
+        "errors": sum(status != 200 for _, status, _ in answers),
+        "latency_ms": percentiles([seconds for seconds, _, _ in answers]),
+        "requests_per_s": round(args.requests / sent["seconds"], 2),
+        "runner": server.runner(client),
         "memory_after": server.memory_mb(),
+    }
+
+
+def overflow_case(args, client, server: Server) -> dict:
+    bodies = bodies_of(args)
+    warmed = warm_posts(client, server, bodies, args.concurrency)
+    sent = send_all(client, server, bodies, args.requests, args.overflow_concurrency)
+    answers = sent["answers"]
+    served = [seconds for seconds, status, _ in answers if status == 200]
+    clean_503 = sum(status == 503 and retry for _, status, retry in answers)
+    errors = len(answers) - len(served) - clean_503
+    return {
+        "warm_up": warmed,
+        "requests": args.requests,
+        "concurrency": args.overflow_concurrency,
+        "statuses": {
+            str(code): sum(status == code for _, status, _ in answers) for code in sorted({a[1] for a in answers})
+        },
+        "answered_200": len(served),
+        "clean_503_with_retry_after": clean_503,
+        "errors": errors,
+        "latency_ms_of_200": percentiles(served),
+        "answered_per_s": round(len(served) / sent["seconds"], 2),
+        "runner": server.runner(client),
+        "target": {"errors": 0, "overflow_answered_503": True},
+        "met": errors == 0 and clean_503 > 0,
     }
 
 
@@ -251,7 +319,21 @@ def long_case(args, client, server: Server) -> dict:
     }
 
 
-CASES = {"load": load_case, "burst": burst_case, "long": long_case}
+CASES = {"load": load_case, "overflow": overflow_case, "burst": burst_case, "long": long_case}
+
+
+def compare_modes(by_mode: dict[str, dict]) -> dict:
+    """The load case per mode, the ratio of requests/s, and the targets of issue #23."""
+    result: dict = {"by_mode": by_mode}
+    if {"batch", "one-at-a-time"} <= set(by_mode):
+        batch = by_mode["batch"]
+        speedup = batch["requests_per_s"] / by_mode["one-at-a-time"]["requests_per_s"]
+        result["batch_over_one_at_a_time"] = round(speedup, 2)
+        result["target"] = {"speedup_at_least": TARGET_SPEEDUP, "p95_ms_at_most": TARGET_P95_MS, "errors": 0}
+        result["met"] = (
+            speedup >= TARGET_SPEEDUP and batch["latency_ms"]["p95"] <= TARGET_P95_MS and batch["errors"] == 0
+        )
+    return result
 
 
 def main() -> None:
@@ -259,34 +341,54 @@ def main() -> None:
     parser.add_argument("--ner", type=Path, required=True)
     parser.add_argument("--re", type=Path, required=True)
     parser.add_argument("--sample", type=Path, required=True)
-    parser.add_argument("--cases", default="load,burst,long", help="comma-separated: " + ",".join(CASES))
+    parser.add_argument("--cases", default="load,overflow,burst,long", help="comma-separated: " + ",".join(CASES))
+    parser.add_argument("--modes", default="batch,one-at-a-time", help="load: the service modes compared")
     parser.add_argument("--posts", type=int, default=32, help="load: distinct posts cycled through")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--overflow-concurrency", type=int, default=64, help="overflow: client threads")
     parser.add_argument("--burst", type=int, default=50, help="burst: requests sent at once")
     parser.add_argument("--settle", type=float, default=60.0, help="burst: seconds before the RSS is read again")
     parser.add_argument("--max-pending-mb", type=float, default=None, help="passed to mmie serve")
+    parser.add_argument("--max-batch", type=int, default=None, help="passed to mmie serve")
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="passed to mmie serve")
+    parser.add_argument("--max-queue", type=int, default=None, help="passed to mmie serve")
     parser.add_argument("--out", type=Path, default=RESULTS / "service_load.json")
     args = parser.parse_args()
 
-    import httpx
-
-    extra = ["--max-pending-mb", str(args.max_pending_mb)] if args.max_pending_mb is not None else []
+    extra = []
+    for flag in ("max_pending_mb", "max_batch", "max_wait_ms", "max_queue"):
+        if getattr(args, flag) is not None:
+            extra += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     settings = {key: value for key, value in vars(args).items() if key != "out"}
     settings.update(ner=relative(args.ner), re=relative(args.re), sample=relative(args.sample))
     settings["server"] = "mmie serve, default limits" + (f" but {' '.join(extra)}" if extra else "")
     with recorded_run(args.out, settings) as run:
         run["results"] = {"data": f"SYNTHETIC posts of {relative(args.sample)}, multipart uploads"}
         for name in args.cases.split(","):
-            server = Server(args.ner, args.re, extra)
-            client = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=max(args.concurrency, args.burst)))
-            try:
-                server.wait_ready(client)
-                run["results"][name] = CASES[name](args, client, server)
-            finally:
-                client.close()
-                server.stop()
-            print(name, json.dumps(run["results"][name], indent=2), flush=True)
+            modes = args.modes.split(",") if name == "load" else ["batch"]
+            by_mode = {}
+            for mode in modes:
+                by_mode[mode] = run_case(args, name, mode, extra)
+                print(name, mode, json.dumps(by_mode[mode], indent=2), flush=True)
+            run["results"][name] = compare_modes(by_mode) if name == "load" else by_mode["batch"]
+        if "load" in run["results"]:
+            print("load", json.dumps({k: v for k, v in run["results"]["load"].items() if k != "by_mode"}), flush=True)
+
+
+def run_case(args, name: str, mode: str, extra: list[str]) -> dict:
+    """One case on its own `mmie serve` process in ``mode``."""
+    import httpx
+
+    server = Server(args.ner, args.re, [*extra, "--mode", mode])
+    connections = max(args.concurrency, args.overflow_concurrency, args.burst)
+    client = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=connections))
+    try:
+        server.wait_ready(client)
+        return CASES[name](args, client, server)
+    finally:
+        client.close()
+        server.stop()
 
 
 if __name__ == "__main__":

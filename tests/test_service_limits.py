@@ -1,6 +1,7 @@
 """Issue #24 on a real uvicorn server on 127.0.0.1: the work of one request is bounded (entities, candidate
 pairs, a deadline, and it stops when the client leaves), the request bodies waiting or in progress are
-bounded (503 with Retry-After), and the inputs that used to get a 500 get a 4xx naming their field."""
+bounded (503 with Retry-After), and the inputs that used to get a 500 get a 4xx naming their field.
+The deadline, cancellation and queue tests run in both service modes (micro-batches, one at a time)."""
 
 from __future__ import annotations
 
@@ -80,8 +81,9 @@ def images(extraction_models) -> list[bytes]:
     return [path.read_bytes() for path in synthetic_images(extraction_models.images, 4)]
 
 
-def test_the_deadline_stops_the_work_with_a_504_and_the_server_goes_on(loaded, images):
-    with serve(loaded, max_entities=128, max_pairs=10_000, timeout_s=1.5) as url:
+@pytest.mark.parametrize("mode", ["batch", "one-at-a-time"])
+def test_the_deadline_stops_the_work_with_a_504_and_the_server_goes_on(loaded, images, mode):
+    with serve(loaded, max_entities=128, max_pairs=10_000, timeout_s=1.5, mode=mode) as url:
         started = time.perf_counter()
         response = httpx.post(f"{url}/extract", json=slow_request(images), timeout=60)
         elapsed = time.perf_counter() - started
@@ -92,8 +94,9 @@ def test_the_deadline_stops_the_work_with_a_504_and_the_server_goes_on(loaded, i
         assert httpx.post(f"{url}/extract", json={"text": "alice visited paris"}, timeout=60).status_code == 200
 
 
-def test_a_client_that_disconnects_stops_its_extraction(loaded, images):
-    with serve(loaded, max_entities=128, max_pairs=10_000, timeout_s=120) as url:
+@pytest.mark.parametrize("mode", ["batch", "one-at-a-time"])
+def test_a_client_that_disconnects_stops_its_extraction(loaded, images, mode):
+    with serve(loaded, max_entities=128, max_pairs=10_000, timeout_s=120, mode=mode) as url:
         started = time.perf_counter()
         with pytest.raises(httpx.ReadTimeout):  # the client gives up after 0.5 s and closes the connection
             httpx.post(f"{url}/extract", json=slow_request(images), timeout=0.5)
@@ -122,6 +125,12 @@ class Blocking:
             stop("blocked")
         return {"id": "0", "text": text, "images": len(images or [])}
 
+    def extract_each(self, posts, stop, batch_size=32) -> list[dict]:
+        """The micro-batcher's call: blocks until ``release`` (ignoring the deadlines, as above)."""
+        while not self.release.wait(0.01):
+            pass
+        return [{"id": "0", "text": post.text, "images": len(post.images)} for post in posts]
+
 
 def post_in_thread(url: str, body: dict, answers: dict, name: str) -> threading.Thread:
     def send() -> None:
@@ -132,10 +141,11 @@ def post_in_thread(url: str, body: dict, answers: dict, name: str) -> threading.
     return thread
 
 
-def test_a_request_still_waiting_at_its_deadline_gets_503_with_retry_after():
+@pytest.mark.parametrize("mode", ["batch", "one-at-a-time"])
+def test_a_request_still_waiting_at_its_deadline_gets_503_with_retry_after(mode):
     blocking = Blocking()
     answers: dict[str, httpx.Response] = {}
-    with serve(blocking, timeout_s=1.0) as url:
+    with serve(blocking, timeout_s=1.0, mode=mode) as url:
         first = post_in_thread(url, {"text": "alice"}, answers, "first")
         assert wait_for(lambda: health(url)["running"] == 1)
         started = time.perf_counter()
@@ -150,12 +160,13 @@ def test_a_request_still_waiting_at_its_deadline_gets_503_with_retry_after():
         assert health(url)["refused_busy"] == 1
 
 
-def test_request_bodies_waiting_or_in_progress_are_bounded():
+@pytest.mark.parametrize("mode", ["batch", "one-at-a-time"])
+def test_request_bodies_waiting_or_in_progress_are_bounded(mode):
     blocking = Blocking()
     answers: dict[str, httpx.Response] = {}
     image = base64.b64encode(os.urandom(450_000)).decode()  # a 600 kB body
     body = {"text": "alice", "images": [image]}
-    with serve(blocking, max_pending_bytes=2**20) as url:
+    with serve(blocking, max_pending_bytes=2**20, mode=mode) as url:
         first = post_in_thread(url, body, answers, "first")
         assert wait_for(lambda: health(url)["running"] == 1)
         assert health(url)["pending_body_bytes"] > 600_000

@@ -233,6 +233,16 @@ def serve_command(
     max_pending_mb: float = typer.Option(
         64.0, "--max-pending-mb", help="Request bodies waiting or in progress, together, in MiB (past it: 503)."
     ),
+    mode: str = typer.Option(
+        "batch", "--mode", help="batch: gather waiting requests into micro-batches; one-at-a-time: in arrival order."
+    ),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="batch: posts per micro-batch."),
+    max_wait_ms: float = typer.Option(
+        10.0, "--max-wait-ms", min=0.0, help="batch: how long a micro-batch's first request waits for others."
+    ),
+    max_queue: int = typer.Option(
+        32, "--max-queue", min=1, help="batch: requests waiting for a micro-batch (past it: 503 with Retry-After)."
+    ),
     device: str | None = typer.Option(None, "--device"),
 ) -> None:
     """The HTTP service (POST /extract, GET /health, GET /models, /docs) and its page at /."""
@@ -246,6 +256,10 @@ def serve_command(
         max_pairs=max_pairs,
         timeout_s=timeout,
         max_pending_bytes=int(max_pending_mb * 2**20),
+        mode=mode,  # type: ignore[arg-type]  # checked by ServiceLimits
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
     )
     extractor = _extractor(ner, re_model, device)
     typer.echo(f"serving on http://{host}:{port}/  (page at /, API docs at /docs)", err=True)

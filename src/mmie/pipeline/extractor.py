@@ -184,6 +184,18 @@ class Extractor:
         finally:
             bar.close()
 
+    def extract_each(self, posts: Sequence[PostInput], stop: StopCheck, batch_size: int = 32) -> list[dict | DataError]:
+        """Posts of separate callers through the models together (the service's micro-batches): for each,
+        what ``self(post.text, post.images, post.entities, post.id)`` alone gives, its result or the
+        DataError it would raise, so one caller's bad post fails only its own. ``stop`` is checked between
+        images and model batches; the ExtractionStopped it raises ends the whole call."""
+        outcomes = self._extract(list(posts), batch_size, stop, "return")
+        # a post alone is post "0" (its images are numbered by position in the call, its id is not)
+        return [
+            {**outcome, "id": _post_id(post.id, 0)} if isinstance(outcome, dict) else outcome
+            for post, outcome in zip(posts, outcomes)
+        ]
+
     def describe(self) -> dict:
         """The loaded models: folder, registry name, labels, image use (``GET /models``)."""
         return {
@@ -216,16 +228,19 @@ class Extractor:
             done = iter(records)
         return [next(done) if isinstance(post, PostInput) else post for post in chunk]
 
-    def _extract(self, inputs: list[PostInput], batch_size: int, stop: StopCheck, errors: ErrorPolicy) -> list[dict]:
+    def _extract(
+        self, inputs: list[PostInput], batch_size: int, stop: StopCheck, errors: ErrorPolicy | Literal["return"]
+    ) -> list[Any]:
+        """Per post its result, or in its place: its error record (``"record"``) or its DataError (``"return"``)."""
         uploads = InMemoryImages()  # this call's pictures, by reference; gone with the call
-        outcomes: list[_Prepared | dict] = []
+        outcomes: list[_Prepared | dict | DataError] = []
         for number, post in enumerate(inputs):
             try:
                 outcomes.append(self._prepare(post, number, uploads, stop))
             except DataError as error:
                 if errors == "raise":
                     raise
-                outcomes.append(error_record(_raw_id(post, number), error))
+                outcomes.append(error if errors == "return" else error_record(_raw_id(post, number), error))
         prepared = [item for item in outcomes if isinstance(item, _Prepared)]
         self._find_entities(prepared, batch_size, uploads, stop)
         relations = self._classify_pairs(prepared, max(batch_size, PAIR_BATCH), uploads, stop)

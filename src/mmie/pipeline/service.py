@@ -17,11 +17,14 @@ deadline passes or the client disconnects. Images are decoded one at a time, whe
 turn comes, and downscaled to what the vision encoders read; a second after the last request of a
 burst, the memory it freed is handed back to the system.
 
-The models are loaded once. :class:`OneAtATime` runs one extraction at a time, in arrival order (the
-Extractor itself is safe from several threads, but two cores gain nothing from two at once), so
-answers are exactly the Python API's; the waiting is asynchronous, so ``/health`` answers meanwhile
-and a waiting request whose client left or whose deadline passed leaves the queue at once. A batching
-queue can take its place: it only has to offer ``run(job)`` and the counters.
+The models are loaded once. By default (``mode="batch"``) the requests waiting are gathered into
+micro-batches run through the Extractor's batched call in one worker thread
+(:class:`~mmie.pipeline.batching.MicroBatcher`: ``max_batch`` posts, the first waiting at most
+``max_wait_ms``, at most ``max_queue`` waiting, past which a request gets 503 with Retry-After);
+``mode="one-at-a-time"`` runs one extraction at a time in arrival order
+(:class:`~mmie.pipeline.batching.OneAtATime`). Either way the waiting is asynchronous, so ``/health``
+answers meanwhile and a waiting request whose client left or whose deadline passed leaves the queue
+at once.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ import ctypes
 import ctypes.util
 import gc
 import json
-import math
-import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -47,7 +50,8 @@ from fastapi.staticfiles import StaticFiles
 
 from mmie._version import __version__
 from mmie.data.schema import MAX_IMAGES
-from mmie.errors import DataError
+from mmie.errors import DataError, MmieError
+from mmie.pipeline.batching import Job, MicroBatcher, OneAtATime, QueueFull
 from mmie.pipeline.extractor import Extractor
 from mmie.pipeline.limits import ExtractionLimits, ExtractionStopped
 
@@ -67,6 +71,19 @@ class ServiceLimits:
     max_pairs: int = ExtractionLimits.max_pairs
     timeout_s: float = 30.0  # from arrival: waiting + work
     max_pending_bytes: int = 64 * 2**20  # request bodies waiting or in progress, together
+    mode: Literal["batch", "one-at-a-time"] = "batch"  # how the extractions run (mmie.pipeline.batching)
+    max_batch: int = 16  # batch: posts per micro-batch
+    max_wait_ms: float = 10.0  # batch: how long the first request of a micro-batch waits for others
+    max_queue: int = 32  # batch: requests waiting for a micro-batch; past it, 503 with Retry-After
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("batch", "one-at-a-time"):
+            raise MmieError(f"service mode: 'batch' or 'one-at-a-time', got {self.mode!r}")
+        if self.max_batch < 1 or self.max_queue < 1 or self.max_wait_ms < 0:
+            raise MmieError(
+                f"service limits: max_batch and max_queue must be >= 1 and max_wait_ms >= 0, got {self.max_batch}, "
+                f"{self.max_queue} and {self.max_wait_ms}"
+            )
 
     def extraction_limits(self) -> ExtractionLimits:
         return ExtractionLimits(max_entities=self.max_entities, max_pairs=self.max_pairs, timeout_s=self.timeout_s)
@@ -108,61 +125,6 @@ class _Admission:
 
     def release(self, size: int) -> None:
         self.reserved -= size
-
-
-@dataclass
-class Job:
-    """One extraction: its input, its deadline (``time.monotonic()``), and the event that stops it."""
-
-    text: str
-    images: list[bytes]
-    entities: Any
-    deadline: float
-    cancel: threading.Event = field(default_factory=threading.Event)
-    started: bool = False
-
-    def run(self, extractor: Extractor) -> dict:
-        return extractor(
-            self.text, images=self.images, entities=self.entities, cancel=self.cancel, deadline=self.deadline
-        )
-
-
-class OneAtATime:
-    """Runs the jobs one at a time in arrival order, each in a worker thread (the event loop keeps serving).
-
-    Waiting is on an ``asyncio.Lock``: a waiting job is cancelled by cancelling its task.
-    """
-
-    def __init__(self, extractor: Extractor) -> None:
-        self.extractor = extractor
-        self.waiting = 0
-        self.running = 0
-        self.seconds_per_job = 1.0  # a moving average, for Retry-After
-        self._lock = asyncio.Lock()
-
-    async def run(self, job: Job) -> dict:
-        from starlette.concurrency import run_in_threadpool
-
-        self.waiting += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self.waiting -= 1
-        try:
-            job.started = True
-            self.running += 1
-            began = time.monotonic()
-            try:
-                return await run_in_threadpool(job.run, self.extractor)
-            finally:
-                self.running -= 1
-                self.seconds_per_job = 0.8 * self.seconds_per_job + 0.2 * (time.monotonic() - began)
-        finally:
-            self._lock.release()
-
-    def retry_after(self) -> int:
-        """Seconds after which a refused request may find room: the jobs ahead, at the recent pace."""
-        return max(1, min(60, math.ceil(self.seconds_per_job * (self.waiting + self.running + 1))))
 
 
 def release_freed_memory() -> None:
@@ -208,7 +170,7 @@ class _WhenIdle:
 @dataclass
 class _Counters:
     completed: int = 0
-    refused_busy: int = 0  # 503: no room for the body, or the deadline passed while waiting
+    refused_busy: int = 0  # 503: no room for the body or in the queue, or the deadline passed while waiting
     timed_out: int = 0  # 504: the deadline passed while the extraction ran
     cancelled: int = 0  # the client disconnected before the answer
 
@@ -224,12 +186,23 @@ def create_app(extractor: Extractor, limits: ServiceLimits | None = None) -> Fas
     extractor.limits = limits.extraction_limits()
     admission = _Admission(limits.max_pending_bytes)
     idle = _WhenIdle(admission)
-    runner = OneAtATime(extractor)
+    runner: OneAtATime | MicroBatcher = (
+        OneAtATime(extractor)
+        if limits.mode == "one-at-a-time"
+        else MicroBatcher(extractor, limits.max_batch, limits.max_wait_ms, limits.max_queue, limits.timeout_s)
+    )
     counters = _Counters()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        runner.close()
+
     app = FastAPI(
         title="mmie extraction service",
         version=__version__,
         description="Entities and relations of a social-media post with up to 4 images. The page is at /.",
+        lifespan=lifespan,
     )
 
     @app.exception_handler(RequestRefused)
@@ -250,6 +223,7 @@ def create_app(extractor: Extractor, limits: ServiceLimits | None = None) -> Fas
                 **asdict(counters),
                 "memory_releases": idle.releases,
             },
+            "runner": runner.stats(),
         }
 
     @app.get("/models")
@@ -261,17 +235,19 @@ def create_app(extractor: Extractor, limits: ServiceLimits | None = None) -> Fas
         arrival = time.monotonic()
         content_type = request.headers.get("content-type", "")
         size = _declared_size(request, limits.max_body_bytes)
+        if runner.full():  # refused before the body is read, as when it could not be queued
+            counters.refused_busy += 1
+            await _drain(request, limits.max_body_bytes)
+            idle.request_done()
+            raise _queue_full(runner)
         if not admission.reserve(size):
             counters.refused_busy += 1
             await _drain(request, limits.max_body_bytes)  # read and drop: the client gets the 503, not a reset
             idle.request_done()
-            raise RequestRefused(
-                503,
-                f"the service is busy: {admission.reserved} bytes of requests are waiting or in progress "
-                f"(limit {limits.max_pending_bytes}); retry later",
-                "body",
-                {"Retry-After": str(runner.retry_after())},
+            why = (
+                f"{admission.reserved} bytes of requests are waiting or in progress (limit {limits.max_pending_bytes})"
             )
+            raise _busy(runner, why, "body")
         names: list[tuple[str, Any]] = []  # the images' names for error messages (with their file names)
         try:
             form = await _read_form(request, content_type, limits)
@@ -296,7 +272,20 @@ def create_app(extractor: Extractor, limits: ServiceLimits | None = None) -> Fas
     return app
 
 
-async def _run(request: Request, runner: OneAtATime, job: Job, limits: ServiceLimits, counters: _Counters) -> dict:
+def _busy(runner: OneAtATime | MicroBatcher, why: str, field: str) -> RequestRefused:
+    """A 503 saying why, with the seconds after which the runner may have room."""
+    return RequestRefused(
+        503, f"the service is busy: {why}; retry later", field, {"Retry-After": str(runner.retry_after())}
+    )
+
+
+def _queue_full(runner: OneAtATime | MicroBatcher) -> RequestRefused:
+    return _busy(runner, f"{runner.waiting} requests are waiting for the models, as many as its queue holds", "queue")
+
+
+async def _run(
+    request: Request, runner: OneAtATime | MicroBatcher, job: Job, limits: ServiceLimits, counters: _Counters
+) -> dict:
     """Run ``job`` on ``runner``, stopping it when the client disconnects or the deadline passes."""
     task = asyncio.ensure_future(runner.run(job))
     reason = None
@@ -319,6 +308,9 @@ async def _run(request: Request, runner: OneAtATime, job: Job, limits: ServiceLi
             job.cancel.set()
     try:
         return await task
+    except QueueFull:
+        counters.refused_busy += 1
+        raise _queue_full(runner) from None
     except asyncio.CancelledError:
         if reason is None:  # the handler itself is cancelled (the server stops)
             raise
@@ -326,13 +318,8 @@ async def _run(request: Request, runner: OneAtATime, job: Job, limits: ServiceLi
             counters.cancelled += 1
             raise RequestRefused(499, "the client disconnected", None) from None
         counters.refused_busy += 1
-        raise RequestRefused(
-            503,
-            f"the service is busy: the request waited its whole deadline of {limits.timeout_s:g} s for "
-            "earlier requests; retry later",
-            "deadline",
-            {"Retry-After": str(runner.retry_after())},
-        ) from None
+        why = f"the request waited its whole deadline of {limits.timeout_s:g} s for earlier requests"
+        raise _busy(runner, why, "deadline") from None
     except ExtractionStopped as stopped:
         if stopped.reason == "cancelled":
             counters.cancelled += 1
@@ -618,7 +605,9 @@ _EXTRACT_OPENAPI: dict = {
         "413": {"description": "body over the size limit"},
         "415": {"description": "neither multipart/form-data nor application/json"},
         "422": {"description": "bad input: {detail, field}"},
-        "503": {"description": "busy: no room for the body, or the deadline passed while waiting (Retry-After)"},
+        "503": {
+            "description": "busy: no room for the body or in the queue, or the deadline passed while waiting (Retry-After)"
+        },
         "504": {"description": "the deadline passed while the extraction ran"},
     },
 }
