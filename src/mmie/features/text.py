@@ -103,14 +103,19 @@ class NerFeaturizer(TextFeaturizer):
         for offset in range(0, len(records), _TOKENIZER_BATCH):
             chunk = records[offset : offset + _TOKENIZER_BATCH]
             encoding = self.tokenizer(
-                [list(post.tokens) for post in chunk],
+                [self.words(record) for record in chunk],
                 is_split_into_words=True,
                 truncation=True,
                 max_length=self.max_length,
             )
-            for index, post in enumerate(chunk):
-                features.append(self._feature(post, encoding, index, with_labels))
+            for index, record in enumerate(chunk):
+                features.append(self._feature(record, encoding, index, with_labels))
         return features
+
+    @staticmethod
+    def words(record: Any) -> list[str]:
+        """The words of a record that the tokenizer reads (a post's tokens)."""
+        return list(record.tokens)
 
     def _feature(self, post: Post, encoding: Any, index: int, with_labels: bool) -> dict:
         word_starts, words = first_subwords(encoding.word_ids(index))
