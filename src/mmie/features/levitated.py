@@ -26,7 +26,7 @@ import torch
 
 from mmie.errors import DataError
 from mmie.features.collate import Collator
-from mmie.features.text import META_KEY, NerFeaturizer
+from mmie.features.text import META_KEY, NerFeaturizer, relation_label_id
 
 if TYPE_CHECKING:
     from mmie.data.schema import RelationInstance, Span
@@ -67,12 +67,7 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
             "tail_span": list(subword_span(word_ids, instance.tail)),
         }
         if with_labels and instance.label is not None:
-            if instance.label not in self.label_ids:
-                raise DataError(
-                    f"relation {instance.label!r} is not in the model's label set",
-                    field=f"record {instance.id}: relation",
-                )
-            feature["labels"] = self.label_ids[instance.label]
+            feature["labels"] = relation_label_id(self.label_ids, instance)
         feature[META_KEY] = {"id": instance.id}
         return feature
 

@@ -138,6 +138,16 @@ def word_label_id(label_ids: dict[str, int], post: Post, word: int) -> int:
     return label_ids[tag]
 
 
+def relation_label_id(label_ids: dict[str, int], instance: RelationInstance) -> int:
+    """The label id of a labelled relation instance; a DataError naming the record when the model's
+    label set lacks it."""
+    if instance.label not in label_ids:
+        raise DataError(
+            f"relation {instance.label!r} is not in the model's label set", field=f"record {instance.id}: relation"
+        )
+    return label_ids[instance.label]
+
+
 def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]]:
     """``(positions, words)``: the position of each word's first sub-word, and which word it is."""
     positions, words = [], []
@@ -305,12 +315,7 @@ class RelationFeaturizer(TextFeaturizer):
             "tail_start": word_ids.index(text.tail_marker),
         }
         if with_labels and instance.label is not None:
-            if instance.label not in self.label_ids:
-                raise DataError(
-                    f"relation {instance.label!r} is not in the model's label set",
-                    field=f"record {instance.id}: relation",
-                )
-            feature["labels"] = self.label_ids[instance.label]
+            feature["labels"] = relation_label_id(self.label_ids, instance)
         feature[META_KEY] = {"id": instance.id}
         return feature
 
