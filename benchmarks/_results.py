@@ -85,6 +85,7 @@ class TextBaselineFigures(_Strict):
 
 class TextBaselinesResults(_Strict):
     models: dict[str, TextBaselineFigures]
+    one_pass_vs_mtb: dict[str, Any] | None = None  # MTB and one-pass MTB trained in the same run
 
 
 class SpeedRun(BaseModel):
@@ -156,6 +157,7 @@ class ExtractSpeedResults(_Strict):
     warm_over_ner_alone: float
     warm_over_ner_alone_per_repeat: list[float]
     target_warm_over_ner_alone: float
+    one_pass: dict[str, Any] | None = None  # the pipeline with a one-pass RE model (--one-pass-re), same run
 
 
 class ServiceLoadBefore24(_Strict):

@@ -20,7 +20,7 @@ from mmie.errors import ConfigError
 from mmie.evaluation.predictions import read_predictions
 from mmie.training import train
 
-BASELINES = [("ner", "bert_softmax"), ("ner", "bert_crf"), ("re", "bert_cls"), ("re", "mtb")]
+BASELINES = [("ner", "bert_softmax"), ("ner", "bert_crf"), ("re", "bert_cls"), ("re", "mtb"), ("re", "mtb_levitated")]
 SIZES = {"train": 48, "dev": 16, "test": 16}
 
 

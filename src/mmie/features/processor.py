@@ -26,6 +26,7 @@ from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
+from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
 from mmie.features.settings import (
     FocalInputs,
@@ -161,6 +162,20 @@ def relation_processor(
     """Relation instances -> the post's text with entity markers (text RE models)."""
     markers, text = _marked_text(config, tokenizer, labels)
     return Processor(config.model_copy(update={"markers": markers}), tokenizer, text, _collator(tokenizer))
+
+
+def levitated_relation_processor(
+    config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Relation instances -> the post's plain text, each pair's markers levitated after it, a post's
+    instances of a batch packed in one row (text RE models that read a post once for all its pairs)."""
+    markers = add_marker_tokens(tokenizer, config.markers)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    marker_ids = tokenizer.convert_tokens_to_ids(list(markers))  # a list in, a list out
+    assert isinstance(marker_ids, list)
+    collator = LevitatedMarkerCollator(pad_id, marker_ids, "token_type_ids" in tokenizer.model_input_names)
+    featurizer = LevitatedMarkerFeaturizer(tokenizer, labels, max_length=config.max_length)
+    return Processor(config.model_copy(update={"markers": markers}), tokenizer, featurizer, collator)
 
 
 def image_relation_processor(

@@ -103,14 +103,19 @@ class NerFeaturizer(TextFeaturizer):
         for offset in range(0, len(records), _TOKENIZER_BATCH):
             chunk = records[offset : offset + _TOKENIZER_BATCH]
             encoding = self.tokenizer(
-                [list(post.tokens) for post in chunk],
+                [self.words(record) for record in chunk],
                 is_split_into_words=True,
                 truncation=True,
                 max_length=self.max_length,
             )
-            for index, post in enumerate(chunk):
-                features.append(self._feature(post, encoding, index, with_labels))
+            for index, record in enumerate(chunk):
+                features.append(self._feature(record, encoding, index, with_labels))
         return features
+
+    @staticmethod
+    def words(record: Any) -> list[str]:
+        """The words of a record that the tokenizer reads (a post's tokens)."""
+        return list(record.tokens)
 
     def _feature(self, post: Post, encoding: Any, index: int, with_labels: bool) -> dict:
         word_starts, words = first_subwords(encoding.word_ids(index))
@@ -131,6 +136,16 @@ def word_label_id(label_ids: dict[str, int], post: Post, word: int) -> int:
             field=f"record {post.id}: tags",
         )
     return label_ids[tag]
+
+
+def relation_label_id(label_ids: dict[str, int], instance: RelationInstance) -> int:
+    """The label id of a labelled relation instance; a DataError naming the record when the model's
+    label set lacks it."""
+    if instance.label not in label_ids:
+        raise DataError(
+            f"relation {instance.label!r} is not in the model's label set", field=f"record {instance.id}: relation"
+        )
+    return label_ids[instance.label]
 
 
 def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]]:
@@ -300,12 +315,7 @@ class RelationFeaturizer(TextFeaturizer):
             "tail_start": word_ids.index(text.tail_marker),
         }
         if with_labels and instance.label is not None:
-            if instance.label not in self.label_ids:
-                raise DataError(
-                    f"relation {instance.label!r} is not in the model's label set",
-                    field=f"record {instance.id}: relation",
-                )
-            feature["labels"] = self.label_ids[instance.label]
+            feature["labels"] = relation_label_id(self.label_ids, instance)
         feature[META_KEY] = {"id": instance.id}
         return feature
 

@@ -71,6 +71,9 @@ class ExtractionModel(nn.Module):
     # forward ("predictions"), RE models are read from their "logits".
     output_class: ClassVar[type[ModelOutput]]
     selected_output: ClassVar[str] = "logits"
+    # An RE model that reads a post once for all its candidate pairs (its collator packs a post's
+    # pairs in one row): the Extractor then keeps every post's pairs in one batch.
+    reads_post_once: ClassVar[bool] = False
     # The pretrained text encoder and its width; word-level models have neither (no text_encoder).
     text_encoder: PreTrainedModel
     hidden_size: int

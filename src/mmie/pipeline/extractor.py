@@ -375,7 +375,7 @@ class Extractor:
                 instances.append(RelationInstance(item.post, spans[0], spans[1]))
                 owners.append((index, head, tail))
         found: dict[int, list[dict]] = {}
-        lines = self._re.iter_predictions(instances, batch_size=batch_size, progress=False, images=uploads)
+        lines = self._relation_lines(instances, [index for index, _, _ in owners], batch_size, uploads)
         for (index, head, tail), line in zip(owners, _checked(lines, stop, "classifying the candidate pairs")):
             entities = prepared[index].entities
             allowed = self._allowed_labels(entities[head]["type"], entities[tail]["type"]) + [NO_RELATION]
@@ -390,6 +390,26 @@ class Extractor:
                 }
             )
         return found
+
+    def _relation_lines(
+        self, instances: list[RelationInstance], posts: list[int], batch_size: int, uploads: InMemoryImages
+    ) -> Iterator[dict]:
+        """The RE model's prediction lines of ``instances`` (``posts``: the post of each, in order).
+
+        A model that reads a post once for all its pairs (``reads_post_once``) gets batches of whole
+        posts, ``batch_size`` posts at most, so each post is encoded once; the others get
+        ``batch_size`` pairs per batch."""
+        assert self._re is not None
+        if not self._re.model.reads_post_once:
+            return self._re.iter_predictions(instances, batch_size=batch_size, progress=False, images=uploads)
+        batches: list[list[RelationInstance]] = []
+        for number, (_, group) in enumerate(itertools.groupby(zip(posts, instances), key=lambda pair: pair[0])):
+            if number % batch_size == 0:
+                batches.append([])
+            batches[-1].extend(instance for _, instance in group)
+        return itertools.chain.from_iterable(
+            self._re.iter_predictions(batch, batch_size=len(batch), progress=False, images=uploads) for batch in batches
+        )
 
     def _result(self, item: _Prepared, pairs: list[dict]) -> dict:
         image_relevance = _image_relevance(pairs, len(item.sizes))

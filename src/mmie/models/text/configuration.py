@@ -1,4 +1,4 @@
-"""Configs of the text models: BERT-softmax and BERT-CRF (NER), BERT [CLS] and MTB (RE)."""
+"""Configs of the text models: BERT-softmax and BERT-CRF (NER), BERT [CLS], MTB and one-pass MTB (RE)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,9 @@ class MtbConfig(RelationModelConfig):
     post_layer: Literal["linear", "layer_norm"] = Field(
         "linear", description="after the Transformer: the classifier alone, or a layer norm of r before it"
     )
+
+
+class MtbLevitatedConfig(MtbConfig):
+    """MTB's head over levitated markers: every pair of a post from one encoder pass."""
+
+    name: str = "mtb_levitated"

@@ -1,0 +1,122 @@
+"""Levitated entity markers: every candidate pair of a post read from one encoder pass.
+
+The text is encoded once, without markers; the four markers of each pair (head start, head end,
+tail start, tail end) are appended after it, each sharing the position id of the sub-word it marks
+(Zhong & Chen, 2021, sec. 4.3 "efficient batch computations"; "levitated markers", Ye et al., 2022):
+
+    row    = [CLS] w_1 ... w_n [SEP]  <s>_1 </s>_1 <o>_1 </o>_1  <s>_2 ...   one row per post
+    pos    = 0     1   ...  n  n+1    hs_1  he_1  ts_1  te_1    hs_2 ...   a marker at its token's position
+    mask   text -> text only; a pair's markers -> the text and that pair's four markers
+
+so the text is read as if no marker were there, and a pair's markers see nothing of another pair:
+each pair gets exactly the vectors it would get with its post encoded for it alone.
+
+:class:`LevitatedMarkerFeaturizer` makes one feature per relation instance (the text and the pair's
+sub-word spans), as every relation featurizer does, so training, evaluation and prediction lines
+stay one per instance. :class:`LevitatedMarkerCollator` packs a batch: the instances of one post
+(same sub-words) share one row, so a post is encoded once however many of its pairs the batch holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mmie.errors import DataError
+from mmie.features.collate import Collator
+from mmie.features.text import META_KEY, NerFeaturizer, relation_label_id
+
+if TYPE_CHECKING:
+    from mmie.data.schema import RelationInstance, Span
+
+
+def subword_span(word_ids: Sequence[int | None], span: Span) -> tuple[int, int]:
+    """``(first, last)`` sub-word positions of the words ``[span.start, span.end)``. Words cut by
+    truncation (or that tokenize to nothing) are left out; a span with none left falls back to the
+    last text sub-word, so every pair keeps a marker inside the text."""
+    positions = [p for p, word in enumerate(word_ids) if word is not None and span.start <= word < span.end]
+    if positions:
+        return positions[0], positions[-1]
+    last = max(p for p, word in enumerate(word_ids) if word is not None)
+    return last, last
+
+
+class LevitatedMarkerFeaturizer(NerFeaturizer):
+    """Relation instances -> the post's plain sub-words (tokenized as an NER input, cut at
+    ``max_length``) + the head's and tail's sub-word spans + label."""
+
+    @staticmethod
+    def words(record: Any) -> list[str]:
+        return list(record.post.tokens)
+
+    def _feature(self, instance: RelationInstance, encoding: Any, index: int, with_labels: bool) -> dict:  # type: ignore[override]
+        word_ids = encoding.word_ids(index)
+        if all(word is None for word in word_ids):
+            raise DataError("the post's tokens give no sub-word", field=f"record {instance.id}: token")
+        for name, span in (("h", instance.head), ("t", instance.tail)):
+            if span.end > len(instance.post.tokens):
+                raise DataError(
+                    f"entity span ends past the {len(instance.post.tokens)} tokens of the post",
+                    field=f"record {instance.id}: {name} pos",
+                )
+        feature: dict[str, Any] = {
+            "input_ids": list(encoding["input_ids"][index]),
+            "head_span": list(subword_span(word_ids, instance.head)),
+            "tail_span": list(subword_span(word_ids, instance.tail)),
+        }
+        if with_labels and instance.label is not None:
+            feature["labels"] = relation_label_id(self.label_ids, instance)
+        feature[META_KEY] = {"id": instance.id}
+        return feature
+
+
+class LevitatedMarkerCollator(Collator):
+    """Instance features -> one row per distinct post, its pairs' markers levitated after its text.
+
+    Batch keys: ``input_ids``, ``position_ids``, ``token_type_ids`` (zeros, when the encoder takes
+    them) ``[posts, L]``; ``attention_mask`` ``[posts, L, L]`` (True: the query may read the key);
+    per instance ``pair_row`` (its post's row), ``head_marker`` / ``tail_marker`` (the positions of
+    its head and tail start markers in that row) ``[pairs]``, and ``labels`` when given.
+    """
+
+    def __init__(self, pad_token_id: int, marker_ids: Sequence[int], token_type_ids: bool) -> None:
+        super().__init__(pad_token_id)
+        self.pad_token_id = pad_token_id
+        self.marker_ids = list(marker_ids)  # head start, head end, tail start, tail end
+        self.token_type_ids = token_type_ids
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        rows: dict[tuple[int, ...], list[int]] = {}  # a post's sub-words -> its instances
+        for index, feature in enumerate(features):
+            rows.setdefault(tuple(feature["input_ids"]), []).append(index)
+        width = max(len(text) + 4 * len(pairs) for text, pairs in rows.items())
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), width, width), dtype=torch.bool)
+        pair_row = torch.zeros(len(features), dtype=torch.long)
+        head_marker = torch.zeros(len(features), dtype=torch.long)
+        tail_marker = torch.zeros(len(features), dtype=torch.long)
+        for row, (text, pairs) in enumerate(rows.items()):
+            n = len(text)
+            ids[row, :n] = torch.tensor(text)
+            positions[row, :n] = torch.arange(n)
+            # Every query reads the text (padding queries too: no row without a key); text queries
+            # read nothing else, so the text never sees a marker.
+            mask[row, :, :n] = True
+            for k, index in enumerate(pairs):
+                start = n + 4 * k  # this pair's four markers: [start, start + 4)
+                head, tail = features[index]["head_span"], features[index]["tail_span"]
+                ids[row, start : start + 4] = torch.tensor(self.marker_ids)
+                positions[row, start : start + 4] = torch.tensor([head[0], head[1], tail[0], tail[1]])
+                mask[row, start : start + 4, start : start + 4] = True
+                pair_row[index], head_marker[index], tail_marker[index] = row, start, start + 2
+        # Per-instance tensors first: the Trainer reads the batch size off the first tensor.
+        batch = {"pair_row": pair_row, "head_marker": head_marker, "tail_marker": tail_marker}
+        if all("labels" in feature for feature in features):
+            batch["labels"] = torch.tensor([feature["labels"] for feature in features], dtype=torch.long)
+        batch.update(input_ids=ids, position_ids=positions, attention_mask=mask)
+        if self.token_type_ids:
+            batch["token_type_ids"] = torch.zeros_like(ids)
+        return batch

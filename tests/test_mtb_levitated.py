@@ -1,0 +1,174 @@
+"""One-pass MTB (levitated markers): the packed batch, its equivalence with one pass per pair, and the
+Extractor reading each post once.
+
+Written from PURE's batch computation (Zhong & Chen, 2021, sec. 4.3): the markers of a pair share
+the position ids of their entity's first/last sub-word, the text reads no marker, a pair's markers
+read the text and each other only. So (1) the text's vectors are those of the plain text encoded
+alone, and (2) a pair's scores are the same whether its post is packed with every other pair or
+encoded for that pair alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_re_instances
+from mmie.data.schema import Post, RelationInstance, Span
+from mmie.inference.loading import load_model
+from mmie.inference.predict import Predictor
+from mmie.inference.saving import save_model_folder
+from mmie.models import create_model, create_processor, create_vocabulary
+from mmie.pipeline import Extractor
+
+LABELS = ["None", "/per/loc/place_of_residence", "/per/org/member_of"]
+# One post, four entities: alice (PER), new york (LOC), red cross (ORG), bob (PER).
+TOKENS = ["alice", "lives", "in", "new", "york", "and", "works", "for", "red", "cross", "with", "bob"]
+SPANS = {"alice": Span(0, 1), "new york": Span(3, 5), "red cross": Span(8, 10), "bob": Span(11, 12)}
+PAIRS = [("alice", "new york"), ("alice", "red cross"), ("bob", "red cross"), ("new york", "bob")]
+
+
+def post_instances(post_id: str = "p0") -> list[RelationInstance]:
+    post = Post(id=post_id, tokens=list(TOKENS))
+    return [RelationInstance(post, SPANS[head], SPANS[tail], "None") for head, tail in PAIRS]
+
+
+@pytest.fixture(scope="module")
+def built(tiny_bert):
+    config = {"name": "mtb_levitated", "encoder": tiny_bert, "max_length": 32}
+    tokenizer = create_vocabulary(config)
+    processor = create_processor(config, tokenizer, LABELS)
+    torch.manual_seed(0)
+    model = create_model(processor.config, LABELS, tokenizer=tokenizer).eval()
+    return model, processor, tokenizer
+
+
+def test_the_packed_row_levitates_each_pairs_markers_after_the_text(built):
+    _, processor, tokenizer = built
+    features = processor.featurize(post_instances())
+    batch = processor.collate(features)
+    text = features[0]["input_ids"]
+    n = len(text)
+    assert batch["input_ids"].shape == (1, n + 4 * len(PAIRS))  # one row: the post once, 4 markers a pair
+    assert batch["input_ids"][0, :n].tolist() == text
+    marker_ids = tokenizer.convert_tokens_to_ids(list(processor.config.markers))
+    word_ids = tokenizer(TOKENS, is_split_into_words=True).word_ids()
+    mask = batch["attention_mask"][0]
+    for k, (head, tail) in enumerate(PAIRS):
+        start = n + 4 * k
+        assert batch["input_ids"][0, start : start + 4].tolist() == marker_ids
+        # the markers sit at their entity's first and last sub-word
+        expected = [
+            word_ids.index(SPANS[head].start),
+            len(word_ids) - 1 - word_ids[::-1].index(SPANS[head].end - 1),
+            word_ids.index(SPANS[tail].start),
+            len(word_ids) - 1 - word_ids[::-1].index(SPANS[tail].end - 1),
+        ]
+        assert batch["position_ids"][0, start : start + 4].tolist() == expected
+        assert (batch["pair_row"][k], batch["head_marker"][k], batch["tail_marker"][k]) == (0, start, start + 2)
+        # a pair's markers read the text and their own four markers, nothing else
+        readable = mask[start].nonzero().flatten().tolist()
+        assert readable == list(range(n)) + list(range(start, start + 4))
+    assert batch["position_ids"][0, :n].tolist() == list(range(n))
+    assert not mask[:n, n:].any() and mask[:n, :n].all()  # the text never reads a marker
+
+
+def test_distinct_posts_get_a_row_each_and_padding_is_unread(built):
+    _, processor, _ = built
+    short = Post(id="short", tokens=["bob", "works", "for", "nasa"])
+    instances = [*post_instances(), RelationInstance(short, Span(0, 1), Span(3, 4), "None"), *post_instances("p1")]
+    batch = processor(instances)
+    # p0 and p1 have the same sub-words: one row for both; the short post its own
+    assert batch["input_ids"].shape[0] == 2
+    assert batch["pair_row"].tolist() == [0] * 4 + [1] + [0] * 4
+    assert batch["labels"].tolist() == [0] * 9
+    row_length = len(processor.featurize([instances[4]])[0]["input_ids"]) + 4
+    assert not batch["attention_mask"][1, :, row_length:].any()  # padding keys are never read
+
+
+def test_one_pass_gives_the_scores_of_the_post_encoded_for_each_pair_alone(built):
+    model, processor, _ = built
+    instances = post_instances()
+    features = processor.featurize(instances)
+    packed = processor.collate(features)
+    with torch.no_grad():
+        together = model(**packed).logits
+        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
+        # the text vectors of the packed row are those of the plain text, without any marker
+        text = torch.tensor([features[0]["input_ids"]])
+        plain = model.encode_text(text, torch.ones_like(text))
+        rows = model.encode_rows(packed["input_ids"], packed["attention_mask"], packed["position_ids"])
+    assert together.shape == (len(PAIRS), len(LABELS))
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rows[:, : text.shape[1]], plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(together[0], together[1])  # the pairs are told apart
+
+
+@pytest.fixture(scope="module")
+def one_pass_folder(built, tmp_path_factory):
+    model, _, tokenizer = built
+    return save_model_folder(model, tokenizer, tmp_path_factory.mktemp("one-pass") / "model")
+
+
+def encoder_calls(model) -> list[int]:
+    """Rows of every call of the model's text encoder (a real forward hook)."""
+    rows: list[int] = []
+    model.text_encoder.register_forward_hook(
+        lambda _module, _args, kwargs, _output: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    return rows
+
+
+def test_the_extractor_encodes_each_post_once_for_all_its_pairs(one_pass_folder):
+    loaded = load_model(one_pass_folder)
+    extractor = Extractor(re=loaded, include_none=True)
+    calls = encoder_calls(loaded.model)
+    text = " ".join(TOKENS)
+    entities = [
+        {"start": text.index(name), "end": text.index(name) + len(name), "type": kind}
+        for name, kind in (("alice", "PER"), ("new york", "LOC"), ("red cross", "ORG"), ("bob", "PER"))
+    ]
+    result = extractor(text, entities=entities)
+    # PER -> LOC and PER -> ORG pairs: alice/bob x new york/red cross
+    assert len(result["relations"]) == 4
+    assert calls == [1]  # one encoder call, one row: the post read once
+
+    # Five distinct posts with 2, 4, 4, 4, 4 pairs (18) and one without: past the 16 pairs of a
+    # pair batch, so cut by pairs the fifth post's pairs would be split over two calls.
+    posts = [{"text": text + " " + end, "entities": entities} for end in ("today", "!", ":", "rt")]
+    posts = [{"text": text, "entities": entities[:3]}, *posts, {"text": "bob works for nasa", "entities": entities[:1]}]
+    calls.clear()
+    results = list(extractor.pipe(posts, batch_size=8))
+    assert [len(r["relations"]) for r in results] == [2, 4, 4, 4, 4, 0]
+    assert calls == [5]  # one call, one row per post with pairs
+    extractor_by_pairs = Extractor(re=loaded, include_none=True)
+    loaded.model.reads_post_once = False  # the path of the models that read one pair per pass
+    try:
+        calls.clear()
+        by_pairs = list(extractor_by_pairs.pipe(posts, batch_size=8))
+        scores = [pair["score"] for result in by_pairs for pair in result["relations"]]
+        assert scores == pytest.approx([pair["score"] for result in results for pair in result["relations"]], abs=1e-5)
+        assert calls == [5, 1]  # the fifth post encoded twice
+    finally:
+        del loaded.model.reads_post_once
+
+    # the Extractor's scores are the model's on each pair alone
+    predictor = Predictor(loaded.model, loaded.processor)
+    post = Post(id="0", tokens=text.split())
+    spans = [(0, 1), (3, 5), (8, 10), (11, 12)]
+    for relation in result["relations"]:
+        instance = RelationInstance(post, Span(*spans[relation["head"]]), Span(*spans[relation["tail"]]))
+        [line] = predictor.predict([instance], batch_size=1, progress=False)
+        assert relation["score"] == pytest.approx(line["scores"][relation["relation"]], abs=1e-5)
+
+
+def test_entities_past_the_length_budget_keep_a_marker_in_the_text(tiny_bert):
+    config = {"name": "mtb_levitated", "encoder": tiny_bert, "max_length": 16}
+    tokenizer = create_vocabulary(config)
+    processor = create_processor(config, tokenizer, LABELS)
+    [instance] = make_re_instances(1)
+    long_post = Post(id="long", tokens=["the"] * 30 + instance.post.tokens)
+    shifted = [Span(s.start + 30, s.end + 30) for s in (instance.head, instance.tail)]
+    [feature] = processor.featurize([RelationInstance(long_post, *shifted, instance.label)])
+    assert len(feature["input_ids"]) == 16
+    assert feature["head_span"] == feature["tail_span"] == [14, 14]  # the last text sub-word, not [SEP]
