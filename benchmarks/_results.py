@@ -158,6 +158,25 @@ class ExtractSpeedResults(_Strict):
     target_warm_over_ner_alone: float
 
 
+class ExtractRayEngine(_Strict):
+    seconds: float
+    posts_per_s: float
+    actors: int | None = None
+    runtime_start_seconds: float | None = None
+
+
+class ExtractRayResults(_Strict):
+    benchmark: str
+    data: str
+    posts: int
+    images: int
+    in_process: ExtractRayEngine
+    ray: ExtractRayEngine
+    ray_over_in_process: float
+    identical_output: bool
+    in_process_torch_threads: int
+
+
 class ServiceLoadBefore24(_Strict):
     """The one load figure the script wrote before the burst and long-post cases (converted runs)."""
 
@@ -194,6 +213,7 @@ RESULTS_MODELS: dict[str, type[BaseModel]] = {
     "mre_speed": MreSpeedResults,
     "mner_speed": MnerSpeedResults,
     "extract_speed": ExtractSpeedResults,
+    "extract_ray": ExtractRayResults,
     "service_load": ServiceLoadResults,
     "synth_probe": SynthProbeResults,
 }
