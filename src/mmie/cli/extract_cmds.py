@@ -118,6 +118,7 @@ def extract_command(
             skip_invalid=skip_invalid,
             settings=settings,
             echo=lambda message: typer.echo(message, err=True),
+            progress=True,
         )
         note = f", {run.errors} of them error records" if run.errors else ""
         typer.echo(

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tqdm.auto import tqdm
+
 from mmie.errors import DataError, MmieError
 from mmie.io import atomic_path, atomic_writer, write_atomic
 from mmie.pipeline.corpus import (
@@ -109,8 +111,10 @@ def extract_on_ray(
     skip_invalid: bool = False,
     settings: RaySettings | None = None,
     echo: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> RayRun:
-    """Extract ``lines`` (read from ``input_path``) into ``out`` (``.jsonl`` or ``.parquet``) on Ray."""
+    """Extract ``lines`` (read from ``input_path``) into ``out`` (``.jsonl`` or ``.parquet``) on Ray;
+    ``echo`` says what a rerun finds, ``progress`` shows a bar of the posts written."""
     settings = settings or RaySettings()
     limits = limits or ExtractionLimits()
     settings.check(batch_size)
@@ -146,9 +150,11 @@ def extract_on_ray(
             "skip_invalid": skip_invalid,
             "threads": max(1, math.floor(settings.cpus_per_actor)),
         }
-        for done, (k, text) in enumerate(_run(settings, worker, [(k, payloads[k]) for k in todo], folder), start=1):
-            write_atomic(folder / names[k], text)
-            echo(f"part {k + 1}/{len(parts)} written ({done}/{len(todo)} of this run)")
+        total = sum(len(parts[k]) for k in todo)
+        with tqdm(total=total, unit="post", desc="extract (ray)", disable=not progress, dynamic_ncols=True) as bar:
+            for k, text in _run(settings, worker, [(k, payloads[k]) for k in todo], folder):
+                write_atomic(folder / names[k], text)
+                bar.update(len(parts[k]))
     written, errors = _assemble(folder, names, out)
     return RayRun(written, errors, len(todo), reused)
 
