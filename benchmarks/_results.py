@@ -160,6 +160,25 @@ class ExtractSpeedResults(_Strict):
     one_pass: dict[str, Any] | None = None  # the pipeline with a one-pass RE model (--one-pass-re), same run
 
 
+class ExtractRayEngine(_Strict):
+    seconds: float
+    posts_per_s: float
+    actors: int | None = None
+    runtime_start_seconds: float | None = None
+
+
+class ExtractRayResults(_Strict):
+    benchmark: str
+    data: str
+    posts: int
+    images: int
+    in_process: ExtractRayEngine
+    ray: ExtractRayEngine
+    ray_over_in_process: float
+    identical_output: bool
+    in_process_torch_threads: int
+
+
 class ServiceLoadBefore24(_Strict):
     """The one load figure the script wrote before the burst and long-post cases (converted runs)."""
 
@@ -198,6 +217,7 @@ RESULTS_MODELS: dict[str, type[BaseModel]] = {
     "mre_speed": MreSpeedResults,
     "mner_speed": MnerSpeedResults,
     "extract_speed": ExtractSpeedResults,
+    "extract_ray": ExtractRayResults,
     "service_load": ServiceLoadResults,
     "synth_probe": SynthProbeResults,
 }

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -19,6 +19,11 @@ MAX_PAIRS_HELP = "Candidate pairs classified per post, closest first (the others
 TIMEOUT_HELP = "Seconds of work per post (a batch of n posts: n times this); 0: no deadline."
 
 
+class Engine(str, enum.Enum):
+    inprocess = "inprocess"
+    ray = "ray"
+
+
 def _extractor(ner: Path | None, re_model: Path | None, device: str | None, include_none: bool = False, **limits):
     from mmie.pipeline import Extractor
     from mmie.pipeline.limits import ExtractionLimits
@@ -30,13 +35,9 @@ def _extractor(ner: Path | None, re_model: Path | None, device: str | None, incl
     )
 
 
-@dataclass
-class _Line:
-    """A post of the input file: its line number and the post, or the error that line holds."""
-
-    number: int
-    post: dict | None = None
-    error: DataError | None = None
+ENGINE_HELP = "inprocess: this process; ray: Ray Data, a pool of model-holding actors (pip install 'mmie[ray]')."
+RAY_ADDRESS_HELP = "--engine ray: a running Ray cluster (default: $RAY_ADDRESS, else a local runtime)."
+PART_HELP = "--engine ray: posts per output part (a multiple of --batch-size); a rerun skips written parts."
 
 
 @app.command("extract")
@@ -46,9 +47,13 @@ def extract_command(
     text: str | None = typer.Option(None, "--text", help="One post's text."),
     image: list[Path] = typer.Option([], "--image", help="An image of the post (repeat, up to 4, in order)."),
     input_file: Path | None = typer.Option(
-        None, "--input", help='JSON lines, one post a line: {"id", "text", "images": [paths], "entities"?}.'
+        None,
+        "--input",
+        help='JSON lines, one post a line: {"id", "text", "images": [paths], "entities"?}; or .parquet, those columns.',
     ),
-    out: Path | None = typer.Option(None, "--out", help="Where --input's results go (JSON lines; resumable)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where --input's results go (JSON lines; .parquet with --engine ray; resumable)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     include_none: bool = typer.Option(False, "--include-none", help="Also list pairs classified None."),
     skip_invalid: bool = typer.Option(
@@ -58,13 +63,22 @@ def extract_command(
     max_pairs: int = typer.Option(64, "--max-pairs", min=0, help=MAX_PAIRS_HELP),
     timeout: float = typer.Option(30.0, "--timeout", min=0.0, help=TIMEOUT_HELP),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: GPU if any)."),
+    engine: Engine = typer.Option(Engine.inprocess, "--engine", help=ENGINE_HELP),
+    actors: int = typer.Option(
+        2, "--actors", min=1, help="--engine ray: model-holding actors (each loads the models)."
+    ),
+    part_size: int = typer.Option(256, "--part-size", min=1, help=PART_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    cpus_per_actor: float = typer.Option(1.0, "--cpus-per-actor", min=0.0, help="--engine ray: CPUs an actor holds."),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, help="--engine ray: GPUs an actor holds."),
 ) -> None:
     """Entities and relations of one post (--text) or of a JSON-lines file (--input ... --out ...).
 
     Ids are unique non-empty strings (or integers); a post without one gets its line number. A post over
     a limit (--max-entities, --timeout) gets an error record in --out; a bad post stops the run with
     FILE:LINE unless --skip-invalid. A rerun with the same --out skips the posts already written (error
-    records included), so an interrupted run resumes.
+    records included), so an interrupted run resumes. --engine ray runs the file on Ray Data
+    (docs/extraction.md): the same records, written in parts under OUT.parts/.
     """
     if (text is None) == (input_file is None):
         raise MmieError("give --text (one post) or --input (a JSON-lines file), not both")
@@ -80,7 +94,41 @@ def extract_command(
     if out is None:
         raise MmieError("--input needs --out (the results file)")
     assert input_file is not None
-    lines = _read_posts(input_file, skip_invalid)
+    from mmie.pipeline.corpus import extract_lines, is_parquet, json_line, read_posts  # torch: only when used
+
+    if engine == Engine.ray:
+        if ner is None and re_model is None:
+            raise MmieError("give --ner, --re or both")
+        from mmie.pipeline.limits import ExtractionLimits
+        from mmie.pipeline.ray_engine import RaySettings, extract_on_ray
+
+        settings = RaySettings(actors, part_size, ray_address, cpus_per_actor, gpus_per_actor)
+        settings.check(batch_size)
+        lines = read_posts(input_file, skip_invalid)
+        run = extract_on_ray(
+            input_file,
+            lines,
+            out,
+            ner=ner,
+            re=re_model,
+            device=device,
+            include_none=include_none,
+            limits=ExtractionLimits(max_entities, max_pairs, timeout or None),
+            batch_size=batch_size,
+            skip_invalid=skip_invalid,
+            settings=settings,
+            echo=lambda message: typer.echo(message, err=True),
+            progress=True,
+        )
+        note = f", {run.errors} of them error records" if run.errors else ""
+        typer.echo(
+            f"wrote {run.written} results to {out}{note} ({len(lines)} posts in {input_file}; "
+            f"{run.computed} parts computed, {run.reused} written before)"
+        )
+        return
+    if is_parquet(out):
+        raise MmieError("Parquet results come from --engine ray; the in-process engine appends JSON lines")
+    lines = read_posts(input_file, skip_invalid)
     done_ids, done_lines = _resume(out)
     todo = [
         line
@@ -90,93 +138,16 @@ def extract_command(
     if done_ids or done_lines:
         typer.echo(f"{out}: {len(done_ids) + len(done_lines)} posts already written, {len(todo)} to go", err=True)
     extractor = _extractor(ner, re_model, device, include_none, **limits)
-    posts = (line.post for line in todo if line.post is not None)
-    results = extractor.pipe(posts, batch_size=batch_size, progress=True, errors="record")
+    results = extract_lines(extractor, todo, input_file, batch_size, skip_invalid, progress=True)
     written = errors = 0
     with open(out, "a", encoding="utf-8") as handle, contextlib.closing(results):  # the bar ends before a message
-        for line in todo:
-            if line.post is None:  # a line that holds no post (--skip-invalid): its error, by line number
-                assert line.error is not None
-                result = {"id": None, "line": line.number, "error": _error_fields(line.error)}
-            else:
-                result = next(results)
-                if "error" in result:
-                    if result["error"]["kind"] == "invalid" and not skip_invalid:
-                        problem = result["error"]
-                        raise DataError(problem["message"], path=input_file, line=line.number, field=problem["field"])
-                    result = {"id": result["id"], "line": line.number, "error": result["error"]}
-            handle.write(_json_line(result))
+        for result in results:
+            handle.write(json_line(result))
             handle.flush()
             written += 1
             errors += "error" in result
     note = f", {errors} of them error records" if errors else ""
     typer.echo(f"wrote {written} results to {out}{note} ({len(lines)} posts in {input_file})")
-
-
-def _json_line(result: dict) -> str:
-    return json.dumps(result, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def _error_fields(error: DataError) -> dict:
-    return {"kind": "invalid", "field": error.field, "message": error.message}
-
-
-def _read_posts(path: Path, skip_invalid: bool) -> list[_Line]:
-    """The posts of a JSON-lines file, each with its line number; image paths resolve against the
-    file's folder. Ids must be unique non-empty strings (or integers); a post without one gets its line
-    number. A bad line is an error naming FILE:LINE, or with ``skip_invalid`` a line holding its error."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as error:
-        raise DataError(f"cannot read the posts: {error.strerror or error}", path=path) from None
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 (byte {error.start})", path=path, line=line) from None
-    lines: list[_Line] = []
-    seen: dict[str, tuple[int, bool]] = {}  # id -> (its line, whether it is that line's number)
-    for number, raw in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is no line end
-        if not raw.strip():
-            continue
-        try:
-            post, assigned = _read_post(raw, path, number, seen)
-        except DataError as error:
-            if not skip_invalid:
-                raise
-            lines.append(_Line(number, error=error))
-            continue
-        seen[post["id"]] = (number, assigned)
-        lines.append(_Line(number, post))
-    return lines
-
-
-def _read_post(raw: str, path: Path, number: int, seen: dict[str, tuple[int, bool]]) -> tuple[dict, bool]:
-    """One line's post, and whether its id is its line number (it gave none)."""
-    try:
-        post = json.loads(raw)
-    except RecursionError:
-        raise DataError("nested too deeply", path=path, line=number, field="record") from None
-    except ValueError as error:
-        raise DataError(f"not valid JSON: {error}", path=path, line=number, field="record") from None
-    if not isinstance(post, dict):
-        raise DataError('a post is {"id": ..., "text": "...", "images": [...]}', path=path, line=number)
-    if not isinstance(post.get("text"), str):
-        raise DataError("a post has a text (a string)", path=path, line=number, field="text")
-    identifier = post.get("id", number)
-    if isinstance(identifier, int) and not isinstance(identifier, bool):
-        identifier = str(identifier)
-    if not isinstance(identifier, str) or not identifier.strip():
-        raise DataError(f"an id is a non-empty string, got {identifier!r:.40}", path=path, line=number, field="id")
-    if identifier in seen:
-        other, assigned = seen[identifier]
-        if "id" not in post:
-            message = f"no id, so it gets its line number, {identifier!r}, which is the id of line {other}"
-        else:
-            message = f"id {identifier!r} appears twice (also line {other}{', by its line number' if assigned else ''})"
-        raise DataError(message, path=path, line=number, field="id")
-    images = post.get("images") or []
-    if not isinstance(images, list) or not all(isinstance(ref, str) for ref in images):
-        raise DataError("images must be a list of file paths", path=path, line=number, field="images")
-    return {**post, "id": identifier, "images": [str(path.parent / ref) for ref in images]}, "id" not in post
 
 
 def _resume(out: Path) -> tuple[set[str], set[int]]:
