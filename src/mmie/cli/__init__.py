@@ -21,6 +21,7 @@ from mmie.cli import extract_cmds  # noqa: F401
 from mmie.cli import data_check_cmds, report_cmds, sweep_cmds  # noqa: F401
 from mmie.cli import challenge_cmds  # noqa: F401
 from mmie.cli import imagetext_cmds, llm_cmds  # noqa: F401
+from mmie.cli import encoders_cmds  # noqa: F401
 
 # isort: on
 from mmie.cli.typer_apps import app, data_app  # noqa: F401 - re-exported: `mmie.cli.app` as before

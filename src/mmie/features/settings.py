@@ -64,7 +64,8 @@ class MarkerInputs(InputSettings):
     markers: Markers | None = Field(
         None,
         description="head start, head end, tail start, tail end markers; default <s> </s> <o> </o> "
-        "(or [E1] [/E1] [E2] [/E2] when the tokenizer already uses <s>/</s>)",
+        "(or [E1] [/E1] [E2] [/E2] when the tokenizer already uses <s>/</s>: RoBERTa, MPNet); a marker may not "
+        "be one of the tokenizer's special tokens",
     )
 
 

@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 META_KEY = "meta"
 # Head start, head end, tail start, tail end ("s" for subject, "o" for object).
 DEFAULT_MARKERS = ("<s>", "</s>", "<o>", "</o>")
-# Used when the default markers are already special tokens of the tokenizer (RoBERTa's <s>, </s>).
+# Used when the default markers are already special tokens of the tokenizer (RoBERTa's and MPNet's
+# <s>, </s> are their start and end tokens).
 FALLBACK_MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
+# Tried in order: the first set none of whose markers is a special token of the tokenizer.
+MARKER_CANDIDATES = (DEFAULT_MARKERS, FALLBACK_MARKERS, ("<e1>", "</e1>", "<e2>", "</e2>"))
 # Records tokenized per call of the (Rust, batched) tokenizer.
 _TOKENIZER_BATCH = 512
 
@@ -163,14 +166,35 @@ def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]
 # ----------------------------------------------------------------------------- RE markers
 
 
+def choose_markers(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str, str, str]:
+    """The first of :data:`MARKER_CANDIDATES` that shares no token with the tokenizer's own special
+    tokens (its start, end, padding, unknown and mask tokens): BERT keeps ``<s> </s> <o> </o>``."""
+    taken = set(tokenizer.all_special_tokens)
+    for candidate in MARKER_CANDIDATES:
+        if not taken.intersection(candidate):
+            return candidate
+    raise ConfigError(
+        f"model.markers: every default marker set collides with the tokenizer's {sorted(taken)}: set them"
+    )
+
+
 def add_marker_tokens(tokenizer: PreTrainedTokenizerBase, markers: Sequence[str] | None) -> tuple[str, str, str, str]:
-    """Add the entity markers to ``tokenizer`` as special tokens; returns the markers used."""
-    if markers is None:
-        taken = set(tokenizer.all_special_tokens)
-        markers = FALLBACK_MARKERS if taken.intersection(DEFAULT_MARKERS) else DEFAULT_MARKERS
-    chosen = tuple(markers)
+    """Add the entity markers to ``tokenizer`` as special tokens; returns the markers used.
+
+    ``markers=None`` chooses them for the tokenizer (:func:`choose_markers`); a saved model folder
+    passes the ones it was trained with (its tokenizer already holds them as added tokens). A marker
+    that is one of the tokenizer's own special tokens (start, end, ...) is refused: the model could not
+    tell the entity from the text's boundary.
+    """
+    chosen = tuple(markers) if markers is not None else choose_markers(tokenizer)
     if len(chosen) != 4 or len(set(chosen)) != 4:
         raise ConfigError(f"model.markers: four different markers are needed, got {list(chosen)}")
+    collisions = [marker for marker in chosen if marker in set(tokenizer.all_special_tokens)]
+    if collisions:
+        raise ConfigError(
+            f"model.markers: {collisions} already are special tokens of the tokenizer "
+            f"({sorted(tokenizer.all_special_tokens)}); choose other markers or leave model.markers unset"
+        )
     tokenizer.add_tokens(list(chosen), special_tokens=True)
     for marker in chosen:
         marker_id = tokenizer.convert_tokens_to_ids(marker)  # one token in, one id out

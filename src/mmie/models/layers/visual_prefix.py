@@ -18,7 +18,8 @@ make this exact rather than approximate:
   the cache length, which would shift every text position by the number of prefix tokens.
 
 Any BERT-family encoder works (BERT, MiniLM, RoBERTa, ...). Layer count, heads and head size come
-from its config.
+from its config. An encoder whose self-attention takes no cache (MPNet: its relative position bias
+covers the text only) cannot carry a prefix; :func:`require_prefix_support` says so when the model is built.
 """
 
 from __future__ import annotations
@@ -160,6 +161,18 @@ def encode_with_prefix(
         **{cache_keyword(text_encoder): cache},
         **kwargs,
     )
+
+
+def require_prefix_support(text_encoder: PreTrainedModel) -> None:
+    """ConfigError when ``text_encoder`` takes no key/value cache: the prefix would be silently dropped."""
+    parameters = inspect.signature(text_encoder.forward).parameters
+    if "cache" not in parameters and "past_key_values" not in parameters:
+        model_type = getattr(text_encoder.config, "model_type", type(text_encoder).__name__)
+        raise ConfigError(
+            f"model.encoder: a visual prefix needs a text encoder whose self-attention takes prefix keys and "
+            f"values (a key/value cache: BERT, RoBERTa, MiniLM, ...); {model_type!r} takes none. "
+            "Pick such an encoder, or a model without a visual prefix"
+        )
 
 
 def cache_keyword(text_encoder: PreTrainedModel) -> str:

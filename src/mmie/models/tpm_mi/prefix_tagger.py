@@ -26,7 +26,7 @@ import torch
 from mmie.encoders.vision import VisionEncoder, pool_regions, scatter_to_slots
 from mmie.models.base import TokenClassificationOutput, gather_positions
 from mmie.models.image_model import ImageModelMixin
-from mmie.models.layers.visual_prefix import VisualPrefix, encode_with_prefix
+from mmie.models.layers.visual_prefix import VisualPrefix, encode_with_prefix, require_prefix_support
 from mmie.models.text.bert_crf import BertCrfTagger
 from mmie.models.tpm_mi.configuration import PrefixTaggerConfig
 
@@ -57,6 +57,7 @@ class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
     ) -> None:
         super().__init__(config, labels, text_encoder)
         self.vision_encoder = vision_encoder
+        require_prefix_support(text_encoder)
         self.visual_prefix = VisualPrefix(self.visual_token_dim(), text_encoder.config, config.prefix_dropout)
 
     # ---------------------------------------------------------------- what a subclass provides

@@ -1,0 +1,143 @@
+"""Every model on a non-BERT encoder: a tiny MPNet (``<s>``/``</s>`` as start and end, no token_type_ids).
+
+The encoder is saved to a folder and read back through ``from_pretrained``, as ``mpnet-base`` is.
+Entity markers are chosen per tokenizer and are never one of its special tokens.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from conftest import make_re_instances, make_tiny_mpnet
+from mmie.encoders.text import load_tokenizer
+from mmie.errors import ConfigError
+from mmie.features.text import DEFAULT_MARKERS, FALLBACK_MARKERS, RelationFeaturizer, add_marker_tokens
+from mmie.inference.loading import load_model
+from mmie.inference.saving import save_model_folder
+from mmie.models import get_model_entry, list_models
+from mmie.models.layers.visual_prefix import require_prefix_support
+from test_glra import LABELS, image_inputs, text_batch
+from test_glra import build as build_image_re
+from test_models import build
+
+# The visual-prefix taggers put image keys and values into the encoder's self-attention through its
+# cache; MPNet's attention takes none (its relative position bias spans the text only).
+PREFIX_MODELS = {"tpm_mi", "prefix_all_images", "bert_crf_first_image", "bert_crf_stitched"}
+WITH_ENCODER = [name for name in list_models() if not get_model_entry(name).builds_vocabulary]
+
+
+@pytest.fixture(scope="module")
+def tiny_mpnet(tmp_path_factory) -> str:
+    return make_tiny_mpnet(tmp_path_factory.mktemp("tiny-mpnet"))
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory) -> str:
+    from test_glra import make_tiny_vit
+
+    return make_tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
+
+
+def test_the_tiny_mpnet_is_what_mpnet_base_is_like(tiny_mpnet):
+    from transformers import AutoModel
+
+    tokenizer = load_tokenizer(tiny_mpnet)
+    assert type(AutoModel.from_pretrained(tiny_mpnet)).__name__ == "MPNetModel"
+    assert tokenizer.cls_token == "<s>" and tokenizer.sep_token == "</s>"
+    assert "token_type_ids" not in tokenizer(["alice"], is_split_into_words=True)
+
+
+@pytest.mark.parametrize("name", [name for name in WITH_ENCODER if name not in PREFIX_MODELS])
+def test_every_model_trains_predicts_and_reloads_on_mpnet(name, tiny_mpnet, tmp_path):
+    model, tokenizer, batch, labels = build(name, tiny_mpnet)
+    assert "token_type_ids" not in batch  # MPNet has none: the batch never invents them
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(3):  # a few train steps on the same batch: the loss goes down
+        optimizer.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+    model.eval()
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    with torch.no_grad():
+        output = model(**inputs)
+    assert output.loss is None
+    loaded = load_model(save_model_folder(model, tokenizer, tmp_path / "model"), device="cpu")
+    assert type(loaded.model.text_encoder).__name__ == "MPNetModel"
+    with torch.no_grad():
+        assert torch.equal(loaded.model(**inputs).logits, output.logits)
+    if model.task == "re":
+        assert loaded.model.model_config.markers == FALLBACK_MARKERS
+
+
+@pytest.mark.parametrize("name", sorted(PREFIX_MODELS))
+def test_visual_prefix_models_refuse_an_encoder_without_a_cache(name, tiny_mpnet):
+    assert name in list_models()
+    with pytest.raises(ConfigError, match="visual prefix needs a text encoder.*'mpnet' takes none"):
+        build(name, tiny_mpnet)
+
+
+def test_a_bert_encoder_carries_a_visual_prefix(tiny_bert):
+    from transformers import AutoModel
+
+    require_prefix_support(AutoModel.from_pretrained(tiny_bert))  # no error: BERT's attention takes a cache
+
+
+@pytest.mark.parametrize("name", ["glra", "mtb_all_images"])
+def test_image_relation_models_read_mpnet_text_and_tiny_vision(name, tiny_mpnet, tiny_vit):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mpnet)
+    model = build_image_re(name, tiny_mpnet, tiny_vit, tokenizer=tokenizer)
+    assert model.model_config.markers == FALLBACK_MARKERS
+    instances = make_re_instances(4, seed=5)
+    batch = {**text_batch(tokenizer, model, instances), **image_inputs([1, 2, 4, 0])}
+    model.train()
+    output = model(**batch)
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.text_encoder.parameters())
+    model.eval()
+    with torch.no_grad():
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        assert model(**inputs).logits.shape == (4, len(LABELS))
+
+
+# ---------------------------------------------------------------------------------- markers
+
+
+def test_markers_are_never_the_tokenizers_special_tokens(tiny_mpnet, tiny_bert):
+    mpnet = load_tokenizer(tiny_mpnet)
+    assert add_marker_tokens(mpnet, None) == FALLBACK_MARKERS  # <s> and </s> are MPNet's start and end
+    assert add_marker_tokens(load_tokenizer(tiny_bert), None) == DEFAULT_MARKERS  # BERT keeps its markers
+    marker_ids = mpnet.convert_tokens_to_ids(list(FALLBACK_MARKERS))
+    assert not set(FALLBACK_MARKERS) & set(mpnet.all_special_tokens)
+    assert not set(marker_ids) & set(mpnet.all_special_ids)
+
+    instances = make_re_instances(12, seed=3)
+    features = RelationFeaturizer(mpnet, LABELS, 64, FALLBACK_MARKERS).featurize(instances, with_labels=False)
+    for instance, feature in zip(instances, features):
+        ids = feature["input_ids"]
+        # the text's own start and end tokens only where the tokenizer puts them, once each
+        assert ids[0] == mpnet.cls_token_id and ids[-1] == mpnet.sep_token_id
+        assert ids.count(mpnet.cls_token_id) == 1 and ids.count(mpnet.sep_token_id) == 1
+        # each marker exactly once, and the start markers are what the models read
+        assert [ids.count(marker) for marker in marker_ids] == [1, 1, 1, 1]
+        assert ids[feature["head_start"]] == marker_ids[0] and ids[feature["tail_start"]] == marker_ids[2]
+        after_head_marker = mpnet.convert_ids_to_tokens(ids)[feature["head_start"] + 1]
+        assert after_head_marker in (instance.post.tokens[instance.head.start].lower(), *FALLBACK_MARKERS)
+
+
+def test_a_configured_marker_that_is_a_special_token_is_refused(tiny_mpnet):
+    with pytest.raises(ConfigError, match=r"model\.markers: \['<s>', '</s>'\] already are special tokens"):
+        add_marker_tokens(load_tokenizer(tiny_mpnet), DEFAULT_MARKERS)
+
+
+def test_four_different_markers_are_needed(tiny_mpnet):
+    with pytest.raises(ConfigError, match="four different markers"):
+        add_marker_tokens(load_tokenizer(tiny_mpnet), ("[A]", "[A]", "[B]", "[/B]"))
