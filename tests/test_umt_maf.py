@@ -235,3 +235,27 @@ def test_maf_matching_probability_gates_the_visual_features(tiny_bert, tiny_vit,
         model.matcher.weight.zero_()
         model.matcher.bias.copy_(torch.tensor([30.0, -30.0]))  # p(matched) ~ 0: the image is shut out
         torch.testing.assert_close(model(**batch, **images).logits, model(**batch, **other).logits)
+
+
+# ------------------------------------------------------------------------------------ configs
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("dataset", ["mner_mi", "mner_mi_plus", "twitter2017", "twitter2015"])
+@pytest.mark.parametrize("offline", [False, True])
+def test_every_dataset_has_the_three_rows_with_the_intended_encoders(dataset: str, offline: bool):
+    from mmie.training.config import load_config
+
+    for row, layout in (("umt", "first"), ("umt_mi", "stitched"), ("maf", "first")):
+        config = load_config(CONFIGS / dataset / ("offline" if offline else "") / f"{row}.yaml")
+        model = config.model
+        assert config.task == "ner" and model.name == row and type(model).image_layout == layout
+        assert model.encoder == ("minilm" if offline else "bert-base-uncased")
+        assert model.vision_encoder == ("efficientnet-lite0" if offline else "google/vit-base-patch16-224")
+        assert model.freeze_vision and model.region_cells == 7  # frozen 7 x 7 grid, as the originals' ResNet
+        assert config.training.learning_rate == 5e-5 and config.training.epochs == 12
+    if dataset != "twitter2015":  # the Table 3 sweeps (MNER-MI paper) run all three
+        sweep = (CONFIGS / "tables" / f"{dataset}_table3.yaml").read_text(encoding="utf-8")
+        for label, row in (("UMT", "umt"), ("UMT-MI", "umt_mi"), ("MAF", "maf")):
+            assert f"  {label}: configs/{dataset}/{row}.yaml\n" in sweep
