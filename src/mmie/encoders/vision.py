@@ -147,6 +147,9 @@ class HFVisionEncoder(VisionEncoder):
         if self.grid_size is None:
             raise ConfigError(f"vision encoder {self.name!r}: its tokens form no patch grid, so it has no stage maps")
         rows, columns = self.grid_size
+        if any(state.shape[1] != self._num_prefix_tokens + rows * columns for state in states):
+            # hierarchical Transformers (Swin) merge patches between stages: their sequences shrink
+            raise ConfigError(f"vision encoder {self.name!r}: its layers' token grids differ; no stage maps read")
         # [N, prefix + rows*columns, C] -> [N, C, rows, columns]; the embeddings (states[0]) are no stage
         return [
             state[:, self._num_prefix_tokens :].transpose(1, 2).reshape(len(state), -1, rows, columns)
