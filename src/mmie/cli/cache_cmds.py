@@ -15,8 +15,11 @@ cache_app = typer.Typer(help="Frozen vision features cached on disk: build, info
 app.add_typer(cache_app, name="cache")
 
 
-def _config_inputs(config_path: Path, overrides: list[str]) -> tuple[list[Path], str | None, Path | None]:
-    """From an experiment config: the images its data files name, its vision encoder and cache folder."""
+def _config_inputs(
+    config_path: Path, overrides: list[str]
+) -> tuple[list[Path], str | None, Path | None, tuple[int, int] | None]:
+    """From an experiment config: the images its data files name, its vision encoder, cache folder and
+    multi-scale setting (HVPNeT reads stage features: a cache of their own)."""
     from mmie.data import read_dataset
     from mmie.data.images import resolve_image
     from mmie.training.config import load_config
@@ -34,7 +37,13 @@ def _config_inputs(config_path: Path, overrides: list[str]) -> tuple[list[Path],
             refs.update(dict.fromkeys(post.images))
     paths = [resolve_image(ref, image_dir) for ref in refs]
     # Multimodal model configs name their vision encoder and cache folder here; text models have neither.
-    return paths, getattr(config.model, "vision_encoder", None), getattr(config.model, "feature_cache", None)
+    model = config.model
+    return (
+        paths,
+        getattr(model, "vision_encoder", None),
+        getattr(model, "feature_cache", None),
+        getattr(model, "multiscale", None),
+    )
 
 
 @cache_app.command("build")
@@ -73,16 +82,16 @@ def build(
     from mmie.encoders.vision import DEFAULT_VISION_ENCODER, load_vision_encoder
 
     paths: list[Path] = []
-    config_encoder = config_cache = None
+    config_encoder = config_cache = multiscale = None
     if config is not None:
-        paths, config_encoder, config_cache = _config_inputs(config, overrides or [])
+        paths, config_encoder, config_cache, multiscale = _config_inputs(config, overrides or [])
     for folder in images or []:
         paths.extend(image_files(folder))
     if config is None and not images:
         raise ConfigError("mmie cache build: give a CONFIG or --images DIR")
     name = encoder or config_encoder or DEFAULT_VISION_ENCODER
     chosen_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    vision = load_vision_encoder(name, frozen=True, device=chosen_device)
+    vision = load_vision_encoder(name, frozen=True, device=chosen_device, multiscale=multiscale)
     cache = FeatureCache(
         cache_dir or config_cache or default_cache_root(),
         vision,

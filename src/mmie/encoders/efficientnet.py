@@ -103,6 +103,22 @@ class EfficientNetLiteEncoder(VisionEncoder):
         regions = feature_map.flatten(2).transpose(1, 2)  # [N, h*w, C], row-major cells
         return VisionOutput(regions.mean(dim=1), regions)
 
+    def stage_maps(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The last block's output at each resolution (strides 2 .. 32), the deepest one replaced by the
+        final feature map (the head convolution, what :meth:`encode_pixels` reads): at 224 x 224,
+        16 x 112^2, 24 x 56^2, 40 x 28^2, 112 x 14^2 and 1280 x 7^2 for Lite0."""
+        network = self.network
+        x = ((pixel_values.float() - self._mean) / self._std).to(network._conv_stem.weight.dtype)
+        x = network._swish(network._bn0(network._conv_stem(x)))
+        by_size: dict[tuple[int, int], torch.Tensor] = {}  # insertion order: shallow to deep
+        rate = network._global_params.drop_connect_rate
+        for index, block in enumerate(network._blocks):  # the package's own loop (extract_features)
+            x = block(x, drop_connect_rate=rate * index / len(network._blocks) if rate else rate)
+            by_size[tuple(x.shape[2:])] = x
+        maps = list(by_size.values())
+        maps[-1] = network._swish(network._bn1(network._conv_head(x)))
+        return maps
+
     def preprocessing_config(self) -> dict[str, Any]:
         return {
             "resize": [self.image_size, self.image_size],

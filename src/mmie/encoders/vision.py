@@ -137,6 +137,25 @@ class HFVisionEncoder(VisionEncoder):
             pooled = regions.mean(dim=1)
         return VisionOutput(pooled, regions)
 
+    def stage_maps(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Convolutional models (ResNet, ConvNeXt, ...): every hidden state that is a feature map (the
+        stem's, then each stage's). Transformers (ViT, ...): the patch grid after every layer."""
+        out = self.model(pixel_values=pixel_values.to(self.model.dtype), output_hidden_states=True)
+        states = list(out.hidden_states)
+        if states[-1].dim() == 4:
+            return states
+        if self.grid_size is None:
+            raise ConfigError(f"vision encoder {self.name!r}: its tokens form no patch grid, so it has no stage maps")
+        rows, columns = self.grid_size
+        if any(state.shape[1] != self._num_prefix_tokens + rows * columns for state in states):
+            # hierarchical Transformers (Swin) merge patches between stages: their sequences shrink
+            raise ConfigError(f"vision encoder {self.name!r}: its layers' token grids differ; no stage maps read")
+        # [N, prefix + rows*columns, C] -> [N, C, rows, columns]; the embeddings (states[0]) are no stage
+        return [
+            state[:, self._num_prefix_tokens :].transpose(1, 2).reshape(len(state), -1, rows, columns)
+            for state in states[1:]
+        ]
+
     def preprocessing_config(self) -> dict[str, Any]:
         return {"processor": self.processor.to_dict()}
 
@@ -217,11 +236,14 @@ def load_vision_encoder(
     *,
     device: str | torch.device | None = None,
     global_pooling: str = "auto",
+    multiscale: tuple[int, int] | None = None,
 ) -> VisionEncoder:
     """A vision encoder by alias (``efficientnet-lite0``, offline), hub name or local folder.
 
     ``frozen`` fixes the weights (no gradients, eval mode); otherwise the encoder is fine-tuned with
     the model. ``device`` defaults to the CPU; move it later with ``.to(device)`` like any module.
+    ``multiscale``: ``(stages, cells)`` for its stage outputs pooled to ``cells x cells`` instead of its
+    final features (:class:`mmie.encoders.multiscale.MultiScaleEncoder`, HVPNeT's inputs).
     """
     name = str(name_or_path)
     if name.lower() in EFFICIENTNET_ALIASES:
@@ -230,6 +252,10 @@ def load_vision_encoder(
         encoder: VisionEncoder = EfficientNetLiteEncoder(variant=EFFICIENTNET_ALIASES[name.lower()], frozen=frozen)
     else:
         encoder = HFVisionEncoder(name, frozen=frozen, global_pooling=global_pooling)
+    if multiscale is not None:
+        from mmie.encoders.multiscale import MultiScaleEncoder
+
+        encoder = MultiScaleEncoder(encoder, stages=multiscale[0], cells=multiscale[1])
     return encoder.to(device) if device is not None else encoder
 
 

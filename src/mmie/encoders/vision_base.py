@@ -70,6 +70,11 @@ class VisionEncoder(nn.Module, ABC):
     def architecture_config(self) -> dict[str, Any]:
         """What computes the features besides the weights: architecture config, pooling choice."""
 
+    def stage_maps(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps of the backbone's stages, shallow to deep, each ``[N, C_s, h_s, w_s]`` (the
+        multi-scale features of HVPNeT, :mod:`mmie.encoders.multiscale`). Encoders without stages say so."""
+        raise ConfigError(f"vision encoder {self.name!r} ({type(self).__name__}) gives no stage outputs")
+
     # --- shared behaviour ---------------------------------------------------------------------
     def _finish_init(self) -> None:
         """Apply the frozen flag and measure D and R with one forward pass on a grey image."""

@@ -82,7 +82,9 @@ class PostImageFeaturizer:
         """A frozen copy of the model's encoder (loaded on first use): the cache's features, or its preprocessing."""
         if self._encoder is None:
             with local_files_only(self.local_only):
-                self._encoder = load_vision_encoder(self.config.vision_encoder, frozen=True)
+                self._encoder = load_vision_encoder(
+                    self.config.vision_encoder, frozen=True, multiscale=self.config.multiscale
+                )
         return self._encoder
 
     @property

@@ -27,6 +27,7 @@ from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
 from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
+from mmie.features.multiscale import MultiScaleRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
 from mmie.features.settings import (
     FocalInputs,
@@ -148,6 +149,14 @@ def image_ner_processor(
     return Processor(config, tokenizer, PostImageFeaturizer(text, config, images), _collator(tokenizer))
 
 
+def multiscale_ner_processor(
+    config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """NER inputs plus the multi-scale tokens of the posts' images and of their crops (HVPNeT)."""
+    text = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
+    return Processor(config, tokenizer, MultiScaleRegionFeaturizer(text, config, images), _collator(tokenizer))
+
+
 def _marked_text(
     config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]
 ) -> tuple[Markers, RelationFeaturizer]:
@@ -196,3 +205,13 @@ def focal_relation_processor(
     markers, text = _marked_text(config, tokenizer, labels)
     config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, FocalFeaturizer(text, config, images), _collator(tokenizer))
+
+
+def multiscale_relation_processor(
+    config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Marked text plus the multi-scale tokens of the post's images and of their crops (HVPNeT RE)."""
+    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    markers, text = _marked_text(config, tokenizer, labels)
+    config = config.model_copy(update={"markers": markers})
+    return Processor(config, tokenizer, MultiScaleRegionFeaturizer(text, config, images), _collator(tokenizer))

@@ -65,7 +65,7 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         if self._provider is None:
             config = self.config
             if config.regions == "grid":
-                self._provider = GridSaliencyRegions(self.encoder, cache=self.cache)
+                self._provider = self._grid_provider()
             else:
                 crop_dict = config.region_dict
                 if crop_dict is None:
@@ -79,12 +79,16 @@ class RelationImageFeaturizer(PostImageFeaturizer):
                     raise ConfigError(f"model.region_dict: {error} (or set model.regions: grid)") from None
         return self._provider
 
+    def _grid_provider(self) -> RegionProvider:
+        """The offline grid regions, on the cells of the model's own encoder."""
+        return GridSaliencyRegions(self.encoder, cache=self.cache)
+
     def for_uploads(self, shared: dict[str, FeatureCache] | None = None) -> Self:
         """For uploads (see the base class). Uploads have no crop dictionary, so a model trained on
         precomputed regions gets the offline grid regions (:mod:`mmie.regions.grid`)."""
         uploads = super().for_uploads(shared)
         if uploads.k and uploads.config.regions != "grid":
-            uploads._provider = GridSaliencyRegions(uploads.encoder, cache=uploads.cache)
+            uploads._provider = uploads._grid_provider()
         return uploads
 
     @property
@@ -104,17 +108,18 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         return getattr(self._provider, "name", None) or self.config.regions
 
     @staticmethod
-    def _post(record: RelationInstance) -> Post:
-        return record.post
+    def _post(record: Any) -> Post:
+        """The post of a relation instance (or the record itself: a post, for NER models with regions)."""
+        return record.post if isinstance(record, RelationInstance) else record
 
     def _example_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, Any]]:
         """The image inputs of each instance (a subclass reading other image inputs overrides this)."""
-        image_rows = self._image_inputs([instance.post for instance in instances])
+        image_rows = self._image_inputs([self._post(instance) for instance in instances])
         return [{**images, **regions} for images, regions in zip(image_rows, self._region_inputs(instances))]
 
     def _slot_refs(self, instance: RelationInstance) -> list[str]:
         """The image references in the model's slots (the same ones the global inputs use)."""
-        images = instance.post.images
+        images = self._post(instance).images
         return list(images[:1] if self.layout == "first" else images[: self.slots])
 
     def _region_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, Any]]:
@@ -148,10 +153,15 @@ class RelationImageFeaturizer(PostImageFeaturizer):
             if id(region) not in unique:
                 unique[id(region)] = len(crops_to_encode)
                 crops_to_encode.append(region.item(source))
-        crops = self.cache.get_many(crops_to_encode)[0] if crops_to_encode else torch.zeros(0, self.encoder.hidden_size)
+        crops = self._crop_vectors(crops_to_encode)
         order = torch.tensor([unique[id(region)] for regions in found for _, region in regions], dtype=torch.long)
         rows = {"region_features": scatter_to_slots(crops[order], mask), "region_mask": mask}
         return [{key: value[row].clone() for key, value in rows.items()} for row in range(len(instances))]
+
+    def _crop_vectors(self, crops: list[ImageItem]) -> torch.Tensor:
+        """What each crop becomes: its global vector ``[n, D]`` (from the feature cache)."""
+        assert self.cache is not None
+        return self.cache.get_many(crops)[0] if crops else torch.zeros(0, self.encoder.hidden_size)
 
     def _find_regions(self, instance: RelationInstance, ref: str) -> list[tuple[ImageSource, Any]]:
         """The provider's top-k regions of one image of the instance's post, each with its source."""

@@ -92,6 +92,12 @@ class ImageInputs(InputSettings):
         """Side of the pooled grid of region features per image (0: global vectors only)."""
         return 0
 
+    @property
+    def multiscale(self) -> tuple[int, int] | None:
+        """``(stages, cells)``: the vision encoder's stage outputs pooled to ``cells x cells`` and
+        concatenated (HVPNeT, :mod:`mmie.encoders.multiscale`); None: its final features."""
+        return None
+
 
 class RegionInputs(ImageInputs):
     """Images plus up to k regions (crops) per image from a region provider (:mod:`mmie.regions`)."""

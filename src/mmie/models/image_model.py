@@ -37,7 +37,9 @@ class ImageModelMixin:
         # Rebuilt by name also from a saved model folder; the folder's weights then overwrite it.
         vision = (component_configs or {}).get("vision_encoder", {})
         components["vision_encoder"] = load_vision_encoder(
-            vision.get("name", config.vision_encoder), frozen=vision.get("frozen", config.freeze_vision)
+            vision.get("name", config.vision_encoder),
+            frozen=vision.get("frozen", config.freeze_vision),
+            multiscale=config.multiscale,
         )
         return components
 
