@@ -251,6 +251,21 @@ def select_words(lengths: Sequence[int], anchors: Sequence[int], markers: Sequen
     return sorted(kept)
 
 
+def with_relation_label(
+    feature: dict, label_ids: dict[str, int], instance: RelationInstance, with_labels: bool
+) -> dict:
+    """``feature`` with the instance's label id (when asked and known) and its meta; a DataError naming
+    the record when the model's label set lacks its relation."""
+    if with_labels and instance.label is not None:
+        if instance.label not in label_ids:
+            raise DataError(
+                f"relation {instance.label!r} is not in the model's label set", field=f"record {instance.id}: relation"
+            )
+        feature["labels"] = label_ids[instance.label]
+    feature[META_KEY] = {"id": instance.id}
+    return feature
+
+
 class RelationFeaturizer(TextFeaturizer):
     """Relation instances -> marked sub-word inputs + start-marker positions + label."""
 
@@ -299,15 +314,7 @@ class RelationFeaturizer(TextFeaturizer):
             "head_start": word_ids.index(text.head_marker),
             "tail_start": word_ids.index(text.tail_marker),
         }
-        if with_labels and instance.label is not None:
-            if instance.label not in self.label_ids:
-                raise DataError(
-                    f"relation {instance.label!r} is not in the model's label set",
-                    field=f"record {instance.id}: relation",
-                )
-            feature["labels"] = self.label_ids[instance.label]
-        feature[META_KEY] = {"id": instance.id}
-        return feature
+        return with_relation_label(feature, self.label_ids, instance, with_labels)
 
     def _truncated(
         self, instance: RelationInstance, text: MarkedText, word_ids: Sequence[int | None], with_labels: bool

@@ -15,7 +15,7 @@ layers live in ``layers``; the vision-encoder part of every image model in ``ima
 from __future__ import annotations
 
 # Importing a family registers its models. A new family adds its import here.
-from mmie.models import bilstm, focalmre, glra, text, tpm_mi  # noqa: F401
+from mmie.models import bilstm, focalmre, glra, hvformer, mkgformer, pcnn, text, tpm_mi  # noqa: F401
 from mmie.models.base import ExtractionModel, ModelConfig
 from mmie.models.registry import (
     create_model,
