@@ -8,7 +8,8 @@
 
 Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``bilstm`` (BiLSTM-CRF, CNN-BiLSTM-CRF,
 HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visual-prefix
-baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``. Shared
+baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``pcnn``
+(word-level RE), ``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI). Shared
 layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
