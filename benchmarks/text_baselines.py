@@ -3,6 +3,8 @@
     BERT-CRF  trained on Twitter-2017 train, selected on valid  (targets: valid F1 >= 82,
               >= 45 training examples/s at batch 16 on 2 cores, within 10 epochs); offline MiniLM
     MTB       trained on MNRE train, selected on val            (target: val micro-F1 >= 60); MiniLM
+    PCNN      trained on MNRE train, selected on val; word-level, random word embeddings, the
+              settings of configs/mnre/pcnn.yaml but the epochs
     BiLSTM-CRF, CNN-BiLSTM-CRF, HBiLSTM-CRF (bilstm, cnn_bilstm, hbilstm)
               trained on Twitter-2017 train, selected on valid; no pretrained encoder, word
               embeddings initialized at random (no word-vector file), the settings of
@@ -70,6 +72,13 @@ BASELINES = {
         "model": {"name": "mtb", "encoder": "minilm", "max_length": 128},
         "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
         "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
+    # PCNN: configs/mnre/pcnn.yaml's sizes and training (Zeng et al. Table 1; AdamW 1e-3, batch 50)
+    "pcnn": {
+        "task": "re",
+        "model": {"name": "pcnn", "max_length": 128},
+        "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
+        "training": {"batch_size": 50, "learning_rate": 1e-3, "weight_decay": 0.0, "warmup_ratio": 0.0},
     },
     **{
         name: {
