@@ -1,4 +1,4 @@
-"""The base of the image RE models (GLRA, the MTB image baselines, FocalMRE): marked text, the
+"""The base of the image RE models (GLRA, the MTB image baselines, FocalMRE, MKGformer, HVFormer): marked text, the
 post's images and k regions per image, encoded by one vision encoder.
 
 Image inputs come as frozen features from the cache (``image_features [B, M, D]``, ``region_features
