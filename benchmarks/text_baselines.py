@@ -6,6 +6,8 @@
     one-pass MTB (mtb_levitated): MTB's head over levitated markers, every pair of a post from one
               encoder pass; the same data, encoder and schedule as MTB (target: within 2 points of
               MTB's val micro-F1 in the same run: run both with --only mtb --only mtb_levitated)
+    PCNN      trained on MNRE train, selected on val; word-level, random word embeddings, the
+              settings of configs/mnre/pcnn.yaml but the epochs
     BiLSTM-CRF, CNN-BiLSTM-CRF, HBiLSTM-CRF (bilstm, cnn_bilstm, hbilstm)
               trained on Twitter-2017 train, selected on valid; no pretrained encoder, word
               embeddings initialized at random (no word-vector file), the settings of
@@ -83,6 +85,13 @@ BASELINES = {
         "model": {"name": "mtb_levitated", "encoder": "minilm", "max_length": 128},
         "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
         "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
+    # PCNN: configs/mnre/pcnn.yaml's sizes and training (Zeng et al. Table 1; AdamW 1e-3, batch 50)
+    "pcnn": {
+        "task": "re",
+        "model": {"name": "pcnn", "max_length": 128},
+        "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
+        "training": {"batch_size": 50, "learning_rate": 1e-3, "weight_decay": 0.0, "warmup_ratio": 0.0},
     },
     **{
         name: {

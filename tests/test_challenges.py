@@ -157,14 +157,13 @@ def test_challenge_cli_writes_ordinary_dataset_files(sample, tmp_path, capsys):
     assert set(crop_keys(records)) <= set(written)
 
 
-def test_evaluate_challenge_sweeps_the_ratios_into_one_table_and_json(sample, tmp_path, tiny_bert, capsys):
-    vit = make_tiny_vit(tmp_path / "vit")
-    overrides = [
+def tiny_run(sample: Path, tmp_path: Path, tiny_bert: str) -> list[str]:
+    """Overrides training a synthetic config for one epoch on the tiny sample with tiny encoders."""
+    return [
         f"model.encoder={tiny_bert}",
-        f"model.vision_encoder={vit}",
+        f"model.vision_encoder={make_tiny_vit(tmp_path / 'vit')}",
         f"model.feature_cache={tmp_path / 'cache'}",
         "model.max_length=48",
-        "model.patch_cells=2",
         f"data.train={sample / 'train.txt'}",
         f"data.dev={sample / 'val.txt'}",
         "data.test=null",
@@ -172,6 +171,10 @@ def test_evaluate_challenge_sweeps_the_ratios_into_one_table_and_json(sample, tm
         "training.epochs=1",
         "training.device=cpu",
     ]
+
+
+def test_evaluate_challenge_sweeps_the_ratios_into_one_table_and_json(sample, tmp_path, tiny_bert, capsys):
+    overrides = [*tiny_run(sample, tmp_path, tiny_bert), "model.patch_cells=2"]
     config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "focalmre.yaml"
     model_dir = train(config, overrides=overrides, output_dir=tmp_path / "run").model_dir
     clean_code, clean_out, _ = run(
@@ -211,3 +214,85 @@ def test_evaluate_challenge_sweeps_the_ratios_into_one_table_and_json(sample, tm
     )
     assert code == 0 and "| relation (support) | P | R | F1 |" in out
     assert clean_code == 0
+
+
+def test_aug_noise_works_for_a_model_computing_its_regions_on_the_fly(sample, tmp_path, tiny_bert, capsys):
+    # MKGformer on grid regions (no crop dictionary): refused before; now they are written as one by the
+    # model's own provider, and that is noised
+    from mmie.inference.challenges import _region_sets
+    from mmie.models import model_config
+
+    overrides = [*tiny_run(sample, tmp_path, tiny_bert), "model.regions=grid"]
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "mkgformer.yaml"
+    model_dir = train(config, overrides=overrides, output_dir=tmp_path / "run").model_dir
+    out_json = tmp_path / "aug.json"
+    code, out, err = run(
+        ["evaluate", str(model_dir), str(sample / "val.txt"), "--images", str(sample / "images"),
+         "--challenge", "aug-noise", "--ratios", "0.5,1.0", "--out", str(out_json)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out_json.read_text())
+    assert [row["ratio"] for row in result["results"]] == [0.0, 0.5, 1.0]
+    # which sets each model's Aug-Noise acts on
+    focal = {"name": "focalmre", "encoder": tiny_bert}
+    assert [s[0] for s in _region_sets(model_config(focal))] == ["regions", "od_regions"]
+    assert [s[0] for s in _region_sets(model_config({**focal, "od_regions": "none"}))] == ["regions"]
+    assert _region_sets(model_config({**focal, "image_input": "original"})) == []
+    assert _region_sets(model_config({"name": "mtb_first_image", "use_regions": False})) == []
+    assert [s[3] for s in _region_sets(model_config({"name": "hvformer_mi", "regions_per_image": 3}))] == [3]
+
+
+def test_a_sweep_with_challenges_scores_every_run_and_the_report_tables_them_side_by_side(sample, tmp_path, tiny_bert):
+    import yaml
+
+    from mmie.reporting.report import build_report
+    from mmie.training.sweep import run_sweep
+
+    vit = make_tiny_vit(tmp_path / "vit")
+    configs = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
+    sweep_file = tmp_path / "table2.yaml"
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "table2",
+                "seeds": [42],
+                "models": {"MKGformer": str(configs / "mkgformer.yaml"), "FocalMRE": str(configs / "focalmre.yaml")},
+                "datasets": {
+                    "synth": [
+                        f"data.train={sample / 'train.txt'}",
+                        f"data.dev={sample / 'val.txt'}",
+                        f"data.test={sample / 'val.txt'}",
+                        f"data.images={sample / 'images'}",
+                    ]
+                },
+                "overrides": [
+                    f"model.encoder={tiny_bert}",
+                    f"model.vision_encoder={vit}",
+                    f"model.feature_cache={tmp_path / 'cache'}",
+                    "model.max_length=48",
+                    "training.epochs=1",
+                    "training.device=cpu",
+                ],
+                "reference": "MKGformer",
+                "challenges": {"align-noise": [1.0], "aug-noise": [0.5]},
+            },
+            sort_keys=False,
+        )
+    )
+    _, runs, outcome = run_sweep(sweep_file, tmp_path / "runs")
+    assert not outcome.failed and len(outcome.finished) == 2
+    for sweep_run in runs:
+        for challenge, ratio in (("align-noise", 1.0), ("aug-noise", 0.5)):
+            result = json.loads((sweep_run.run_dir / f"challenge_{challenge}.json").read_text())
+            assert [row["ratio"] for row in result["results"]] == [0.0, ratio]
+    first_file = runs[0].run_dir / "challenge_aug-noise.json"
+    stamp = first_file.stat().st_mtime_ns
+    _, _, again = run_sweep(sweep_file, tmp_path / "runs")
+    assert len(again.skipped) == 2 and first_file.stat().st_mtime_ns == stamp  # nothing scored twice
+    tables = {table.name: table for table in build_report([tmp_path / "runs"], trials=100).tables}
+    table = tables["challenge_aug-noise"]
+    assert table.group_header == [("MKGformer", 3), ("FocalMRE", 3)]
+    assert [row[0] for row in table.rows] == ["clean", "50%"]
+    clean_f1 = runs[0].run_dir / "metrics.json"
+    assert table.rows[0][3].values == [json.loads(clean_f1.read_text())["test"]["f1"]]  # clean = the run's test F1

@@ -80,7 +80,7 @@ def test_forward_backward(name, tiny_bert):
         assert (output.predictions[~batch["word_mask"]] == -100).all()
         assert (output.predictions[batch["word_mask"]] >= 0).all()
     else:
-        assert output.logits.shape == (len(batch["input_ids"]), len(labels))
+        assert output.logits.shape == (len(batch["labels"]), len(labels))
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -80,3 +80,26 @@ def test_mechanism_sweeps_train_the_rows_on_the_preset_for_three_seeds(name: str
             if c.model.name == "glra"
         ]
         assert switches == [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]
+
+
+@pytest.mark.parametrize(
+    ("name", "reference", "rows"),
+    [
+        ("mre_mi_table2", "HVFormer-MI", ["PCNN", "HVFormer", "HVFormer-MI"]),
+        ("mnre_table2", "HVFormer-MI", ["PCNN", "HVFormer", "HVFormer-MI"]),
+        ("focalmre_table2_challenge", "MKGformer", ["MKGformer", "FocalMRE"]),
+    ],
+)
+def test_the_mre_tables_name_their_rows_reference_and_challenges(name: str, reference: str, rows: list[str]):
+    from mmie.data.challenge import PAPER_RATIOS
+    from mmie.training.sweep import load_sweep
+
+    path = ROOT / "configs" / "tables" / f"{name}.yaml"
+    sweep = load_sweep(path)
+    assert sweep.reference == reference and set(rows) <= set(sweep.models)
+    for label, config in sweep.models.items():
+        loaded = load_config(ROOT / config, [f"training.seed={sweep.seeds[0]}"])
+        assert loaded.task == "re", label
+    if name == "focalmre_table2_challenge":  # the paper's ratios, on MNRE, both models reading regions
+        assert {k: tuple(v) for k, v in sweep.challenges.items()} == {k: tuple(v) for k, v in PAPER_RATIOS.items()}
+        assert list(sweep.datasets) == ["mnre"]

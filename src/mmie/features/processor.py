@@ -39,6 +39,7 @@ from mmie.features.settings import (
     WordInputs,
 )
 from mmie.features.text import Featurizer, NerFeaturizer, RelationFeaturizer, add_marker_tokens
+from mmie.features.word_relations import WordRelationFeaturizer
 from mmie.features.words import WordNerFeaturizer, WordVocabulary
 
 if TYPE_CHECKING:
@@ -119,11 +120,8 @@ def ner_processor(
     return Processor(config, tokenizer, featurizer, _collator(tokenizer))
 
 
-def word_ner_processor(
-    config: WordInputs, tokenizer: WordVocabulary, labels: Sequence[str], images: ImageDirs | None = None
-) -> Processor:
-    """Words -> word ids and each word's character ids, from the vocabulary of the training split
-    (the BiLSTM taggers). The config is completed with the vocabulary's sizes."""
+def _word_config(config: WordInputs, tokenizer: WordVocabulary) -> WordInputs:
+    """The config completed with the sizes of ``tokenizer``, the WordVocabulary built from this config."""
     if not isinstance(tokenizer, WordVocabulary):
         raise TypeError(
             f"{config.name} reads words: it needs the WordVocabulary of its training split "
@@ -135,10 +133,31 @@ def word_ner_processor(
                 f"model.{rule}: {getattr(config, rule)}, but the vocabulary was built with "
                 f"{rule} {getattr(tokenizer, rule)} (build it from this config: create_vocabulary)"
             )
-    config = config.model_copy(update=tokenizer.sizes)
+    return config.model_copy(update=tokenizer.sizes)
+
+
+def word_ner_processor(
+    config: WordInputs, tokenizer: WordVocabulary, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Words -> word ids and each word's character ids, from the vocabulary of the training split
+    (the BiLSTM taggers). The config is completed with the vocabulary's sizes."""
+    config = _word_config(config, tokenizer)
     featurizer = WordNerFeaturizer(tokenizer, labels, config.max_length, config.max_word_length)
     collator = Collator(tokenizer.pad_token_id, length_masks={"word_ids": "word_mask"}, nested=("char_ids",))
     return Processor(config, tokenizer, featurizer, collator)
+
+
+def word_relation_processor(
+    config: WordInputs, tokenizer: WordVocabulary, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Relation instances -> word ids, the two position features and the piece of each word (PCNN),
+    from the vocabulary of the training split. The config is completed with the vocabulary's sizes."""
+    config = _word_config(config, tokenizer)
+    max_distance = int(getattr(config, "max_distance", config.max_length))
+    featurizer = WordRelationFeaturizer(tokenizer, labels, config.max_length, max_distance)
+    return Processor(
+        config, tokenizer, featurizer, Collator(tokenizer.pad_token_id, length_masks={"word_ids": "word_mask"})
+    )
 
 
 def image_ner_processor(

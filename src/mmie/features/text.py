@@ -290,6 +290,17 @@ def select_words(lengths: Sequence[int], anchors: Sequence[int], markers: Sequen
     return sorted(kept)
 
 
+def with_relation_label(
+    feature: dict, label_ids: dict[str, int], instance: RelationInstance, with_labels: bool
+) -> dict:
+    """``feature`` with the instance's label id (when asked and known) and its meta; a DataError naming
+    the record when the model's label set lacks its relation."""
+    if with_labels and instance.label is not None:
+        feature["labels"] = relation_label_id(label_ids, instance)
+    feature[META_KEY] = {"id": instance.id}
+    return feature
+
+
 class RelationFeaturizer(TextFeaturizer):
     """Relation instances -> marked sub-word inputs + start-marker positions + label."""
 
@@ -338,10 +349,7 @@ class RelationFeaturizer(TextFeaturizer):
             "head_start": word_ids.index(text.head_marker),
             "tail_start": word_ids.index(text.tail_marker),
         }
-        if with_labels and instance.label is not None:
-            feature["labels"] = relation_label_id(self.label_ids, instance)
-        feature[META_KEY] = {"id": instance.id}
-        return feature
+        return with_relation_label(feature, self.label_ids, instance, with_labels)
 
     def _truncated(
         self, instance: RelationInstance, text: MarkedText, word_ids: Sequence[int | None], with_labels: bool

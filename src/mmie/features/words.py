@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from mmie.data.schema import Post
+from mmie.data.schema import Post, RelationInstance
 from mmie.errors import MmieError
 from mmie.features.text import META_KEY, TextFeaturizer, word_label_id
 from mmie.io import write_atomic
@@ -95,12 +95,20 @@ class WordVocabulary:
     # ------------------------------------------------------------------------------ building
 
     @classmethod
-    def build(cls, posts: Iterable[Post], *, lowercase: bool = False, zero_digits: bool = False) -> WordVocabulary:
-        """The vocabulary of ``posts`` (the training split): every word and character they hold."""
+    def build(
+        cls, posts: Iterable[Post | RelationInstance], *, lowercase: bool = False, zero_digits: bool = False
+    ) -> WordVocabulary:
+        """The vocabulary of ``posts`` (the training split): every word and character they hold. Relation
+        instances count the words of each of their posts once, however many pairs it has."""
         rules = cls([*SPECIALS], [*SPECIALS], lowercase=lowercase, zero_digits=zero_digits)
         word_counts: Counter[str] = Counter()
         char_counts: Counter[str] = Counter()
-        for post in posts:
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        for record in posts:
+            post = record.post if isinstance(record, RelationInstance) else record  # its post's words, once
+            if (post.id, tuple(post.tokens)) in seen:
+                continue
+            seen.add((post.id, tuple(post.tokens)))
             for token in post.tokens:
                 word_counts[rules.normalize(token)] += 1
                 char_counts.update(token)

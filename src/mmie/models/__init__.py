@@ -9,14 +9,26 @@
 Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``bilstm`` (BiLSTM-CRF, CNN-BiLSTM-CRF,
 HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visual-prefix
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``umt``
-(UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE). Shared
+(UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE), ``pcnn`` (word-level RE),
+``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI). Shared
 layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
 from __future__ import annotations
 
 # Importing a family registers its models. A new family adds its import here.
-from mmie.models import bilstm, focalmre, glra, hvpnet, text, tpm_mi, umt  # noqa: F401
+from mmie.models import (  # noqa: F401
+    bilstm,
+    focalmre,
+    glra,
+    hvformer,
+    hvpnet,
+    mkgformer,
+    pcnn,
+    text,
+    tpm_mi,
+    umt,
+)
 from mmie.models.base import ExtractionModel, ModelConfig
 from mmie.models.registry import (
     create_model,

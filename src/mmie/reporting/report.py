@@ -38,6 +38,7 @@ from mmie.errors import DataError, MmieError
 from mmie.io import write_atomic
 
 # read_run and collect_runs stay importable from here, where they were defined before.
+from mmie.reporting.challenge_tables import challenge_tables
 from mmie.reporting.run_records import RunRecord, collect_runs, read_run  # noqa: F401
 
 DAGGER = "†"
@@ -256,6 +257,9 @@ def build_report(
     )
     tables += setting_tables
     warnings += setting_warnings
+    for fields in challenge_tables(runs):  # score cells come as lists of the seeds' values
+        rows = [[c if isinstance(c, str) else Cell(c) for c in row] for row in fields.pop("rows")]
+        tables.append(Table(**fields, rows=rows))
     if significance:
         tables.append(
             Table(

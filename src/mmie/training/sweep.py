@@ -9,6 +9,7 @@
     grid: {data.sample_fraction: [0.05, 0.1]}  # optional: every combination is a run
     overrides: []                              # optional, every run
     reference: MTB                             # the row `mmie report` tests the others against
+    challenges: {align-noise: [], aug-noise: [0.1, 0.3]}   # optional: `mmie evaluate --challenge` per run
 
 Every combination row x dataset x grid values x seed is one :func:`mmie.training.train` run in
 ``<output_dir>/<row>__<dataset>__<key=value,...>__seed<S>`` with a ``sweep_run.json`` naming its
@@ -16,6 +17,11 @@ place in the grid (what ``mmie report`` reads). A run is finished when its ``met
 complete (the engine writes it last, atomically): a rerun skips it. An unfinished run folder is
 resumed from its last complete checkpoint. A failing run writes its trace to ``error.log`` in its
 folder and the sweep goes on; the failures are listed at the end.
+
+With ``challenges``, every finished run's model is then scored on its test split by each challenge
+(:func:`mmie.inference.challenges.challenge_sweep`: the clean set and each noise ratio) into
+``challenge_<name>.json`` in its folder, unless that file is there already; ``mmie report`` tables
+them side by side per row (FocalMRE paper, Table 2).
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ class SweepConfig(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="config key -> values")
     overrides: list[str] = Field(default_factory=list)
     reference: str | None = Field(None, description="the row significance is tested against")
+    challenges: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="optional: challenge -> noise ratios (empty: the paper's); each run's model is scored on "
+        "its test split with it, challenge_<name>.json in its folder",
+    )
 
     @field_validator("grid")
     @classmethod
@@ -206,20 +217,49 @@ def run_sweep(
             logger.info("%s: finished earlier, skipped", label)
             write_atomic(run.run_dir / RUN_INFO, info)
             outcome.skipped.append(run)
-            continue
-        # An interrupted run with a checkpoint continues from it; any other unfinished folder
-        # (a failed run, a run killed before its first checkpoint) starts again.
-        resume = any((run.run_dir / "checkpoints").glob("checkpoint-*"))
-        logger.info("%s: %s", label, "resuming" if resume else "training")
+        else:
+            # An interrupted run with a checkpoint continues from it; any other unfinished folder
+            # (a failed run, a run killed before its first checkpoint) starts again.
+            resume = any((run.run_dir / "checkpoints").glob("checkpoint-*"))
+            logger.info("%s: %s", label, "resuming" if resume else "training")
+            try:
+                (run.run_dir / ERROR_LOG).unlink(missing_ok=True)
+                train(run.config, output_dir=run.run_dir, overrides=run.overrides, resume=resume, overwrite=not resume)
+                write_atomic(run.run_dir / RUN_INFO, info)
+                outcome.finished.append(run)
+            except Exception as error:  # noqa: BLE001 - one failed run must not stop the table
+                _record_failure(run, error, label, outcome)
+                continue
         try:
-            (run.run_dir / ERROR_LOG).unlink(missing_ok=True)
-            train(run.config, output_dir=run.run_dir, overrides=run.overrides, resume=resume, overwrite=not resume)
-            write_atomic(run.run_dir / RUN_INFO, info)
-            outcome.finished.append(run)
-        except Exception as error:  # noqa: BLE001 - one failed run must not stop the table
-            run.run_dir.mkdir(parents=True, exist_ok=True)
-            message = f"{type(error).__name__}: {error}"
-            write_atomic(run.run_dir / ERROR_LOG, f"{message}\n\n{traceback.format_exc()}")
-            logger.error("%s: failed: %s (trace in %s)", label, message, run.run_dir / ERROR_LOG)
-            outcome.failed.append((run, message))
+            run_challenges(run, sweep.challenges)
+        except Exception as error:  # noqa: BLE001 - one failed challenge must not stop the table
+            _record_failure(run, error, label, outcome)
     return sweep, runs, outcome
+
+
+def _record_failure(run: SweepRun, error: Exception, label: str, outcome: SweepOutcome) -> None:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    message = f"{type(error).__name__}: {error}"
+    write_atomic(run.run_dir / ERROR_LOG, f"{message}\n\n{traceback.format_exc()}")
+    logger.error("%s: failed: %s (trace in %s)", label, message, run.run_dir / ERROR_LOG)
+    outcome.failed.append((run, message))
+
+
+def run_challenges(run: SweepRun, challenges: dict[str, list[float]]) -> None:
+    """Score the run's model on its test split with each challenge (``challenge_<name>.json``), once."""
+    todo = {
+        name: ratios for name, ratios in challenges.items() if not (run.run_dir / f"challenge_{name}.json").is_file()
+    }
+    if not todo:
+        return
+    from mmie.inference.challenges import challenge_sweep
+    from mmie.inference.loading import load_model
+
+    config = load_config(run.config, run.overrides)
+    if config.data.test is None:
+        raise ConfigError("challenges: the runs need a test split (data.test)")
+    model = load_model(run.run_dir / "model", images=config.data.images)
+    for name, ratios in todo.items():
+        logger.info("%s: challenge %s", run.run_dir.name, name)
+        result = challenge_sweep(model, config.data.test, name, ratios or None, data_format=config.data.format)
+        write_atomic(run.run_dir / f"challenge_{name}.json", json.dumps(result, indent=2) + "\n")

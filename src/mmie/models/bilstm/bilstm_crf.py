@@ -27,15 +27,15 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mmie.encoders.word_vectors import read_word_vectors
 from mmie.errors import ConfigError
 from mmie.features.collate import IGNORE_INDEX
 from mmie.features.processor import word_ner_processor
-from mmie.features.words import PAD_ID, UNKNOWN_ID, WordVocabulary
+from mmie.features.words import UNKNOWN_ID
 from mmie.models.base import ExtractionModel, ModelConfig, TokenClassificationOutput
 from mmie.models.bilstm.characters import CharacterBiLstm, CharacterCnn, uniform_embeddings
 from mmie.models.bilstm.configuration import BilstmCrfConfig, CnnBilstmCrfConfig, HbilstmCrfConfig
 from mmie.models.layers.crf import ConstrainedCRF
+from mmie.models.layers.word_embeddings import fit_word_embeddings
 from mmie.models.registry import register_model
 
 if TYPE_CHECKING:
@@ -87,20 +87,8 @@ class BilstmCrfTagger(ExtractionModel):
     def fit_vocabulary(self, tokenizer: TextVocabulary) -> None:
         """Check the embeddings cover ``tokenizer`` (the training split's vocabulary), and fill the rows
         of its words that ``model.word_vectors`` has; the others keep their random initialization."""
-        if not isinstance(tokenizer, WordVocabulary):
-            raise TypeError(f"{self.model_config.name} reads words: it needs a WordVocabulary, not a {type(tokenizer)}")
-        if len(tokenizer) != self.word_embeddings.num_embeddings:
-            raise ConfigError(
-                f"model.vocabulary_size: {self.word_embeddings.num_embeddings}, but the vocabulary has "
-                f"{len(tokenizer)} words (build the model from the processor's config)"
-            )
-        if self.model_config.word_vectors is None:
-            return
-        vectors = read_word_vectors(self.model_config.word_vectors, tokenizer.words, self.model_config.word_dim)
-        with torch.no_grad():
-            for index, vector in vectors.rows.items():
-                if index != PAD_ID:  # padding stays zero
-                    self.word_embeddings.weight[index] = vector
+        config = self.model_config
+        fit_word_embeddings(self.word_embeddings, tokenizer, config.word_vectors, config.word_dim, config.name)
 
     # ------------------------------------------------------------------------- running
 

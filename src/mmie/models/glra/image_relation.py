@@ -1,4 +1,4 @@
-"""The base of the image RE models (GLRA, the MTB image baselines, FocalMRE): marked text, the
+"""The base of the image RE models (GLRA, the MTB image baselines, FocalMRE, MKGformer, HVFormer): marked text, the
 post's images and k regions per image, encoded by one vision encoder.
 
 Image inputs come as frozen features from the cache (``image_features [B, M, D]``, ``region_features
@@ -19,8 +19,8 @@ from transformers.utils import ModelOutput
 
 from mmie.encoders.vision import VisionEncoder, scatter_to_slots
 from mmie.models.base import RelationClassificationOutput
-from mmie.models.glra.configuration import ImageRelationConfig
 from mmie.models.image_model import ImageModelMixin
+from mmie.models.text.configuration import RelationModelConfig
 from mmie.models.text.relation import MarkedRelationModel
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
 
     def __init__(
         self,
-        config: ImageRelationConfig,
+        config: RelationModelConfig,  # and RegionInputs: the settings of the image inputs
         labels: list[str],
         text_encoder: PreTrainedModel,
         vision_encoder: VisionEncoder,
@@ -129,4 +129,6 @@ class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
             image_mask, region_mask, image_features, region_features, pixel_values, region_pixel_values
         )
         logits, extras = self.classify(hidden, markers, posts)
-        return ImageRelationOutput(loss=self.loss(logits, labels), logits=logits, **extras)
+        output = self.output_class(loss=self.loss(logits, labels), logits=logits, **extras)  # a subclass's outputs
+        assert isinstance(output, ImageRelationOutput)
+        return output
