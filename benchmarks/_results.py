@@ -175,7 +175,8 @@ class ExtractRayResults(_Strict):
     in_process: ExtractRayEngine
     ray: ExtractRayEngine
     ray_over_in_process: float
-    identical_output: bool
+    identical_output: bool | None = None  # the first run compared bytes only
+    output_agreement: dict[str, Any] | None = None  # bytes, records but scores, the largest score gap
     in_process_torch_threads: int
 
 
@@ -312,7 +313,8 @@ def recorded_run(out: Path, settings: dict[str, Any]) -> Iterator[dict[str, Any]
     """A run of the calling script: yields the run dict (fill ``run["results"]``); appends it to ``out``
     when the block ends, as ``stopped`` on Ctrl-C / SIGTERM (then re-raised)."""
     script = Path(sys.argv[0]).resolve()
-    command = ["python", relative(script), *sys.argv[1:]]
+    # absolute paths in the arguments are recorded relative to the repository, as everywhere in results
+    command = ["python", relative(script), *(relative(arg) if os.path.isabs(arg) else arg for arg in sys.argv[1:])]
     run: dict[str, Any] = {
         "started": _now(),
         "finished": None,

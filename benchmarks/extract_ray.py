@@ -48,6 +48,40 @@ def write_corpus(sample: Path, count: int, path: Path) -> int:
     return images
 
 
+def compare_outputs(first: Path, second: Path) -> dict:
+    """Byte identity of two results files, and, record for record, whether they agree once scores are set
+    aside (ids, entities, relations, errors) and by how much their scores differ at most. Scores can move
+    in the last digits when batches are padded differently or torch runs on another number of threads."""
+    score_gap = 0.0
+
+    def without_scores(value: object, other: object) -> object:
+        nonlocal score_gap
+        if isinstance(value, dict) and isinstance(other, dict):
+            for key in ("score", "scores"):
+                a, b = value.get(key), other.get(key)
+                if isinstance(a, float) and isinstance(b, float):
+                    score_gap = max(score_gap, abs(a - b))
+                elif isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+                    score_gap = max([score_gap, *(abs(a[k] - b[k]) for k in a)])
+            keys = sorted(set(value) - {"score", "scores"})
+            return {key: without_scores(value[key], other.get(key)) for key in keys}
+        if isinstance(value, list) and isinstance(other, list):
+            return [without_scores(a, b) for a, b in zip(value, other)] + value[len(other) :]
+        return value
+
+    lines_a = first.read_text(encoding="utf-8").splitlines()
+    lines_b = second.read_text(encoding="utf-8").splitlines()
+    same = len(lines_a) == len(lines_b)
+    for line_a, line_b in zip(lines_a, lines_b):
+        a, b = json.loads(line_a), json.loads(line_b)
+        same = same and without_scores(a, b) == without_scores(b, a)
+    return {
+        "identical_bytes": first.read_bytes() == second.read_bytes(),
+        "same_records_but_scores": same,
+        "max_score_difference": round(score_gap, 6),
+    }
+
+
 def timed_extract(argv: list[str]) -> float:
     from mmie.cli import main as mmie
 
@@ -96,7 +130,7 @@ def main() -> None:
             on_ray = timed_extract([*common, *ray_options, "--out", str(work / "ray.jsonl")])
         finally:
             ray.shutdown()
-        identical = (work / "in-process.jsonl").read_bytes() == (work / "ray.jsonl").read_bytes()
+        agreement = compare_outputs(work / "in-process.jsonl", work / "ray.jsonl")
         record["results"] = result = {
             "benchmark": "extract_ray",
             "data": f"SYNTHETIC posts of {relative(args.sample)} (speed only)",
@@ -110,7 +144,7 @@ def main() -> None:
                 "runtime_start_seconds": round(ray_start, 2),
             },
             "ray_over_in_process": round(in_process / on_ray, 3),
-            "identical_output": identical,
+            "output_agreement": agreement,
             "in_process_torch_threads": torch.get_num_threads(),
         }
         print(json.dumps(result, indent=2))

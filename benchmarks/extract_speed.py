@@ -50,6 +50,11 @@ def synthetic_posts(sample: Path, count: int) -> list[dict]:
     return posts
 
 
+def with_relative_paths(described: dict) -> dict:
+    """``Extractor.describe()`` with each model's folder relative to the repository."""
+    return {role: {**model, "path": relative(model["path"])} for role, model in described.items()}
+
+
 def rate(extractor, posts: list[dict], batch_size: int) -> float:
     started = time.perf_counter()
     results = list(extractor.pipe(posts, batch_size=batch_size))
@@ -134,7 +139,7 @@ def main() -> None:
         record["results"] = result = {
             "benchmark": "extract_speed",
             "data": f"SYNTHETIC posts of {relative(args.sample)} (speed only)",
-            "models": pipeline.describe(),
+            "models": with_relative_paths(pipeline.describe()),
             "posts": len(posts),
             "images": sum(len(p["images"]) for p in posts),
             "posts_per_s": {
@@ -153,7 +158,7 @@ def main() -> None:
         if one_pass is not None:
             one_pass_ratios = [pipe / alone for pipe, alone in zip(one_pass_repeats, ner_alone)]
             result["one_pass"] = {
-                "re_model": one_pass.describe()["re"],
+                "re_model": with_relative_paths(one_pass.describe())["re"],
                 "posts_per_s_warm": round(statistics.median(one_pass_repeats), 2),
                 "candidate_pairs_per_post": round(sum(len(r["relations"]) for r in one_pass_results) / len(posts), 2),
                 "text_tokens_warm_pass": one_pass_tokens,
