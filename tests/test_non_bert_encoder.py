@@ -22,9 +22,12 @@ from test_glra import LABELS, image_inputs, text_batch
 from test_glra import build as build_image_re
 from test_models import build
 
-# The visual-prefix taggers put image keys and values into the encoder's self-attention through its
+# The visual-prefix models put image keys and values into the encoder's self-attention through its
 # cache; MPNet's attention takes none (its relative position bias spans the text only).
 PREFIX_MODELS = {"tpm_mi", "prefix_all_images", "bert_crf_first_image", "bert_crf_stitched"}
+PREFIX_MODELS |= {"hvpnet", "hvpnet_mi", "hvpnet_re", "hvpnet_mi_re"}
+# MKGformer runs the encoder layer by layer through BERT's layer parts, which MPNet's layers lack.
+LAYERWISE_MODELS = {"mkgformer"}
 WITH_ENCODER = [name for name in list_models() if not get_model_entry(name).builds_vocabulary]
 
 
@@ -49,7 +52,7 @@ def test_the_tiny_mpnet_is_what_mpnet_base_is_like(tiny_mpnet):
     assert "token_type_ids" not in tokenizer(["alice"], is_split_into_words=True)
 
 
-@pytest.mark.parametrize("name", [name for name in WITH_ENCODER if name not in PREFIX_MODELS])
+@pytest.mark.parametrize("name", [name for name in WITH_ENCODER if name not in PREFIX_MODELS | LAYERWISE_MODELS])
 def test_every_model_trains_predicts_and_reloads_on_mpnet(name, tiny_mpnet, tmp_path):
     model, tokenizer, batch, labels = build(name, tiny_mpnet)
     assert "token_type_ids" not in batch  # MPNet has none: the batch never invents them
@@ -81,6 +84,13 @@ def test_every_model_trains_predicts_and_reloads_on_mpnet(name, tiny_mpnet, tmp_
 def test_visual_prefix_models_refuse_an_encoder_without_a_cache(name, tiny_mpnet):
     assert name in list_models()
     with pytest.raises(ConfigError, match="visual prefix needs a text encoder.*'mpnet' takes none"):
+        build(name, tiny_mpnet)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERWISE_MODELS))
+def test_layer_by_layer_models_refuse_a_non_bert_layout(name, tiny_mpnet):
+    assert name in list_models()
+    with pytest.raises(ConfigError, match="MPNetModel is not a BERT-family encoder"):
         build(name, tiny_mpnet)
 
 

@@ -267,12 +267,22 @@ def _quiet(log: Path) -> Iterator[None]:
         handler.close()
 
 
-def _terminal_errors_only() -> None:
-    """Ray's terminal handlers (which ``ray.init`` sets up) print errors only."""
+def _terminal_errors_only(changed: dict[logging.Handler, int]) -> None:
+    """Ray's terminal handlers (which ``ray.init`` sets up) print errors only; ``changed`` keeps each
+    handler's level before, for :func:`_restore_levels`. Handlers of the host process (those on the root
+    logger, which Ray's loggers may share) are left alone."""
+    hosts = set(logging.getLogger().handlers)
     for name in LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setLevel(logging.ERROR)
+                if handler not in hosts:
+                    changed.setdefault(handler, handler.level)
+                    handler.setLevel(logging.ERROR)
+
+
+def _restore_levels(changed: dict[logging.Handler, int]) -> None:
+    for handler, level in changed.items():
+        handler.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -281,29 +291,33 @@ def _runtime(settings: RaySettings, log: Path) -> Iterator[Any]:
     a local runtime started here (and stopped at the end)."""
     ray = _import_ray()
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    changed: dict[logging.Handler, int] = {}
     with _quiet(log):
-        _terminal_errors_only()
-        if ray.is_initialized():
-            yield ray
-            return
-        address = settings.address or os.environ.get("RAY_ADDRESS") or None
-        options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if address is None:
-            options.update(
-                num_cpus=max(1, math.ceil(settings.actors * settings.cpus_per_actor)),
-                include_dashboard=False,
-                object_store_memory=settings.object_store_mb * 2**20,
-                _temp_dir=str(Path(tempfile.gettempdir()) / "mmie-ray"),
-            )
         try:
-            ray.init(address=address, **options)
-        except (ConnectionError, ValueError, RuntimeError) as error:
-            raise MmieError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {error}") from None
-        _terminal_errors_only()  # ray.init sets its handlers up anew
-        try:
-            yield ray
+            _terminal_errors_only(changed)
+            if ray.is_initialized():
+                yield ray
+                return
+            address = settings.address or os.environ.get("RAY_ADDRESS") or None
+            options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+            if address is None:
+                options.update(
+                    num_cpus=max(1, math.ceil(settings.actors * settings.cpus_per_actor)),
+                    include_dashboard=False,
+                    object_store_memory=settings.object_store_mb * 2**20,
+                    _temp_dir=str(Path(tempfile.gettempdir()) / "mmie-ray"),
+                )
+            try:
+                ray.init(address=address, **options)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                raise MmieError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {error}") from None
+            _terminal_errors_only(changed)  # ray.init sets its handlers up anew
+            try:
+                yield ray
+            finally:
+                ray.shutdown()
         finally:
-            ray.shutdown()
+            _restore_levels(changed)  # the process's logging as it was before
 
 
 def _run(

@@ -58,7 +58,7 @@ class HvpnetTagger(HierarchicalPrefixMixin, BertCrfTagger):
         self, config: HvpnetConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
     ) -> None:
         super().__init__(config, labels, text_encoder)
-        self.build_visual_prefix(config, vision_encoder, text_encoder.config)
+        self.build_visual_prefix(config, vision_encoder, text_encoder)
 
     # Takes the batch of its own processor, which adds the image and crop inputs to the text tagger's.
     def forward(  # type: ignore[override]

@@ -55,7 +55,7 @@ class HvpnetRelationClassifier(HierarchicalPrefixMixin, MarkedRelationModel):
         vision_encoder: VisionEncoder,
     ) -> None:
         super().__init__(config, labels, text_encoder)
-        self.build_visual_prefix(config, vision_encoder, text_encoder.config)
+        self.build_visual_prefix(config, vision_encoder, text_encoder)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * self.hidden_size, len(labels))
 

@@ -20,9 +20,10 @@ from mmie.encoders.multiscale import MultiScaleEncoder
 from mmie.encoders.vision import scatter_to_slots
 from mmie.models.image_model import ImageModelMixin
 from mmie.models.layers.hierarchical_prefix import GatedPrefix, HierarchicalVisualPrefix
+from mmie.models.layers.visual_prefix import require_prefix_support
 
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig
+    from transformers import PreTrainedModel
 
     from mmie.encoders.vision import VisionEncoder
     from mmie.models.hvpnet.configuration import HvpnetInputs
@@ -33,12 +34,17 @@ class HierarchicalPrefixMixin(ImageModelMixin):
 
     visual_prefix: HierarchicalVisualPrefix
 
-    def build_visual_prefix(self, config: HvpnetInputs, vision_encoder: VisionEncoder, text: PretrainedConfig) -> None:
+    def build_visual_prefix(
+        self, config: HvpnetInputs, vision_encoder: VisionEncoder, text_encoder: PreTrainedModel
+    ) -> None:
+        require_prefix_support(text_encoder)  # the prefix goes in as the encoder's key/value cache (eq. 6)
         if not isinstance(vision_encoder, MultiScaleEncoder):
             raise TypeError(f"{type(self).__name__} reads stage features: build it with create_model")
         self.vision_encoder = vision_encoder
         tokens = config.prefix_grid**2
-        self.visual_prefix = HierarchicalVisualPrefix(vision_encoder.stage_dims, tokens, text, config.prefix_bottleneck)
+        self.visual_prefix = HierarchicalVisualPrefix(
+            vision_encoder.stage_dims, tokens, text_encoder.config, config.prefix_bottleneck
+        )
 
     def visual_blocks(
         self,

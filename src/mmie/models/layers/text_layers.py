@@ -21,9 +21,13 @@ from mmie.errors import ConfigError
 def encoder_layers(text_encoder: PreTrainedModel) -> nn.ModuleList:
     """The encoder's Transformer layers (BERT, MiniLM, RoBERTa, ... keep them at ``encoder.layer``)."""
     layers = getattr(getattr(text_encoder, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList):
+    if not isinstance(layers, nn.ModuleList) or not hasattr(getattr(layers[0], "attention", None), "self"):
+        # MPNet keeps encoder.layer too, but its layers hold another attention module (and a relative
+        # position bias passed from outside): the parts called below are BERT's.
         raise ConfigError(
-            f"model.encoder: {type(text_encoder).__name__} is not a BERT-family encoder (no encoder.layer)"
+            f"model.encoder: {type(text_encoder).__name__} is not a BERT-family encoder (this model runs its "
+            "layers one by one through BERT's layer parts: attention.self, intermediate, output). "
+            "Pick a BERT-family encoder (BERT, MiniLM, RoBERTa, ...)"
         )
     return layers
 
