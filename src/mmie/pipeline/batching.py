@@ -8,7 +8,9 @@ its task is cancelled (its client left, or its deadline passed while it waited).
 * :class:`OneAtATime` runs one extraction at a time, in arrival order: the answers are exactly the
   Python API's, and a request waits for every request ahead of it.
 * :class:`MicroBatcher` gathers the requests waiting into micro-batches (at most ``max_batch`` posts;
-  the first one waits at most ``max_wait_ms`` for others) and runs each batch through
+  the first one waits at most ``max_wait_ms`` for others, counted from when the worker is free: the
+  clients of the batch just answered come back within that wait and join the next batch, instead of
+  a few requests that arrived during the last batch leaving at once in a batch of their own) and runs each batch through
   :meth:`Extractor.extract_each <mmie.pipeline.extractor.Extractor.extract_each>` in its worker
   thread: one model batch for many posts, which a CPU runs several times faster than the posts one
   by one. At most ``max_queue`` requests wait; past that the service answers 503 with Retry-After.
@@ -163,6 +165,7 @@ class MicroBatcher:
         self.queue: collections.deque[_Entry] = collections.deque()
         self.running = 0  # jobs taken into a batch and not yet answered
         self.seconds_per_batch = 1.0  # a moving average, for Retry-After
+        self._free_since = 0.0  # when the worker last finished a batch (time.monotonic)
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._arrived: asyncio.Event | None = None
         self._collector: asyncio.Task | None = None
@@ -227,12 +230,14 @@ class MicroBatcher:
             self._thread.start()
 
     async def _gather(self) -> None:
-        """Returns once a batch is ready: ``max_batch`` jobs wait, or the first has waited ``max_wait``."""
+        """Returns once a batch is ready: ``max_batch`` jobs wait, or the first has waited ``max_wait``
+        since it came or since the worker became free, whichever is later."""
         assert self._arrived is not None
         while True:
             remaining = None  # nothing waits: until the next arrival
             if self.queue:
-                remaining = self.queue[0].queued_at + self.max_wait - time.monotonic()
+                started_waiting = max(self.queue[0].queued_at, self._free_since)
+                remaining = started_waiting + self.max_wait - time.monotonic()
                 if len(self.queue) >= self.max_batch or remaining <= 0:
                     return
             self._arrived.clear()
@@ -254,6 +259,7 @@ class MicroBatcher:
             began = time.monotonic()
             self._batches.put((batch, done, loop))
             await done
+            self._free_since = time.monotonic()
             self.seconds_per_batch = 0.8 * self.seconds_per_batch + 0.2 * (time.monotonic() - began)
 
     def _settled(self, entry: _Entry, outcome: Any) -> None:
