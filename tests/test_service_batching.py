@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -188,3 +189,24 @@ def test_the_service_settings_are_checked(tmp_path, capsys):
     # `mmie serve` refuses a mode it does not know before it loads a model
     code, _, err = run(["serve", "--re", str(tmp_path / "no-model"), "--mode", "parallel"], capsys)
     assert code == 2 and "service mode: 'batch' or 'one-at-a-time', got 'parallel'" in err, err
+
+
+def test_a_request_that_waited_through_a_batch_still_waits_for_the_next_arrivals():
+    # The wait counts from when the worker is free: a request that came while a batch ran does not
+    # leave alone the moment that batch ends, it gathers the clients coming back right after it.
+    blocking = Blocking()
+    answers: dict[str, httpx.Response] = {}
+    limits = ServiceLimits(max_batch=4, max_wait_ms=1500)
+    with running_server(create_app(blocking, limits)) as url:  # type: ignore[arg-type]
+        threads = [post_in_thread(url, {"text": "alice"}, answers, "first")]
+        assert wait_for(lambda: health(url)["running"] == 1)  # a batch of one, blocked
+        threads.append(post_in_thread(url, {"text": "bob"}, answers, "during"))
+        assert wait_for(lambda: health(url)["waiting"] == 1)
+        time.sleep(1.6)  # "during" has now waited longer than max_wait since it came
+        blocking.release.set()
+        assert wait_for(lambda: health(url)["running"] == 0)
+        threads.append(post_in_thread(url, {"text": "carol"}, answers, "after"))  # within the wait
+        for thread in threads:
+            thread.join(30)
+        assert [answers[name].status_code for name in ("first", "during", "after")] == [200] * 3
+        assert runner(url)["batch_sizes"] == {"1": 1, "2": 1}

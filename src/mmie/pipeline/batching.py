@@ -10,7 +10,8 @@ its task is cancelled (its client left, or its deadline passed while it waited).
 * :class:`MicroBatcher` gathers the requests waiting into micro-batches (at most ``max_batch`` posts;
   the first one waits at most ``max_wait_ms`` for others, counted from when the worker is free: the
   clients of the batch just answered come back within that wait and join the next batch, instead of
-  a few requests that arrived during the last batch leaving at once in a batch of their own) and runs each batch through
+  a few requests that arrived during the last batch leaving at once in a batch of their own) and
+  runs each batch through
   :meth:`Extractor.extract_each <mmie.pipeline.extractor.Extractor.extract_each>` in its worker
   thread: one model batch for many posts, which a CPU runs several times faster than the posts one
   by one. At most ``max_queue`` requests wait; past that the service answers 503 with Retry-After.
