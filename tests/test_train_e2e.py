@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import mmie
@@ -174,3 +175,17 @@ def test_evaluations_within_epochs_select_among_all_and_leave_training_alone(tin
     assert thrice.summary["best_step"] == best["step"]
     assert thrice.metrics["dev"]["f1"] == pytest.approx(best["f1"])
     assert len(thrice.summary["epoch_seconds"]) == 2
+
+
+def test_bf16_trains_on_the_cpu_and_fp16_there_is_refused_by_name(tiny_bert, datasets, tmp_path):
+    # bf16 on the CPU is autocast: with device auto and no GPU the Trainer needs use_cpu for it, or
+    # it refuses with a trace ("Your setup doesn't support bf16/gpu").
+    config = tiny_config("re", "mtb", tiny_bert, datasets["re"], epochs=2, mixed_precision="bf16")
+    result = train(config, output_dir=tmp_path / "bf16")
+    weights = load_file(result.model_dir / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}  # master weights stay fp32
+    assert 0.0 <= result.metrics["dev"]["f1"] <= 1.0
+    fp16 = tiny_config("re", "mtb", tiny_bert, datasets["re"], epochs=1, mixed_precision="fp16", device="cpu")
+    with pytest.raises(ConfigError, match="training.mixed_precision: fp16 needs a CUDA GPU"):
+        train(fp16, output_dir=tmp_path / "fp16")
+    assert not (tmp_path / "fp16" / "model").exists()

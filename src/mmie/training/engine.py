@@ -294,10 +294,27 @@ def _ignored_outputs(model: ExtractionModel) -> list[str]:
     return [name for name in names if name not in ("loss", model.selected_output)]
 
 
+def _has_accelerator() -> bool:
+    """A device the Trainer picks by itself when ``use_cpu`` is off."""
+    xpu = getattr(torch, "xpu", None)
+    return (
+        torch.cuda.is_available()
+        or torch.backends.mps.is_available()
+        or bool(xpu is not None and xpu.is_available())
+    )
+
+
 def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) -> Any:
     from transformers import TrainingArguments
 
     settings = config.training
+    # Without a GPU the Trainer only runs on the CPU when told so (use_cpu): bf16 is then the CPU's
+    # autocast (fast where the CPU has bf16 instructions); fp16 has no CPU autocast in the Trainer.
+    on_cpu = settings.device == "cpu" or not _has_accelerator()
+    if on_cpu and settings.mixed_precision == "fp16":
+        raise ConfigError(
+            "training.mixed_precision: fp16 needs a CUDA GPU and this run is on the CPU; use bf16 or no"
+        )
     return TrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS),
         num_train_epochs=settings.epochs,
@@ -313,7 +330,7 @@ def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) 
         seed=settings.seed,
         fp16=settings.mixed_precision == "fp16",
         bf16=settings.mixed_precision == "bf16",
-        use_cpu=settings.device == "cpu",
+        use_cpu=on_cpu,
         eval_strategy="epoch" if has_dev else "no",
         save_strategy="epoch",
         save_total_limit=2,  # the best and the last (the Trainer never deletes the best)
