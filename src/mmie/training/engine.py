@@ -298,9 +298,7 @@ def _has_accelerator() -> bool:
     """A device the Trainer picks by itself when ``use_cpu`` is off."""
     xpu = getattr(torch, "xpu", None)
     return (
-        torch.cuda.is_available()
-        or torch.backends.mps.is_available()
-        or bool(xpu is not None and xpu.is_available())
+        torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu is not None and xpu.is_available())
     )
 
 
@@ -312,9 +310,7 @@ def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) 
     # autocast (fast where the CPU has bf16 instructions); fp16 has no CPU autocast in the Trainer.
     on_cpu = settings.device == "cpu" or not _has_accelerator()
     if on_cpu and settings.mixed_precision == "fp16":
-        raise ConfigError(
-            "training.mixed_precision: fp16 needs a CUDA GPU and this run is on the CPU; use bf16 or no"
-        )
+        raise ConfigError("training.mixed_precision: fp16 needs a CUDA GPU and this run is on the CPU; use bf16 or no")
     return TrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS),
         num_train_epochs=settings.epochs,
