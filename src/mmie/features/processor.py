@@ -26,6 +26,7 @@ from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
+from mmie.features.imagetext import ImageTextFeaturizer
 from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
 from mmie.features.multiscale import MultiScaleRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
@@ -174,6 +175,16 @@ def multiscale_ner_processor(
     """NER inputs plus the multi-scale tokens of the posts' images and of their crops (HVPNeT)."""
     text = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
     return Processor(config, tokenizer, MultiScaleRegionFeaturizer(text, config, images), _collator(tokenizer))
+
+
+def imagetext_ner_processor(
+    config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """NER inputs plus the multi-scale tokens of the images and their crops, and the images' object tags
+    and caption as sub-word ids (VisualPT-MoE)."""
+    text = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
+    featurizer = ImageTextFeaturizer(text, config, images, tokenizer)
+    return Processor(config, tokenizer, featurizer, _collator(tokenizer))
 
 
 def _marked_text(

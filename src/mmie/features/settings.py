@@ -155,3 +155,23 @@ class FocalInputs(RegionInputs):
         if self.image_input == "original":
             return 1, int(od > 0)
         return self.regions_per_image, od
+
+
+class ImageTextInputs(InputSettings):
+    """What an image says in words (object tags, a caption), from an image-text provider
+    (:mod:`mmie.imagetext`), read as ``text_tokens`` sub-words of the model's own tokenizer per field."""
+
+    image_text: Path | None = Field(
+        None, description="image-text file (JSON lines keyed by image name, docs/imagetext.md); null: none"
+    )
+    max_tags: int = Field(20, ge=1, le=200, description="object tags read per image, most confident first")
+
+    @property
+    def image_text_fields(self) -> tuple[str, ...]:
+        """The fields of :class:`~mmie.imagetext.ImageText` the model reads (``tags``, ``caption``)."""
+        return ()
+
+    @property
+    def text_tokens(self) -> int:
+        """Sub-word tokens per field and post (the text is cut or padded to this many)."""
+        return 16

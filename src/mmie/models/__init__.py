@@ -10,7 +10,7 @@ Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``bilstm`` (BiLSTM
 HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visual-prefix
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``umt``
 (UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE), ``pcnn`` (word-level RE),
-``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI). Shared
+``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``visualpt_moe`` (VisualPT-MoE, VisualPT-MoE-MI). Shared
 layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
@@ -28,6 +28,7 @@ from mmie.models import (  # noqa: F401
     text,
     tpm_mi,
     umt,
+    visualpt_moe,
 )
 from mmie.models.base import ExtractionModel, ModelConfig
 from mmie.models.registry import (

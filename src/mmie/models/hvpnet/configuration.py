@@ -17,8 +17,9 @@ from mmie.models.base import ModelConfig
 from mmie.models.text.configuration import RelationModelConfig
 
 
-class HvpnetInputs(RegionInputs):
-    """What every HVPNeT variant reads and how its prefix is built (the reference's values by default)."""
+class MultiScaleCropInputs(RegionInputs):
+    """The image and its top-k crops, each read as the backbone's stages pooled to a small grid (HVPNeT's
+    visual blocks; VisualPT-MoE's image and crop experts read the same). The reference's values by default."""
 
     regions_per_image: int = Field(3, ge=0, le=16, description="k: crops per image (HVPNeT: the top 3 of grounding)")
     regions: Literal["precomputed", "grid"] = Field(
@@ -26,7 +27,6 @@ class HvpnetInputs(RegionInputs):
     )
     scales: int = Field(4, ge=1, le=12, description="S: backbone stages read (ResNet-50's four in the paper)")
     prefix_grid: int = Field(2, ge=1, le=8, description="each stage average-pooled to prefix_grid x prefix_grid tokens")
-    prefix_bottleneck: int = Field(800, ge=1, description="hidden width of the map of each scale (reference: 800)")
 
     @property
     def region_cells(self) -> int:
@@ -35,6 +35,12 @@ class HvpnetInputs(RegionInputs):
     @property
     def multiscale(self) -> tuple[int, int]:
         return self.scales, self.prefix_grid
+
+
+class HvpnetInputs(MultiScaleCropInputs):
+    """What every HVPNeT variant reads and how its prefix is built (the reference's values by default)."""
+
+    prefix_bottleneck: int = Field(800, ge=1, description="hidden width of the map of each scale (reference: 800)")
 
     @property
     def prefix_length(self) -> int:
