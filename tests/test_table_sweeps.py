@@ -103,3 +103,16 @@ def test_the_mre_tables_name_their_rows_reference_and_challenges(name: str, refe
     if name == "focalmre_table2_challenge":  # the paper's ratios, on MNRE, both models reading regions
         assert {k: tuple(v) for k, v in sweep.challenges.items()} == {k: tuple(v) for k, v in PAPER_RATIOS.items()}
         assert list(sweep.datasets) == ["mnre"]
+
+
+@pytest.mark.parametrize("name", ["mner_mi_table3", "mner_mi_plus_table3"])
+def test_the_mner_mi_tables_test_against_visualpt_moe_mi_as_the_paper(name: str):
+    """MNER-MI paper, Table 3: "The marker † refers to significant test p-value < 0.05 when compared with
+    VisualPT-MoE-MI"; its single-image row is in the table too."""
+    from mmie.training.sweep import load_sweep
+
+    sweep = load_sweep(ROOT / "configs" / "tables" / f"{name}.yaml")
+    assert sweep.reference == "VisualPT-MoE-MI"
+    for label, model in (("VisualPT-MoE-MI", "visualpt_moe_mi"), ("VisualPT-MoE", "visualpt_moe")):
+        config = load_config(ROOT / sweep.models[label], [f"training.seed={sweep.seeds[0]}"])
+        assert config.model.name == model and config.model.experts == ("image", "crops", "tags", "caption", "random")
