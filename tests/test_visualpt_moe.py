@@ -215,3 +215,22 @@ def test_an_enabled_text_expert_without_a_provider_is_a_config_error_naming_the_
         model_config({"name": "visualpt_moe", "experts": ["image", "pixels"]})
     config = model_config({"name": "visualpt_moe", "experts": ["random", "image"]})
     assert config.experts == ("image", "random")  # the paper's order, whatever the file's
+
+
+def test_fine_tuned_pixels_give_the_frozen_features_outputs(tiny_bert, tiny_vit, synthetic, tmp_path):
+    """The image and crop experts read the same tokens from the model's own backbone (pixels) as from the
+    feature cache, when the backbone is not trained."""
+    posts, images = synthetic
+    frozen, processor = build("visualpt_moe", tiny_bert, tiny_vit, images, OFFLINE, feature_cache=str(tmp_path))
+    tuned = create_model(frozen.model_config.model_copy(update={"freeze_vision": False}), LABELS)
+    tuned.load_state_dict(frozen.state_dict())
+    tuned_processor = create_processor(tuned.model_config, processor.tokenizer, LABELS, images=images)
+    batches = {"frozen": processor(posts, with_labels=False), "tuned": tuned_processor(posts, with_labels=False)}
+    assert "pixel_values" in batches["tuned"] and "crop_features" in batches["frozen"]
+    frozen.eval(), tuned.eval()
+    with torch.no_grad():
+        expected = frozen(**batches["frozen"])
+        torch.testing.assert_close(tuned(**batches["tuned"]).logits, expected.logits, atol=1e-4, rtol=1e-4)
+        # the image really is read: another post's image changes the prefix
+        swapped = {**batches["frozen"], "region_features": batches["frozen"]["region_features"].roll(1, dims=0)}
+        assert not torch.allclose(frozen(**swapped).logits, expected.logits)
