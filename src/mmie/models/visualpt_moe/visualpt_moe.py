@@ -30,6 +30,8 @@ Deviations (docs/models/visualpt_moe.md):
   VisualPT-MoE-MI's crops and text: the crops are those of the post's first image (a stitched picture
   has no crop dictionary); the tags and captions of all its images share the P tokens (P // n each).
 * The reference adds the balance loss in training only; here whenever labels are given.
+* The image tokens are the 4 pooled cells (as HVPNeT's here), not the reference's view of channel-major
+  maps; the prefix does not shift the text's position ids (:func:`encode_with_prefix`).
 """
 
 from __future__ import annotations
