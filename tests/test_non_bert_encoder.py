@@ -25,7 +25,7 @@ from test_models import build
 # The visual-prefix models put image keys and values into the encoder's self-attention through its
 # cache; MPNet's attention takes none (its relative position bias spans the text only).
 PREFIX_MODELS = {"tpm_mi", "prefix_all_images", "bert_crf_first_image", "bert_crf_stitched"}
-PREFIX_MODELS |= {"hvpnet", "hvpnet_mi", "hvpnet_re", "hvpnet_mi_re", "visualpt_moe", "visualpt_moe_mi"}
+PREFIX_MODELS |= {"hvpnet", "hvpnet_mi", "hvpnet_re", "hvpnet_mi_re", "visualpt_moe", "visualpt_moe_mi", "tpm_mi_re"}
 # MKGformer runs the encoder layer by layer through BERT's layer parts, which MPNet's layers lack.
 LAYERWISE_MODELS = {"mkgformer"}
 WITH_ENCODER = [name for name in list_models() if not get_model_entry(name).builds_vocabulary]

@@ -1,4 +1,4 @@
-"""Posts -> NER features plus their images, the inputs of the visual-prefix models.
+"""Posts (or relation instances) -> text features plus their images, the inputs of the visual-prefix models.
 
 Which images a model gets is its config's ``image_layout`` (:mod:`mmie.features.settings`): ``"all"`` (up to M slots, in order), ``"first"``
 (the single-image baselines) or ``"stitched"`` (all images on one 2 x 2 grid, the "-MI" baselines).
@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy, ImageReport, InMemoryImages
-from mmie.data.schema import MAX_IMAGES, Post
+from mmie.data.schema import MAX_IMAGES, Post, RelationInstance
 from mmie.data.stitch import stitch_images
 from mmie.encoders.cache import FeatureCache, default_cache_root
 from mmie.encoders.hub import local_files_only, local_only
@@ -146,12 +146,12 @@ class PostImageFeaturizer:
 
     @staticmethod
     def _post(record: Any) -> Post:
-        """The post a record belongs to (NER: the record itself)."""
-        return record
+        """The post a record belongs to: a relation instance's post, or the record itself (NER)."""
+        return record.post if isinstance(record, RelationInstance) else record
 
     def _example_inputs(self, records: Sequence[Any]) -> list[dict[str, Any]]:
         """The image inputs of each record (a subclass reading other image inputs overrides this)."""
-        return self._image_inputs(records)
+        return self._image_inputs([self._post(record) for record in records])
 
     def _post_images(self, post: Post) -> list[Any]:
         """What to encode for one post: file paths (frozen: the cache hashes the files) or PIL images."""

@@ -227,6 +227,17 @@ def image_relation_processor(
     return Processor(config, tokenizer, RelationImageFeaturizer(text, config, images), _collator(tokenizer))
 
 
+def post_image_relation_processor(
+    config: ImageInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Marked text plus the post's images as the NER image models read them: global vectors, a pooled
+    region grid, or pixels; no crops (UMT and TPM-MI with a relation head)."""
+    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    markers, text = _marked_text(config, tokenizer, labels)
+    config = config.model_copy(update={"markers": markers})
+    return Processor(config, tokenizer, PostImageFeaturizer(text, config, images), _collator(tokenizer))
+
+
 def focal_relation_processor(
     config: FocalInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:

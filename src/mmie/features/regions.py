@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy
-from mmie.data.schema import Post, RelationInstance
+from mmie.data.schema import RelationInstance
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
 from mmie.features.collate import Deferred
@@ -106,11 +106,6 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         if not self.k:
             return "none"
         return getattr(self._provider, "name", None) or self.config.regions
-
-    @staticmethod
-    def _post(record: Any) -> Post:
-        """The post of a relation instance (or the record itself: a post, for NER models with regions)."""
-        return record.post if isinstance(record, RelationInstance) else record
 
     def _example_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, Any]]:
         """The image inputs of each instance (a subclass reading other image inputs overrides this)."""

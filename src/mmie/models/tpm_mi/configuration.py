@@ -1,4 +1,5 @@
-"""Configs of TPM-MI and the visual-prefix baselines of the MNER-MI paper's Table 3.
+"""Configs of TPM-MI (and TPM-MI with a relation head) and the visual-prefix baselines of the MNER-MI
+paper's Table 3.
 
 Each says which images its model reads (``image_layout``, ``image_slots``, ``region_cells`` of
 :class:`~mmie.features.settings.ImageInputs`): the processor reads that, never the model class.
@@ -13,6 +14,7 @@ from pydantic import Field
 from mmie.data.schema import MAX_IMAGES
 from mmie.features.settings import ImageInputs, ImageLayout
 from mmie.models.base import ModelConfig
+from mmie.models.text.configuration import RelationModelConfig
 
 
 class PrefixTaggerConfig(ModelConfig, ImageInputs):
@@ -37,6 +39,13 @@ class TpmMiConfig(PrefixTaggerConfig):
     @property
     def image_slots(self) -> int:
         return self.max_images
+
+
+class TpmMiRelationConfig(RelationModelConfig, TpmMiConfig):
+    """TPM-MI with a relation head (the "TPM-MI" row of the MRE-MI paper's Table 2): its temporal prompt
+    over all the post's images, the marked text, a classifier over the start markers."""
+
+    name: str = "tpm_mi_re"
 
 
 class PrefixFirstImageConfig(PrefixTaggerConfig):

@@ -1,5 +1,7 @@
-"""What the visual-prefix NER models share: a BERT-CRF tagger whose every self-attention layer also
-attends to tokens made from the post's images (HVPNeT-style prefix, :mod:`mmie.models.layers.visual_prefix`).
+"""What the visual-prefix models share: a text encoder whose every self-attention layer also attends to
+tokens made from the post's images (HVPNeT-style prefix, :mod:`mmie.models.layers.visual_prefix`);
+:class:`VisualPrefixMixin` is that visual side (also TPM-MI's relation classifier), :class:`VisualPrefixTagger`
+the BERT-CRF tagger around it.
 
     visual tokens  = the subclass's choice (TPM-MI: temporal encoder over the images; baselines: ...)
     prefix         = VisualPrefix(visual tokens, their mask)         eq. 1 + eq. 3 of the MNER-MI paper
@@ -26,7 +28,7 @@ import torch
 from mmie.encoders.vision import VisionEncoder, pool_regions, scatter_to_slots
 from mmie.models.base import TokenClassificationOutput, gather_positions
 from mmie.models.image_model import ImageModelMixin
-from mmie.models.layers.visual_prefix import VisualPrefix, encode_with_prefix, require_prefix_support
+from mmie.models.layers.visual_prefix import Prefix, VisualPrefix, encode_with_prefix, require_prefix_support
 from mmie.models.text.bert_crf import BertCrfTagger
 from mmie.models.tpm_mi.configuration import PrefixTaggerConfig
 
@@ -43,19 +45,16 @@ class PostImages:
     mask: torch.Tensor  # [B, M] bool
 
 
-class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
-    """Base of the visual-prefix NER models; subclasses say which visual tokens become the prefix."""
+class VisualPrefixMixin(ImageModelMixin):
+    """The visual side of the visual-prefix models, taggers and relation classifiers alike (a mixin
+    before the text model's base class); subclasses say which visual tokens become the prefix."""
 
     model_config: PrefixTaggerConfig
+    visual_prefix: VisualPrefix
 
-    def __init__(
-        self,
-        config: PrefixTaggerConfig,
-        labels: list[str],
-        text_encoder: PreTrainedModel,
-        vision_encoder: VisionEncoder,
+    def build_visual_prefix(
+        self, config: PrefixTaggerConfig, text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
     ) -> None:
-        super().__init__(config, labels, text_encoder)
         self.vision_encoder = vision_encoder
         require_prefix_support(text_encoder)
         self.visual_prefix = VisualPrefix(self.visual_token_dim(), text_encoder.config, config.prefix_dropout)
@@ -101,6 +100,34 @@ class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
             region_features = region_features * keep.unsqueeze(-1)
         return PostImages(image_features * keep, region_features, mask)
 
+    def image_prefix(
+        self,
+        image_mask: torch.Tensor,
+        image_features: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+    ) -> Prefix:
+        """The post's images -> visual tokens -> per-layer prefix keys and values (eq. 1 and 3)."""
+        images = self.post_images(image_mask, image_features, region_features, pixel_values)
+        tokens, token_mask = self.visual_tokens(images)
+        return self.visual_prefix(tokens, token_mask)  # eq. 1 and 3, every layer
+
+
+class VisualPrefixTagger(VisualPrefixMixin, BertCrfTagger):
+    """Base of the visual-prefix NER models; subclasses say which visual tokens become the prefix."""
+
+    model_config: PrefixTaggerConfig
+
+    def __init__(
+        self,
+        config: PrefixTaggerConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder,
+    ) -> None:
+        super().__init__(config, labels, text_encoder)
+        self.build_visual_prefix(config, text_encoder, vision_encoder)
+
     # Takes the batch of its own processor, which adds the image inputs to the text tagger's.
     def forward(  # type: ignore[override]
         self,
@@ -115,9 +142,7 @@ class VisualPrefixTagger(ImageModelMixin, BertCrfTagger):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> TokenClassificationOutput:
-        images = self.post_images(image_mask, image_features, region_features, pixel_values)
-        tokens, token_mask = self.visual_tokens(images)
-        prefix = self.visual_prefix(tokens, token_mask)  # eq. 1 and 3, every layer
+        prefix = self.image_prefix(image_mask, image_features, region_features, pixel_values)  # eq. 1 and 3
         hidden = encode_with_prefix(self.text_encoder, input_ids, attention_mask, prefix, token_type_ids)
         # H^L at each word's first sub-word. transformers types every ModelOutput field Optional; the encoder sets it.
         words = gather_positions(hidden.last_hidden_state, word_starts)  # type: ignore[arg-type]

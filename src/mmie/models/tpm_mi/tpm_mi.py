@@ -14,9 +14,10 @@ visual prompt in every layer of BERT:
 
 Eq. 1 and 3 live in :class:`mmie.models.layers.visual_prefix.VisualPrefix`, eq. 4 is the text
 encoder's own attention, eq. 5-7 the CRF of BERT-CRF; this file holds the multi-image
-representation (sec. 4.3). Deviation from the reference code, on purpose: missing images are masked
-in the temporal encoder and in the prefix, never attended to (the reference attends to its zero-padded
-images, so a post's prediction depends on how many slots are padded).
+representation (sec. 4.3), shared with TPM-MI's relation classifier (``tpm_mi_re.py``). Deviation
+from the reference code, on purpose: missing images are masked in the temporal encoder and in the
+prefix, never attended to (the reference attends to its zero-padded images, so a post's prediction
+depends on how many slots are padded).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mmie.errors import ConfigError
 from mmie.features.processor import image_ner_processor
 from mmie.models.registry import register_model
 from mmie.models.tpm_mi.configuration import TpmMiConfig
-from mmie.models.tpm_mi.prefix_tagger import PostImages, VisualPrefixTagger
+from mmie.models.tpm_mi.prefix_tagger import PostImages, VisualPrefixMixin, VisualPrefixTagger
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -66,16 +67,14 @@ class TemporalImageEncoder(nn.Module):
         return self.encoder(combined, src_key_padding_mask=ignore)
 
 
-@register_model("tpm_mi", config=TpmMiConfig, processor=image_ner_processor)
-class TpmMiTagger(VisualPrefixTagger):
-    """TPM-MI (MNER-MI paper): images as video frames -> temporal encoder -> visual prefix in BERT -> CRF."""
+class TemporalPromptMixin(VisualPrefixMixin):
+    """TPM-MI's visual side (sec. 4.3), shared by its tagger and its relation classifier: the temporal
+    encoder's U as the prefix's visual tokens, one per image slot."""
 
     model_config: TpmMiConfig
+    temporal_encoder: TemporalImageEncoder
 
-    def __init__(
-        self, config: TpmMiConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
-    ) -> None:
-        super().__init__(config, labels, text_encoder, vision_encoder)
+    def build_temporal_encoder(self, config: TpmMiConfig) -> None:
         width = self.visual_token_dim()
         self.temporal_encoder = TemporalImageEncoder(
             self.image_dim,
@@ -93,3 +92,16 @@ class TpmMiTagger(VisualPrefixTagger):
     def visual_tokens(self, images: PostImages) -> tuple[torch.Tensor, torch.Tensor]:
         # one prompt token per image slot: P^l in R^{d_t x m}; padded slots are masked in the prefix
         return self.temporal_encoder(images.global_features, images.mask), images.mask
+
+
+@register_model("tpm_mi", config=TpmMiConfig, processor=image_ner_processor)
+class TpmMiTagger(TemporalPromptMixin, VisualPrefixTagger):
+    """TPM-MI (MNER-MI paper): images as video frames -> temporal encoder -> visual prefix in BERT -> CRF."""
+
+    model_config: TpmMiConfig
+
+    def __init__(
+        self, config: TpmMiConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+    ) -> None:
+        super().__init__(config, labels, text_encoder, vision_encoder)
+        self.build_temporal_encoder(config)

@@ -1,4 +1,5 @@
-"""Configs of UMT, UMT-MI and MAF: BERT-CRF taggers that read one image as a grid of regions.
+"""Configs of UMT, UMT-MI and MAF: BERT-CRF taggers that read one image as a grid of regions; and of
+UMT-RE, UMT's interaction with a relation head.
 
 Both originals read ResNet-152's 7 x 7 x 2048 feature map of the (first) image: ``region_grid: 7``
 pools any vision encoder's patch or cell grid to 7 x 7 = 49 regions (EfficientNet-Lite0's own grid is
@@ -15,6 +16,7 @@ from pydantic import Field
 
 from mmie.features.settings import ImageInputs, ImageLayout
 from mmie.models.base import ModelConfig
+from mmie.models.text.configuration import RelationModelConfig
 
 
 class ImageGridConfig(ModelConfig, ImageInputs):
@@ -50,6 +52,13 @@ class UmtMiConfig(UmtConfig):
     image_layout: ClassVar[ImageLayout] = "stitched"
 
     name: str = "umt_mi"
+
+
+class UmtRelationConfig(RelationModelConfig, ImageGridConfig):
+    """UMT with a relation head (the "UMT" rows of the MRE tables): its multimodal interaction over the
+    marked text and the first image's grid; no entity-span task (nothing in RE to tag)."""
+
+    name: str = "umt_re"
 
 
 class MafConfig(ImageGridConfig):

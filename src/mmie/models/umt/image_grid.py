@@ -1,4 +1,5 @@
-"""What UMT and MAF share: a BERT-CRF tagger with a vision encoder read as a grid of region vectors.
+"""What UMT and MAF share: a vision encoder read as a grid of region vectors (:class:`ImageGridMixin`,
+also UMT's relation classifier) and the BERT-CRF tagger around it (:class:`ImageGridTagger`).
 
 Image inputs (batch keys, one image slot, ``image_mask [B, 1]``: False = the post has no image):
 
@@ -30,16 +31,11 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-class ImageGridTagger(ImageModelMixin, BertCrfTagger):
-    """Base of UMT and MAF: the text encoder, the CRF and a vision encoder read as a region grid."""
+class ImageGridMixin(ImageModelMixin):
+    """The vision side of UMT and MAF, taggers and relation classifiers alike (a mixin before the
+    text model's base class): the post's picture read as a grid of region vectors."""
 
     model_config: ImageGridConfig
-
-    def __init__(
-        self, config: ImageGridConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
-    ) -> None:
-        super().__init__(config, labels, text_encoder)
-        self.vision_encoder = vision_encoder
 
     def image_grid(
         self,
@@ -61,6 +57,18 @@ class ImageGridTagger(ImageModelMixin, BertCrfTagger):
         else:
             raise ValueError(f"{type(self).__name__} reads an image grid: give region_features or pixel_values")
         return grid * present[:, None, None].to(grid.dtype), present
+
+
+class ImageGridTagger(ImageGridMixin, BertCrfTagger):
+    """Base of UMT and MAF: the text encoder, the CRF and a vision encoder read as a region grid."""
+
+    model_config: ImageGridConfig
+
+    def __init__(
+        self, config: ImageGridConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+    ) -> None:
+        super().__init__(config, labels, text_encoder)
+        self.vision_encoder = vision_encoder
 
     def tag(
         self,

@@ -9,7 +9,8 @@ the paper is not in shared/papers, so its own equation numbers are not quoted; e
   Auxiliary entity span detection (ESD, sec. 3.3):
     T_s = SelfAttn_s(T);   z_s = W_s T_s    span emissions over {O, B, I}                  (U3)
     loss_ESD = -log p_CRF_s(span labels | z_s)   span labels: each word's B / I / O        (U4)
-  Multimodal interaction module (MMI, sec. 3.2), CMT = cross-modal Transformer layer (layers/cross_attention.py):
+  Multimodal interaction module (MMI, sec. 3.2; interaction.py, shared with UMT-RE), CMT = cross-modal
+  Transformer layer (layers/cross_attention.py):
     T_m = SelfAttn_m(T)                                                                    (U5)
     A = CMT(T_m, V)                         word-aware visual representation [B, n, d]     (U6)
     Q = CMT(V', T_m);  H = CMT(T_m, Q)      image-aware word representation [B, n, d]     (U7)
@@ -42,6 +43,7 @@ from mmie.models.layers.cross_attention import CrossModalLayer
 from mmie.models.registry import register_model
 from mmie.models.umt.configuration import UmtConfig, UmtMiConfig
 from mmie.models.umt.image_grid import ImageGridTagger
+from mmie.models.umt.interaction import MultimodalInteractionMixin
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -67,7 +69,7 @@ def conversion_matrix(labels: list[str]) -> torch.Tensor:
 
 
 @register_model("umt", config=UmtConfig, processor=image_ner_processor)
-class UmtTagger(ImageGridTagger):
+class UmtTagger(MultimodalInteractionMixin, ImageGridTagger):
     """UMT: cross-modal attention both ways, a visual gate and an auxiliary entity-span CRF (first image)."""
 
     model_config: UmtConfig
@@ -79,16 +81,10 @@ class UmtTagger(ImageGridTagger):
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
         d = self.hidden_size
-        self.image_projection = nn.Linear(self.image_dim, d)  # W_u, U2
-        self.image_projection_text = nn.Linear(self.image_dim, d)  # W_u', U2
+        self.build_interaction(text_encoder.config, self.image_dim)  # U2, U5-U8 (interaction.py)
         self.span_attention = CrossModalLayer.like_encoder(text_encoder.config)  # U3
         self.span_classifier = nn.Linear(d, len(SPAN_LABELS))  # W_s, U3
         self.span_crf = ConstrainedCRF(list(SPAN_LABELS))  # U4
-        self.text_attention = CrossModalLayer.like_encoder(text_encoder.config)  # U5
-        self.text_to_image = CrossModalLayer.like_encoder(text_encoder.config)  # U6
-        self.image_to_text = CrossModalLayer.like_encoder(text_encoder.config)  # U7, Q
-        self.text_to_text = CrossModalLayer.like_encoder(text_encoder.config)  # U7, H
-        self.gate = nn.Linear(2 * d, d)  # W_g, U8
         self.classifier = nn.Linear(2 * d, len(labels))  # W_m, U9
         # Not persistent: both follow from the label set, which the model folder saves.
         self.register_buffer("span_of_label", span_label_ids(self.labels), persistent=False)
@@ -111,12 +107,7 @@ class UmtTagger(ImageGridTagger):
         span_hidden = self.span_attention(text, text, text_mask)  # T_s, U3
         span_emissions = self.span_classifier(gather_positions(span_hidden, word_starts))  # z_s [B, w, 3]
 
-        hidden = self.text_attention(text, text, text_mask)  # T_m, U5
-        word_aware = self.text_to_image(hidden, self.image_projection(grid))  # A, U6
-        regions = self.image_to_text(self.image_projection_text(grid), hidden, text_mask)  # Q [B, R, d], U7
-        image_aware = self.text_to_text(hidden, regions)  # H, U7
-        gate = torch.sigmoid(self.gate(torch.cat([image_aware, word_aware], dim=-1)))  # g, U8
-        visual = gate * word_aware * present[:, None, None].to(gate.dtype)  # B (none without an image)
+        image_aware, visual = self.interact(text, text_mask, grid, present)  # H, B: U5-U8
 
         fused = gather_positions(torch.cat([image_aware, visual], dim=-1), word_starts)  # [H; B] at each word
         alpha = self.model_config.span_mix
