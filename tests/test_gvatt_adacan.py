@@ -20,7 +20,8 @@ from PIL import Image
 
 from conftest import make_ner_posts
 from mmie.data.schema import Post
-from mmie.models import create_model, create_processor, create_vocabulary
+from mmie.errors import ConfigError
+from mmie.models import create_model, create_processor, create_vocabulary, model_config
 from mmie.models.bilstm.gvatt_hbilstm_crf import sentence_query
 from mmie.models.layers.additive_attention import AdditiveAttention
 from mmie.training.engine import label_set
@@ -242,3 +243,15 @@ def test_the_processor_brings_the_first_images_grid_from_the_feature_cache(name,
     model = create_model(processor.config, labels, tokenizer=vocabulary).train()
     model(**batch).loss.backward()
     assert all(p.grad is None for p in model.vision_encoder.parameters())  # frozen: read from the cache
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_settings_are_config_errors_naming_the_key(name):
+    with pytest.raises(ConfigError, match="model.attention_dim"):
+        model_config({"name": name, "attention_dim": 0})
+    with pytest.raises(ConfigError, match="model.region_grid"):
+        model_config({"name": name, "region_grid": 0})
+    with pytest.raises(ConfigError, match="model.encoder"):  # no pretrained text encoder to name
+        model_config({"name": name, "encoder": "bert-base-uncased"})
+    with pytest.raises(ConfigError, match="model.vocabulary_size"):  # sizes come from the processor
+        create_model({"name": name}, ["O", "B-PER", "I-PER"])
