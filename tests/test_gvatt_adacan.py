@@ -18,12 +18,16 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_ner_posts
+import mmie
+from conftest import make_ner_posts, write_splits
+from mmie.data import read_dataset
 from mmie.data.schema import Post
 from mmie.errors import ConfigError
+from mmie.features.words import VOCABULARY_NAME
 from mmie.models import create_model, create_processor, create_vocabulary, model_config
 from mmie.models.bilstm.gvatt_hbilstm_crf import sentence_query
 from mmie.models.layers.additive_attention import AdditiveAttention
+from mmie.training import train
 from mmie.training.engine import label_set
 from test_tpm_mi import IMAGE_DIM, tiny_vit  # noqa: F401 - the fixture
 
@@ -255,3 +259,29 @@ def test_bad_settings_are_config_errors_naming_the_key(name):
         model_config({"name": name, "encoder": "bert-base-uncased"})
     with pytest.raises(ConfigError, match="model.vocabulary_size"):  # sizes come from the processor
         create_model({"name": name}, ["O", "B-PER", "I-PER"])
+
+
+# ----------------------------------------------------------------------- through the engine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_it_trains_through_the_engine_with_the_images_and_reloads(name, tiny_vit, tmp_path: Path):  # noqa: F811
+    paths = write_splits(tmp_path / "data", "ner", {"train": 48, "dev": 16, "test": 16})
+    (tmp_path / "images").mkdir()
+    for split in paths.values():
+        for record in read_dataset(split).records:
+            for slot, ref in enumerate(record.images):
+                Image.new("RGB", (40, 32), (50 * slot, 120, len(record.tokens) * 20)).save(tmp_path / "images" / ref)
+    config = {
+        "task": "ner",
+        "model": {"name": name, "vision_encoder": tiny_vit, "region_grid": GRID, "feature_cache": str(tmp_path / "c")},
+        "data": {**{split: str(path) for split, path in paths.items()}, "images": str(tmp_path / "images")},
+        "training": {"epochs": 8, "batch_size": 8, "learning_rate": 1e-2, "warmup_ratio": 0.0, "max_grad_norm": 5.0},
+    }
+    result = train(config, output_dir=tmp_path / "run")
+    assert result.metrics["dev"]["f1"] >= 0.9, result.summary["dev_history"]
+    assert {path.name for path in result.model_dir.iterdir()} == {"config.json", "model.safetensors", VOCABULARY_NAME}
+    loaded = mmie.load_model(result.model_dir, device="cpu", images=tmp_path / "images")
+    assert loaded.model.model_config.region_cells == GRID and loaded.processor.reads_images
+    assert loaded.evaluate(read_dataset(paths["test"]).records) == result.metrics["test"]
