@@ -137,15 +137,33 @@ def _word_config(config: WordInputs, tokenizer: WordVocabulary) -> WordInputs:
     return config.model_copy(update=tokenizer.sizes)
 
 
+def _word_ner_parts(
+    config: WordInputs, tokenizer: WordVocabulary, labels: Sequence[str]
+) -> tuple[WordInputs, WordNerFeaturizer, Collator]:
+    """The completed config, the word-and-character featurizer and its collator of a word NER model."""
+    config = _word_config(config, tokenizer)
+    featurizer = WordNerFeaturizer(tokenizer, labels, config.max_length, config.max_word_length)
+    collator = Collator(tokenizer.pad_token_id, length_masks={"word_ids": "word_mask"}, nested=("char_ids",))
+    return config, featurizer, collator
+
+
 def word_ner_processor(
     config: WordInputs, tokenizer: WordVocabulary, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
     """Words -> word ids and each word's character ids, from the vocabulary of the training split
     (the BiLSTM taggers). The config is completed with the vocabulary's sizes."""
-    config = _word_config(config, tokenizer)
-    featurizer = WordNerFeaturizer(tokenizer, labels, config.max_length, config.max_word_length)
-    collator = Collator(tokenizer.pad_token_id, length_masks={"word_ids": "word_mask"}, nested=("char_ids",))
+    config, featurizer, collator = _word_ner_parts(config, tokenizer, labels)
     return Processor(config, tokenizer, featurizer, collator)
+
+
+def word_image_ner_processor(
+    config: WordInputs, tokenizer: WordVocabulary, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Word ids and character ids (:func:`word_ner_processor`) plus the posts' images, as the config's
+    :class:`ImageInputs` say (the BiLSTM taggers with visual attention: GVATT, AdaCAN)."""
+    config, text, collator = _word_ner_parts(config, tokenizer, labels)
+    assert isinstance(config, ImageInputs), f"{type(config).__name__}: a word-image config reads images"
+    return Processor(config, tokenizer, PostImageFeaturizer(text, config, images), collator)
 
 
 def word_relation_processor(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmie.encoders.vision import VisionEncoder, VisionOutput, load_vision_encoder
+from mmie.encoders.vision import VisionEncoder, VisionOutput, load_vision_encoder, pool_regions, scatter_to_slots
 from mmie.features.settings import ImageInputs
 
 if TYPE_CHECKING:
@@ -67,3 +67,37 @@ class ImageModelMixin:
             global_features=torch.cat([out.global_features for out in outputs]),
             region_features=torch.cat([out.region_features for out in outputs]),
         )
+
+
+class ImageGridMixin(ImageModelMixin):
+    """An image model that reads one picture per post as a grid of region vectors (``region_cells``
+    per side): UMT and MAF over BERT, GVATT and AdaCAN over the word BiLSTM.
+
+    Image inputs (one image slot, ``image_mask [B, 1]``: False = the post has no image):
+    ``region_features [B, 1, R, D]``, the frozen encoder's grid pooled to ``region_cells^2`` regions
+    (the feature cache), or ``pixel_values [B, 1, 3, H, W]`` encoded here (fine-tuned; posts without
+    an image are not encoded). A post without an image gets an all-zero grid and ``present`` False.
+    """
+
+    model_config: Any
+
+    def image_grid(
+        self,
+        image_mask: torch.Tensor,
+        region_features: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The picture of each post as regions ``[B, R, D]`` (zeros without one) and ``present [B]``."""
+        present = image_mask.bool()[:, 0]
+        if region_features is not None:
+            grid = region_features[:, 0]  # [B, 1, R, D] -> [B, R, D]
+        elif pixel_values is not None:
+            cells = self.model_config.region_cells
+            grid = pixel_values.new_zeros(len(present), cells * cells, self.image_dim)
+            if present.any():  # only the real pictures are encoded
+                out = self.encode_images(pixel_values[:, 0][present])
+                regions = pool_regions(out.region_features, self.vision_encoder.grid_size, cells)
+                grid = scatter_to_slots(regions, present)
+        else:
+            raise ValueError(f"{type(self).__name__} reads an image grid: give region_features or pixel_values")
+        return grid * present[:, None, None].to(grid.dtype), present

@@ -100,6 +100,12 @@ class BilstmCrfTagger(ExtractionModel):
         labels: torch.Tensor | None = None,
     ) -> TokenClassificationOutput:
         emissions = self.emissions(word_ids.long(), char_ids.long(), word_mask)  # [batch, words, labels]
+        return self.crf_output(emissions, word_mask, labels)
+
+    def crf_output(
+        self, emissions: torch.Tensor, word_mask: torch.Tensor, labels: torch.Tensor | None
+    ) -> TokenClassificationOutput:
+        """The CRF's loss (with ``labels``) and, outside training, its Viterbi paths."""
         loss = self.crf(emissions, labels, word_mask) if labels is not None else None
         predictions = None
         if not self.training:  # Viterbi only when the result is used
@@ -121,13 +127,21 @@ class BilstmCrfTagger(ExtractionModel):
 
     def emissions(self, word_ids: torch.Tensor, char_ids: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         """The CRF's emissions ``P [batch, words, labels]``."""
+        return self.tag_scores(self.word_states(word_ids, char_ids, word_mask))
+
+    def word_states(self, word_ids: torch.Tensor, char_ids: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        """The word BiLSTM's states ``h [batch, words, 2 * hidden_size]`` (after the output dropout)."""
         inputs = self.input_dropout(self.word_inputs(word_ids, char_ids))  # [B, n, input_dim]
         if inputs.size(1) == 0:  # a batch of posts without words
-            return inputs.new_zeros(inputs.size(0), 0, self.classifier.out_features)
+            return inputs.new_zeros(inputs.size(0), 0, 2 * self.lstm.hidden_size)
         lengths = word_mask.sum(1).clamp(min=1).cpu()  # an empty post runs on its one padding word
         packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
         hidden, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=inputs.size(1))
-        hidden = self.output_dropout(hidden)  # [B, n, 2 * hidden_size]
+        return self.output_dropout(hidden)  # [B, n, 2 * hidden_size]
+
+    def tag_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``P = W_o u + b_o`` from word vectors ``[batch, words, 2 * hidden_size]`` (through the tanh
+        layer when the model has one)."""
         if self.tanh_layer is not None:
             hidden = torch.tanh(self.tanh_layer(hidden))
         return self.classifier(hidden)

@@ -7,6 +7,10 @@ value); pretrained word vectors come from a text file named by ``word_vectors``.
 papers' values: Lample et al. (2016, sec. 4-5; their tagger's defaults, github.com/glample/tagger)
 for BiLSTM-CRF and HBiLSTM-CRF, Ma & Hovy (2016, sec. 3, Table 1) for CNN-BiLSTM-CRF.
 
+GVATT-HBiLSTM-CRF and AdaCAN-CNN-BiLSTM-CRF, the BiLSTM rows with images, add the first image read
+as a grid of regions (:class:`~mmie.models.umt.configuration.ImageGridConfig`: ``region_grid``, the
+vision encoder, frozen or not).
+
 Where a model puts its dropout and whether a tanh layer sits between the BiLSTM and the tag
 scores is the paper's architecture, not a setting: ``dropout_sites`` and ``tanh_layer``.
 """
@@ -20,6 +24,7 @@ from pydantic import Field
 
 from mmie.features.settings import WordInputs
 from mmie.models.base import ModelConfig
+from mmie.models.umt.configuration import ImageGridConfig
 
 # Where the dropout of ``dropout`` applies: the character embeddings (before the character encoder),
 # the BiLSTM's input (word + character vectors), the BiLSTM's output.
@@ -74,3 +79,23 @@ class HbilstmCrfConfig(BilstmCrfConfig):
     name: str = "hbilstm_crf"
     char_dim: int = Field(25, ge=1, description="character embedding size (sec. 4.1: 25)")
     char_hidden_size: int = Field(25, ge=1, description="units of each direction of the character BiLSTM (25)")
+
+
+# HbilstmCrfConfig / CnnBilstmCrfConfig first: their word settings (max_length in words, dropout 0.5,
+# encoder "none") must win over the sub-word ones of the image grid's ModelConfig base.
+class GvattHbilstmCrfConfig(HbilstmCrfConfig, ImageGridConfig):
+    """GVATT-HBiLSTM-CRF (Lu et al., ACL 2018): HBiLSTM-CRF plus visual attention over the first image's
+    region grid, queried by the sentence, and a visual modulation gate per word."""
+
+    name: str = "gvatt_hbilstm_crf"
+    attention_dim: int = Field(100, ge=1, description="k: width of the additive attention over the regions")
+
+
+class AdacanCnnBilstmCrfConfig(CnnBilstmCrfConfig, ImageGridConfig):
+    """AdaCAN-CNN-BiLSTM-CRF (Zhang et al., AAAI 2018): CNN-BiLSTM-CRF plus the adaptive co-attention
+    network (word-guided visual and image-guided textual attention, gated fusion, filtration gate)."""
+
+    name: str = "adacan_cnn_bilstm_crf"
+    attention_dim: int = Field(
+        200, ge=1, description="k: width of both attentions and of the fused multimodal vector (authors' code: 200)"
+    )

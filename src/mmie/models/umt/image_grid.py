@@ -1,15 +1,10 @@
-"""What UMT and MAF share: a vision encoder read as a grid of region vectors (:class:`ImageGridMixin`,
-also UMT's relation classifier) and the BERT-CRF tagger around it (:class:`ImageGridTagger`).
+"""What UMT and MAF share: the BERT-CRF tagger around a vision encoder read as a grid of region
+vectors (:class:`ImageGridTagger`; UMT's relation classifier reads the same grid).
 
-Image inputs (batch keys, one image slot, ``image_mask [B, 1]``: False = the post has no image):
-
-* ``region_features [B, 1, R, D]``: the frozen vision encoder's grid, pooled to ``region_grid^2``
-  regions, from the feature cache (``freeze_vision: true``);
-* ``pixel_values [B, 1, 3, H, W]``: encoded here by the model's own vision encoder, fine-tuned end to
-  end (``freeze_vision: false``); posts without an image are not encoded.
-
-A post without an image gets an all-zero grid (the originals substitute a fixed stock picture), and
-its visual branch is switched off in the fusion by each model (``present``).
+The image inputs are read as the grid of :class:`~mmie.models.image_model.ImageGridMixin`: the
+frozen vision encoder's grid pooled to ``region_grid^2`` regions (feature cache), or pixels encoded
+by the model's own encoder. A post without an image gets an all-zero grid (the originals substitute
+a fixed stock picture), and its visual branch is switched off in the fusion by each model (``present``).
 
 The batch is read here (:meth:`ImageGridTagger.forward`); each model's :meth:`~ImageGridTagger.tag`
 holds its method, from the text's sub-word vectors and the region grid to the CRF's emissions and loss.
@@ -21,42 +16,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mmie.encoders.vision import VisionEncoder, pool_regions, scatter_to_slots
 from mmie.models.base import TokenClassificationOutput
-from mmie.models.image_model import ImageModelMixin
+from mmie.models.image_model import ImageGridMixin
 from mmie.models.text.bert_crf import BertCrfTagger
 from mmie.models.umt.configuration import ImageGridConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-
-class ImageGridMixin(ImageModelMixin):
-    """The vision side of UMT and MAF, taggers and relation classifiers alike (a mixin before the
-    text model's base class): the post's picture read as a grid of region vectors."""
-
-    model_config: ImageGridConfig
-
-    def image_grid(
-        self,
-        image_mask: torch.Tensor,
-        region_features: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The picture of each post as regions ``[B, R, D]`` (zeros without one) and ``present [B]``."""
-        present = image_mask.bool()[:, 0]
-        if region_features is not None:
-            grid = region_features[:, 0]  # [B, 1, R, D] -> [B, R, D]
-        elif pixel_values is not None:
-            cells = self.model_config.region_cells
-            grid = pixel_values.new_zeros(len(present), cells * cells, self.image_dim)
-            if present.any():  # only the real pictures are encoded
-                out = self.encode_images(pixel_values[:, 0][present])
-                regions = pool_regions(out.region_features, self.vision_encoder.grid_size, cells)
-                grid = scatter_to_slots(regions, present)
-        else:
-            raise ValueError(f"{type(self).__name__} reads an image grid: give region_features or pixel_values")
-        return grid * present[:, None, None].to(grid.dtype), present
+    from mmie.encoders.vision import VisionEncoder
 
 
 class ImageGridTagger(ImageGridMixin, BertCrfTagger):

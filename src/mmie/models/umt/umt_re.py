@@ -30,7 +30,7 @@ from mmie.models.base import RelationClassificationOutput
 from mmie.models.registry import register_model
 from mmie.models.text.relation import MarkedRelationModel
 from mmie.models.umt.configuration import UmtRelationConfig
-from mmie.models.umt.image_grid import ImageGridMixin
+from mmie.models.image_model import ImageGridMixin
 from mmie.models.umt.interaction import MultimodalInteractionMixin
 
 if TYPE_CHECKING:
