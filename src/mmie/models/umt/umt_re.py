@@ -27,10 +27,10 @@ from torch import nn
 
 from mmie.features.processor import post_image_relation_processor
 from mmie.models.base import RelationClassificationOutput
+from mmie.models.image_model import ImageGridMixin
 from mmie.models.registry import register_model
 from mmie.models.text.relation import MarkedRelationModel
 from mmie.models.umt.configuration import UmtRelationConfig
-from mmie.models.image_model import ImageGridMixin
 from mmie.models.umt.interaction import MultimodalInteractionMixin
 
 if TYPE_CHECKING:
