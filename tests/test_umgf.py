@@ -241,3 +241,35 @@ def test_umgf_re_classifies_the_marked_pair_from_text_and_fused_crops(tiny_bert,
         changed[1, 0, 0] += 2.0
         moved = (model(**{**batch, "region_features": changed}).logits - out.logits).abs().amax(-1)
     assert moved[1] > 1e-5 and (moved[[0, 2, 3]] == 0).all()
+
+
+# ------------------------------------------------------------------------------------ it learns
+
+
+def test_umgf_learns_a_tag_only_its_crops_tell(tiny_bert, tiny_vit, tokenizer):  # noqa: F811
+    """The same words are a person or an organisation depending on the crops alone: UMGF learns it, and
+    the trained model with its crops masked out cannot tell the posts apart (the words are all it has)."""
+    generator = torch.Generator().manual_seed(0)
+    person, organisation = torch.randn(2, IMAGE_DIM, generator=generator)
+    posts = [
+        Post(id=f"l{i}", tokens=["kim", "said", "today"], tags=["B-PER" if i % 2 else "B-ORG", "O", "O"])
+        for i in range(8)
+    ]
+    batch = text_batch(tokenizer, posts)
+    crops = torch.stack([person if i % 2 else organisation for i in range(8)])[:, None, None].repeat(1, 1, 4, 1)
+    crops = crops + 0.1 * torch.randn(crops.shape, generator=generator)  # [B, 1, 4, D]
+    images = {"region_features": crops, "region_mask": torch.ones(8, 1, 4, dtype=torch.bool)}
+
+    model = build("umgf", tiny_bert, tiny_vit, seed=3).train()
+    inputs = {**batch, **images, "image_mask": torch.ones(8, 1, dtype=torch.bool)}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(25):
+        optimizer.zero_grad()
+        model(**inputs).loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predicted = model(**inputs).predictions[:, 0]
+        blind = model(**{**inputs, "image_mask": torch.zeros(8, 1, dtype=torch.bool)}).predictions[:, 0]
+    assert (predicted == batch["labels"][:, 0]).all()  # every post tagged as its crops say
+    assert (blind == blind[0]).all()  # without its crops the model reads the same post eight times
