@@ -273,3 +273,15 @@ def test_umgf_learns_a_tag_only_its_crops_tell(tiny_bert, tiny_vit, tokenizer): 
         blind = model(**{**inputs, "image_mask": torch.zeros(8, 1, dtype=torch.bool)}).predictions[:, 0]
     assert (predicted == batch["labels"][:, 0]).all()  # every post tagged as its crops say
     assert (blind == blind[0]).all()  # without its crops the model reads the same post eight times
+
+
+def test_a_fine_tuned_encoder_reads_the_crops_pixels_and_learns_from_them(tiny_bert, tiny_vit, tokenizer, tmp_path):  # noqa: F811
+    posts = make_ner_posts(3, seed=9)
+    folder = write_images(tmp_path / "images", posts)
+    config = {"name": "umgf", "encoder": tiny_bert, "vision_encoder": tiny_vit, "max_length": 32, "regions": "grid"}
+    processor = create_processor({**config, "freeze_vision": False}, tokenizer, LABELS, images=folder)
+    batch = processor(posts)
+    assert "region_features" not in batch and batch["region_pixel_values"].shape[:3] == (3, 1, 4)
+    model = create_model({**processor.config.model_dump(), **SMALL}, LABELS).train()
+    model(**batch).loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.vision_encoder.parameters())
