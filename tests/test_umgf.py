@@ -15,12 +15,14 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 from conftest import make_ner_posts, make_re_instances
+from mmie.data import read_crop_dict
 from mmie.data.schema import Post
 from mmie.data.stitch import stitch_images
 from mmie.errors import ConfigError
 from mmie.features.settings import ENTITY_TYPE_QUERIES
 from mmie.models.layers.graph_fusion import GraphFusion
 from mmie.models.registry import create_model, create_processor, model_config
+from test_glra import read_records, synthetic_mre  # noqa: F401 - the fixture
 from test_regions import tiny_owlvit  # noqa: F401 - the fixture
 from test_tpm_mi import IMAGE_DIM, LABELS, text_batch, tiny_vit  # noqa: F401 - the fixture
 
@@ -285,3 +287,20 @@ def test_a_fine_tuned_encoder_reads_the_crops_pixels_and_learns_from_them(tiny_b
     model = create_model({**processor.config.model_dump(), **SMALL}, LABELS).train()
     model(**batch).loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.vision_encoder.parameters())
+
+
+def test_umgf_re_reads_a_releases_crop_dictionary(tiny_bert, tiny_vit, synthetic_mre):  # noqa: F811
+    """MRE-MI ships up to 2 crops per image (images_vg.pth): the four slots hold them, the rest masked."""
+    instances = read_records(synthetic_mre)[:4]
+    config = {"name": "umgf_re", "encoder": tiny_bert, "vision_encoder": tiny_vit, "regions": "precomputed"}
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    processor = create_processor(config, tokenizer, RE_LABELS, images=synthetic_mre / "images")
+    batch = processor(instances)
+    crops = read_crop_dict(synthetic_mre / "images_vg.pth")
+    for row, instance in enumerate(instances):
+        shipped = len(crops.get(instance.post.images[0], [])[:4]) if instance.post.images else 0
+        assert batch["region_mask"][row, 0].tolist() == [i < shipped for i in range(4)]
+    assert batch["region_mask"].any(), "the synthetic release ships crops"
+    model = create_model({**processor.config.model_dump(), **SMALL}, RE_LABELS, tokenizer=tokenizer).eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).loss)
