@@ -29,6 +29,7 @@ from mmie.features.images import PostImageFeaturizer
 from mmie.features.imagetext import ImageTextFeaturizer
 from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
 from mmie.features.multiscale import MultiScaleRegionFeaturizer
+from mmie.features.query_regions import QueryRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
 from mmie.features.settings import (
     FocalInputs,
@@ -36,6 +37,7 @@ from mmie.features.settings import (
     InputSettings,
     MarkerInputs,
     Markers,
+    QueryRegionInputs,
     RegionInputs,
     WordInputs,
 )
@@ -205,6 +207,17 @@ def imagetext_ner_processor(
     return Processor(config, tokenizer, featurizer, _collator(tokenizer))
 
 
+def query_region_ner_processor(
+    config: QueryRegionInputs,
+    tokenizer: PreTrainedTokenizerBase,
+    labels: Sequence[str],
+    images: ImageDirs | None = None,
+) -> Processor:
+    """NER inputs plus the post's picture and one region per fixed query (UMGF's entity-type crops)."""
+    text = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
+    return Processor(config, tokenizer, QueryRegionFeaturizer(text, config, images), _collator(tokenizer))
+
+
 def _marked_text(
     config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]
 ) -> tuple[Markers, RelationFeaturizer]:
@@ -274,3 +287,16 @@ def multiscale_relation_processor(
     markers, text = _marked_text(config, tokenizer, labels)
     config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, MultiScaleRegionFeaturizer(text, config, images), _collator(tokenizer))
+
+
+def query_region_relation_processor(
+    config: QueryRegionInputs,
+    tokenizer: PreTrainedTokenizerBase,
+    labels: Sequence[str],
+    images: ImageDirs | None = None,
+) -> Processor:
+    """Marked text plus the post's picture and one region per fixed query (UMGF for RE)."""
+    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    markers, text = _marked_text(config, tokenizer, labels)
+    config = config.model_copy(update={"markers": markers})
+    return Processor(config, tokenizer, QueryRegionFeaturizer(text, config, images), _collator(tokenizer))

@@ -125,6 +125,41 @@ class RegionInputs(ImageInputs):
         return self.regions_per_image
 
 
+# The grounding queries of UMGF (Zhang et al., AAAI 2021): one crop per entity type.
+ENTITY_TYPE_QUERIES = ("person", "location", "organization", "miscellaneous")
+
+
+class QueryRegionInputs(RegionInputs):
+    """Images plus one region per fixed text query (UMGF: one grounding crop per entity type), whatever the post says.
+
+    A text-reading provider (``regions: detector``) is asked once per query for its best box; a
+    text-free one (grid, crop dictionary) gives its top ``regions_per_image`` regions.
+    """
+
+    region_queries: tuple[str, ...] = Field(
+        ENTITY_TYPE_QUERIES,
+        min_length=1,
+        max_length=16,
+        description="the queries of the region provider, one region each (UMGF: the four entity types)",
+    )
+    regions_per_image: int = Field(
+        len(ENTITY_TYPE_QUERIES), ge=1, le=16, description="k: regions per image, one per query of region_queries"
+    )
+    regions: Literal["detector", "grid", "precomputed"] = Field(  # type: ignore[assignment]
+        "detector",
+        description="a zero-shot detector queried with region_queries (grounding), offline grid saliency boxes (text-"
+        "free), or a crop dictionary",
+    )
+    detector: str | None = Field(
+        None, description="zero-shot detector (name or folder, local only) for regions: detector"
+    )
+
+    @property
+    def image_slots(self) -> int:
+        """One slot for the first or the stitched picture, max_images for all of them."""
+        return self.max_images if self.image_layout == "all" else 1
+
+
 class FocalInputs(RegionInputs):
     """FocalMRE's inputs: the patch features of framed copies of each image, one per region (VG and OD sets)."""
 

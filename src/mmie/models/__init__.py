@@ -27,6 +27,7 @@ from mmie.models import (  # noqa: F401
     pcnn,
     text,
     tpm_mi,
+    umgf,
     umt,
     visualpt_moe,
 )
