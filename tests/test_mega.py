@@ -180,6 +180,8 @@ def test_a_parse_is_required_unless_the_approximation_is_chosen(tiny_bert, tmp_p
         processor(records)
     _, processor = build("mega", tiny_bert, records, tmp_path / "sg.jsonl", text_graph="chain")
     assert processor(records)["object_mask"][:, 0].all()
+    _, processor = build("bert_sg_att", tiny_bert, records, tmp_path / "sg.jsonl")  # reads no parse
+    assert "structural_alignment" not in processor(records)
 
 
 def test_a_post_without_an_image_has_no_objects(tiny_bert, tmp_path):

@@ -6,7 +6,7 @@ Per example (N = ``max_objects`` object slots, T sub-word positions):
 * ``object_features [N, D]``: the feature vectors the scene-graph file gives the image's first N
   objects (D = ``object_feature_size``), zeros past them;
 * ``object_mask [N]``: False for the empty slots (fewer objects, or a post without an image);
-* ``structural_alignment [T, N]``: how much each object is like each word by graph structure
+* with :class:`StructuralAlignmentInputs` (MEGA), ``structural_alignment [T, N]``: how much each object is like each word by graph structure
   (:func:`mmie.scenegraph.align.structural_alignment`), on the first sub-word of each of the post's
   words (markers, later sub-words and the tokenizer's specials get 0). Stored position-major so the
   collator pads it along T like the text.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mmie.errors import ConfigError, DataError
-from mmie.features.settings import SceneGraphInputs
+from mmie.features.settings import SceneGraphInputs, StructuralAlignmentInputs
 from mmie.features.text import MarkedText, RelationFeaturizer
 from mmie.scenegraph.align import chain_heads, structural_alignment
 from mmie.scenegraph.base import NoSceneGraph, SceneGraph, SceneGraphProvider, SceneGraphUnavailable
@@ -80,9 +80,11 @@ class SceneGraphRelationFeaturizer(RelationFeaturizer):
         except SceneGraphUnavailable as error:
             raise DataError(str(error), field=f"record {instance.id}: scene graph") from None
 
-    def _word_heads(self, instance: RelationInstance, graph: SceneGraph) -> list[int]:
+    def _word_heads(
+        self, instance: RelationInstance, graph: SceneGraph, config: StructuralAlignmentInputs
+    ) -> list[int]:
         words = len(instance.post.tokens)
-        if self.config.text_graph == "chain":
+        if config.text_graph == "chain":
             return chain_heads(words)
         if graph.text_heads is None:
             raise DataError(
@@ -112,19 +114,28 @@ class SceneGraphRelationFeaturizer(RelationFeaturizer):
                     field=f"record {instance.id}: objects[{slot}].feature",
                 )
             features[slot] = torch.tensor(item.feature)
-        mask = torch.arange(slots) < len(objects)
+        feature.update(object_features=features, object_mask=torch.arange(slots) < len(objects))
+        if isinstance(self.config, StructuralAlignmentInputs):
+            feature["structural_alignment"] = self._alignment(instance, text, encoding.word_ids(index), graph)
+        return feature
+
+    def _alignment(
+        self, instance: RelationInstance, text: MarkedText, word_ids: Sequence[int | None], graph: SceneGraph
+    ) -> torch.Tensor:
+        """``[T, N]``: the structural alignment of each kept object with each word, on its first sub-word."""
+        config = self.config
+        assert isinstance(config, StructuralAlignmentInputs)
+        objects = graph.objects[: config.max_objects]
         kept = [(a, b) for a, b in graph.edges if a < len(objects) and b < len(objects)]
-        heads = self._word_heads(instance, graph) if objects else []
+        heads = self._word_heads(instance, graph, config) if objects else []
         by_word = torch.as_tensor(  # [objects, post words]
-            structural_alignment(len(objects), kept, heads, top=self.config.alignment_top), dtype=torch.float32
+            structural_alignment(len(objects), kept, heads, top=config.alignment_top), dtype=torch.float32
         )
-        word_ids = encoding.word_ids(index)
-        alignment = torch.zeros(len(word_ids), slots)  # [T, N]
+        alignment = torch.zeros(len(word_ids), config.max_objects)  # [T, N]
         previous = None
         for position, word in enumerate(word_ids):
             source = text.sources[word] if word is not None else None
             if source is not None and word != previous and objects:
                 alignment[position, : len(objects)] = by_word[:, source]
             previous = word
-        feature.update(object_features=features, object_mask=mask, structural_alignment=alignment)
-        return feature
+        return alignment

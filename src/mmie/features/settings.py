@@ -159,9 +159,8 @@ class FocalInputs(RegionInputs):
 
 class SceneGraphInputs(InputSettings):
     """The scene graph of the post's first image, from a precomputed file (:mod:`mmie.scenegraph`): up to
-    ``max_objects`` objects' feature vectors, and for MEGA the structural alignment of the text's graph
-    with the scene graph. No scene-graph detector runs in mmie: without ``scene_graphs`` the processor
-    refuses to build."""
+    ``max_objects`` objects' feature vectors. No scene-graph detector runs in mmie: without
+    ``scene_graphs`` the processor refuses to build."""
 
     scene_graphs: Path | None = Field(
         None, description="scene-graph file (JSON lines, docs/scenegraphs.md); null: there is none (refused)"
@@ -171,6 +170,11 @@ class SceneGraphInputs(InputSettings):
     )
     max_objects: int = Field(10, ge=1, le=256, description="objects read per image, most confident first (MEGA: 10)")
     object_feature_size: int = Field(4096, ge=1, description="numbers per object feature in the file (MEGA: 4096)")
+
+
+class StructuralAlignmentInputs(SceneGraphInputs):
+    """Scene graphs plus MEGA's structural alignment of the text's graph with each scene graph."""
+
     text_graph: Literal["file", "chain"] = Field(
         "file",
         description="the text graph of the structural alignment: the parse the file carries (text_heads), or "

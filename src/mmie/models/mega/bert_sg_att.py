@@ -62,7 +62,6 @@ class BertSgAttClassifier(SceneGraphRelationModel):
         tail_start: torch.Tensor,
         object_features: torch.Tensor,
         object_mask: torch.Tensor,
-        structural_alignment: torch.Tensor | None = None,  # made by the shared processor; read by MEGA only
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> SceneGraphRelationOutput:

@@ -7,7 +7,7 @@ the authors' (thecharm/Mega: 10 objects of 4096-d features, lr 2e-5, batch 32, 1
 
 from __future__ import annotations
 
-from mmie.features.settings import SceneGraphInputs
+from mmie.features.settings import SceneGraphInputs, StructuralAlignmentInputs
 from mmie.models.text.configuration import RelationModelConfig
 
 
@@ -15,7 +15,7 @@ class SceneGraphRelationConfig(RelationModelConfig, SceneGraphInputs):
     """A relation model over marked text and the objects of the first image's scene graph."""
 
 
-class MegaConfig(SceneGraphRelationConfig):
+class MegaConfig(SceneGraphRelationConfig, StructuralAlignmentInputs):
     name: str = "mega"
 
 
