@@ -1,4 +1,4 @@
-"""Structural alignment of a post's text graph with its image's scene graph (MEGA, sec. 3.3).
+"""Structural alignment of a post's text graph with its image's scene graph (MEGA's graph structural alignment).
 
 MEGA matches the dependency graph of the text with the scene graph of the image by structure
 alone: two nodes are alike when their neighbourhoods look alike, whatever they are. The authors'
