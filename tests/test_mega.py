@@ -284,3 +284,31 @@ def test_marked_words_know_which_post_token_they_are():
     assert [marked.words[i] for i, s in enumerate(marked.sources) if s is None] == ["<s>", "<o>", "</o>", "</s>"]
     assert [tokens[s] for s in marked.sources if s is not None] == tokens
     assert all(marked.words[i] == tokens[s] for i, s in enumerate(marked.sources) if s is not None)
+
+
+def test_the_alignment_follows_its_words_through_truncation(tiny_bert, tmp_path):
+    from conftest import TEST_WORDS
+
+    tokens = [word for word in TEST_WORDS if word.isalpha()][:30]  # each one sub-word of the tiny vocabulary
+    post = Post(id="long", tokens=tokens, images=[])
+    record = RelationInstance(post, Span(0, 1, tokens[0]), Span(29, 30, tokens[29]), "None")
+    objects = [SceneObject(f"o{i}", [float(i)] * FEATURE) for i in range(3)]
+    heads = [3] * 3 + [-1] + [3] * 26  # word 3 the hub of a star parse
+    write_scene_graphs(
+        [SceneGraph("long", objects, [(0, "on", 1), (0, "by", 2)], heads)], tmp_path / "sg.jsonl", key="record"
+    )
+    _, processor = build("mega", tiny_bert, [record], tmp_path / "sg.jsonl", max_length=16)
+    batch = processor([record])
+    ids = batch["input_ids"][0].tolist()
+    assert len(ids) == 16  # cut around the two entities
+    expected = torch.as_tensor(structural_alignment(3, [(0, 1), (0, 2)], heads), dtype=torch.float32)
+    vocabulary = processor.tokenizer.convert_tokens_to_ids(tokens)
+    seen = 0
+    for position, token_id in enumerate(ids):
+        if token_id in vocabulary:
+            word = vocabulary.index(token_id)
+            torch.testing.assert_close(batch["structural_alignment"][0, position, :3], expected[:, word])
+            seen += 1
+        else:  # [CLS], [SEP], the markers
+            assert (batch["structural_alignment"][0, position] == 0).all()
+    assert seen == 16 - 6 and (batch["structural_alignment"][0] > 0).any()  # ten words kept, some aligned
