@@ -5,12 +5,16 @@ Parametrized over ``list_models()``, so models registered later are covered auto
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
 from conftest import make_ner_posts, make_re_instances, make_tiny_roberta
 from mmie.data.schema import Post
 from mmie.features.processor import ner_processor
+from mmie.features.settings import SceneGraphInputs
 from mmie.inference.loading import load_model
 from mmie.inference.saving import save_model_folder
 from mmie.models import (
@@ -33,6 +37,19 @@ def text_only(records: list) -> list:
     return records
 
 
+_SCENE_GRAPHS = tempfile.TemporaryDirectory(prefix="mmie-scene-graphs-")  # removed when the tests end
+
+
+def scene_graph_settings(name: str, records: list) -> dict:
+    """A scene-graph model (MEGA, BERT+SG+Att) reads a scene-graph file: one written for ``records``."""
+    if not issubclass(get_model_entry(name).config_class, SceneGraphInputs):
+        return {}
+    from test_mega import FEATURE, scene_graphs_for
+
+    path = scene_graphs_for(records, Path(_SCENE_GRAPHS.name) / f"{name}-{len(records)}.jsonl")
+    return {"scene_graphs": str(path), "scene_graph_key": "record", "object_feature_size": FEATURE}
+
+
 def build(name: str, encoder: str, **settings):
     """The model, its tokenizer, a batch and the labels, built as the engine builds them: what the model
     reads text with comes from create_vocabulary (``encoder``'s tokenizer, or for a word-level model
@@ -40,7 +57,12 @@ def build(name: str, encoder: str, **settings):
     entry = get_model_entry(name)
     records = text_only(make_ner_posts(6) if entry.task == "ner" else make_re_instances(6))
     labels = label_set(entry.task, records)
-    config = {"name": name, **({} if entry.builds_vocabulary else {"encoder": encoder}), **settings}
+    config = {
+        "name": name,
+        **({} if entry.builds_vocabulary else {"encoder": encoder}),
+        **scene_graph_settings(name, records),
+        **settings,
+    }
     tokenizer = create_vocabulary(config, records)
     processor = create_processor(config, tokenizer, labels)
     torch.manual_seed(0)

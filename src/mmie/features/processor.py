@@ -31,6 +31,7 @@ from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeat
 from mmie.features.multiscale import MultiScaleRegionFeaturizer
 from mmie.features.query_regions import QueryRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
+from mmie.features.scene_graphs import SceneGraphRelationFeaturizer, scene_graph_provider
 from mmie.features.settings import (
     FocalInputs,
     ImageInputs,
@@ -39,6 +40,7 @@ from mmie.features.settings import (
     Markers,
     QueryRegionInputs,
     RegionInputs,
+    SceneGraphInputs,
     WordInputs,
 )
 from mmie.features.text import Featurizer, NerFeaturizer, RelationFeaturizer, add_marker_tokens
@@ -300,3 +302,15 @@ def query_region_relation_processor(
     markers, text = _marked_text(config, tokenizer, labels)
     config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, QueryRegionFeaturizer(text, config, images), _collator(tokenizer))
+
+
+def scene_graph_relation_processor(
+    config: SceneGraphInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Marked text plus the objects of the first image's scene graph and their structural alignment with
+    the words (MEGA, BERT+SG+Att); a ConfigError when no scene-graph file is given."""
+    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    provider = scene_graph_provider(config)
+    markers = add_marker_tokens(tokenizer, config.markers)
+    featurizer = SceneGraphRelationFeaturizer(tokenizer, labels, config, markers, provider)
+    return Processor(config.model_copy(update={"markers": markers}), tokenizer, featurizer, _collator(tokenizer))

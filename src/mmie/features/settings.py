@@ -210,3 +210,29 @@ class ImageTextInputs(InputSettings):
     def text_tokens(self) -> int:
         """Sub-word tokens per field and post (the text is cut or padded to this many)."""
         return 16
+
+
+class SceneGraphInputs(InputSettings):
+    """The scene graph of the post's first image, from a precomputed file (:mod:`mmie.scenegraph`): up to
+    ``max_objects`` objects' feature vectors. No scene-graph detector runs in mmie: without
+    ``scene_graphs`` the processor refuses to build."""
+
+    scene_graphs: Path | None = Field(
+        None, description="scene-graph file (JSON lines, docs/scenegraphs.md); null: there is none (refused)"
+    )
+    scene_graph_key: Literal["image", "record"] = Field(
+        "image", description="scene-graph file keys: the first image's name, or record ids (MNRE line index)"
+    )
+    max_objects: int = Field(10, ge=1, le=256, description="objects read per image, most confident first (MEGA: 10)")
+    object_feature_size: int = Field(4096, ge=1, description="numbers per object feature in the file (MEGA: 4096)")
+
+
+class StructuralAlignmentInputs(SceneGraphInputs):
+    """Scene graphs plus MEGA's structural alignment of the text's graph with each scene graph."""
+
+    text_graph: Literal["file", "chain"] = Field(
+        "file",
+        description="the text graph of the structural alignment: the parse the file carries (text_heads), or "
+        "the approximation linking each word to the next (no parser installs offline)",
+    )
+    alignment_top: int = Field(5, ge=1, le=512, description="words kept per object in the structural alignment")

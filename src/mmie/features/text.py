@@ -211,6 +211,7 @@ class MarkedText:
     head_marker: int
     tail_marker: int
     marker_indices: tuple[int, ...]  # every marker word, start and end
+    sources: tuple[int | None, ...] = ()  # each word's index among the post's tokens (None: a marker)
 
 
 def insert_entity_markers(tokens: Sequence[str], head: Span, tail: Span, markers: Sequence[str]) -> MarkedText:
@@ -262,7 +263,11 @@ def insert_entity_markers(tokens: Sequence[str], head: Span, tail: Span, markers
             words.append(tokens[position])
     if stack:
         raise DataError(f"entity span ends past the {len(tokens)} tokens of the post", field="h/t pos")
-    return MarkedText(words, starts["head"], starts["tail"], tuple(marker_indices))
+    markers_at = set(marker_indices)
+    sources: list[int | None] = []  # the post's token index of each word, None for the markers
+    for index in range(len(words)):
+        sources.append(None if index in markers_at else index - sum(1 for s in sources if s is None))
+    return MarkedText(words, starts["head"], starts["tail"], tuple(marker_indices), tuple(sources))
 
 
 def select_words(lengths: Sequence[int], anchors: Sequence[int], markers: Sequence[int], budget: int) -> list[int]:
@@ -365,6 +370,7 @@ class RelationFeaturizer(TextFeaturizer):
             new_index[text.head_marker],
             new_index[text.tail_marker],
             tuple(new_index[i] for i in text.marker_indices if i in new_index),
+            tuple(text.sources[i] for i in kept) if text.sources else (),
         )
         encoding = self.tokenizer([shortened.words], is_split_into_words=True)
         return self._feature(instance, shortened, encoding, 0, with_labels)

@@ -10,8 +10,8 @@ Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``bilstm`` (BiLSTM
 HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visual-prefix
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``umt``
 (UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE), ``pcnn`` (word-level RE),
-``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``visualpt_moe`` (VisualPT-MoE, VisualPT-MoE-MI). Shared
-layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
+``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``visualpt_moe`` (VisualPT-MoE, VisualPT-MoE-MI),
+``umgf`` (UMGF, UMGF-MI, UMGF for RE), ``mega`` (MEGA, BERT+SG+Att: scene graphs). Shared layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from mmie.models import (  # noqa: F401
     glra,
     hvformer,
     hvpnet,
+    mega,
     mkgformer,
     pcnn,
     text,
