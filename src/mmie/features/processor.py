@@ -26,12 +26,14 @@ from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
+from mmie.features.imagetext import TEXT_VIEW_PREFIX, ImageTextNerFeaturizer, image_text_provider
 from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
 from mmie.features.multiscale import MultiScaleRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
 from mmie.features.settings import (
     FocalInputs,
     ImageInputs,
+    ImageTextInputs,
     InputSettings,
     MarkerInputs,
     Markers,
@@ -118,6 +120,17 @@ def ner_processor(
     """Words -> sub-words and each word's first sub-word position (text NER models)."""
     featurizer = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
     return Processor(config, tokenizer, featurizer, _collator(tokenizer))
+
+
+def image_text_ner_processor(
+    config: ImageTextInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Each post twice: with the image text of its images appended after a separator, and alone
+    (ITA's two views); labels on the post's words only. The image text comes from the provider of
+    ``model.image_text`` (a ConfigError naming it when there is none)."""
+    featurizer = ImageTextNerFeaturizer(tokenizer, labels, config, image_text_provider(config))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Processor(config, tokenizer, featurizer, Collator(pad_id, {TEXT_VIEW_PREFIX + "input_ids": pad_id}))
 
 
 def _word_config(config: WordInputs, tokenizer: WordVocabulary) -> WordInputs:

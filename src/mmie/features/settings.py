@@ -69,6 +69,30 @@ class MarkerInputs(InputSettings):
     )
 
 
+ImageTextField = Literal["caption", "tags", "ocr"]
+
+
+class ImageTextInputs(InputSettings):
+    """The image text of the post's images (captions, object tags, OCR text: :mod:`mmie.imagetext`)
+    from a precomputed file, read by the processor and handed to the model as sub-words (ITA, OCSGA)."""
+
+    image_text: Path | None = Field(
+        None, description="precomputed image-text file (JSON lines keyed by image name, docs/imagetext.md)"
+    )
+    image_text_images: Literal["first", "all"] = Field(
+        "first",
+        description="whose image text is read: the first image's (the single-image rows) or every image's, in order",
+    )
+    image_text_fields: tuple[ImageTextField, ...] = Field(
+        ("caption", "tags", "ocr"), min_length=1, description="which image text is read, in this order"
+    )
+    missing_image_text: Literal["error", "text_only"] = Field(
+        "error",
+        description="an image the file does not cover: error, or text_only (the post is read without image "
+        "text: an explicit text-only fallback, never made-up text)",
+    )
+
+
 class ImageInputs(InputSettings):
     """The post's images, as global vectors from a frozen encoder (feature cache) or as pixels."""
 

@@ -10,7 +10,8 @@ Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``bilstm`` (BiLSTM
 HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visual-prefix
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``umt``
 (UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE), ``pcnn`` (word-level RE),
-``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI). Shared
+``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``ita`` (ITA: image text appended
+to the post, cross-view alignment). Shared
 layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
@@ -23,6 +24,7 @@ from mmie.models import (  # noqa: F401
     glra,
     hvformer,
     hvpnet,
+    ita,
     mkgformer,
     pcnn,
     text,
