@@ -30,9 +30,10 @@ def write_image_text(path: Path, posts, caption: str = "alice visited paris", ta
     return path
 
 
-def build(bert: str, posts, **settings):
+def build(bert: str, posts, name: str = "ita", **settings):
+    """The model, its tokenizer and its processor, built as the engine builds them (also OCSGA's)."""
     labels = label_set("ner", posts)
-    config = {"name": "ita", "encoder": bert, "max_length": 64, **settings}
+    config = {"name": name, "encoder": bert, "max_length": 64, **settings}
     tokenizer = create_vocabulary(config, posts)
     processor = create_processor(config, tokenizer, labels)
     torch.manual_seed(0)

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from mmie.data.schema import Post
 from mmie.errors import ConfigError, DataError
-from mmie.features.settings import ImageTextInputs
-from mmie.features.text import META_KEY, TextFeaturizer, first_subwords, word_label_id
+from mmie.features.settings import ImageTextInputs, ImageTextSource, ObjectLabelInputs
+from mmie.features.text import META_KEY, NerFeaturizer, TextFeaturizer, first_subwords, word_label_id
 from mmie.imagetext import ImageText, ImageTextProvider, ImageTextUnavailable, NoImageText, PrecomputedImageText
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 TEXT_VIEW_PREFIX = "text_"  # the text view's keys: text_input_ids, text_attention_mask, ...
 
 
-def image_text_provider(config: ImageTextInputs) -> ImageTextProvider:
+def image_text_provider(config: ImageTextSource) -> ImageTextProvider:
     """The provider of ``config.image_text``; without one, the provider that has nothing (a post with
     images then fails naming ``model.image_text``, unless ``missing_image_text: text_only``)."""
     if config.image_text is None:
@@ -57,6 +57,27 @@ def image_text_words(entry: ImageText, fields: Sequence[str]) -> list[list[str]]
         if words:
             parts.append(words)
     return parts
+
+
+def post_image_text(provider: ImageTextProvider, config: ImageTextSource, post: Post) -> list[ImageText]:
+    """The image text of the post's first image (``image_text_images: first``) or of each of its images;
+    an image the provider lacks: skipped with ``missing_image_text: text_only``, else an error."""
+    entries = []
+    for ref in post.images[:1] if config.image_text_images == "first" else post.images:
+        try:
+            entries.append(provider.text(ref))
+        except ImageTextUnavailable as error:
+            if config.missing_image_text == "text_only":
+                continue
+            advice = "set model.missing_image_text: text_only to read such posts without image text"
+            if config.image_text is None:
+                raise ConfigError(
+                    f"model.image_text: {config.name} reads the captions, object tags and OCR text of the images "
+                    f"of post {post.id!r}: give a precomputed image-text file (docs/imagetext.md: `mmie imagetext "
+                    f"build` or `mmie imagetext convert`), or {advice}"
+                ) from None
+            raise DataError(f"{error} ({advice})", field=f"record {post.id}: images") from None
+    return entries
 
 
 class ImageTextNerFeaturizer(TextFeaturizer):
@@ -81,21 +102,7 @@ class ImageTextNerFeaturizer(TextFeaturizer):
     def appended_words(self, post: Post) -> list[str]:
         """The image text of the post's images as words, the separator between two parts."""
         words: list[str] = []
-        refs = post.images[:1] if self.config.image_text_images == "first" else post.images
-        for ref in refs:
-            try:
-                entry = self.provider.text(ref)
-            except ImageTextUnavailable as error:
-                if self.config.missing_image_text == "text_only":
-                    continue
-                advice = "set model.missing_image_text: text_only to read such posts without image text"
-                if self.config.image_text is None:
-                    raise ConfigError(
-                        f"model.image_text: {self.config.name} reads the captions, object tags and OCR text of "
-                        f"the images of post {post.id!r}: give a precomputed image-text file (docs/imagetext.md: "
-                        f"`mmie imagetext build` or `mmie imagetext convert`), or {advice}"
-                    ) from None
-                raise DataError(f"{error} ({advice})", field=f"record {post.id}: images") from None
+        for entry in post_image_text(self.provider, self.config, post):
             for part in image_text_words(entry, self.config.image_text_fields):
                 words.extend(([self.separator] if words else []) + part)
         return words
@@ -132,3 +139,40 @@ class ImageTextNerFeaturizer(TextFeaturizer):
     @staticmethod
     def _keys(encoding: Any) -> list[str]:
         return [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding]
+
+
+class ObjectLabelNerFeaturizer(NerFeaturizer):
+    """Posts -> NER inputs plus the object labels of their images, each label tokenized on its own
+    (``object_ids`` ``[objects, tokens]``, ``object_attention_mask``) and ``object_mask`` (which
+    object slots hold a label): OCSGA's visual guiding objects, read as text.
+
+    At most ``max_objects`` labels, the provider's order (most confident first), repeats kept (two
+    people are two objects). A post without any label gets one empty slot, masked out."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: Sequence[str],
+        config: ObjectLabelInputs,
+        provider: ImageTextProvider,
+    ) -> None:
+        super().__init__(tokenizer, labels, config.max_length)
+        self.config = config
+        self.provider = provider
+
+    def object_labels(self, post: Post) -> list[str]:
+        found = [tag for entry in post_image_text(self.provider, self.config, post) for tag in entry.tags]
+        return found[: self.config.max_objects]
+
+    def featurize(
+        self, records: Sequence[Post], with_labels: bool = True, images: InMemoryImages | None = None
+    ) -> list[dict]:
+        features = super().featurize(records, with_labels, images)
+        for post, feature in zip(records, features):
+            found = self.object_labels(post)
+            encoding = self.tokenizer(found or [""], truncation=True, max_length=self.config.max_length)
+            feature["object_ids"] = [list(ids) for ids in encoding["input_ids"]]
+            feature["object_attention_mask"] = [list(mask) for mask in encoding["attention_mask"]]
+            feature["object_mask"] = [True] * len(found) if found else [False]
+            feature[META_KEY]["objects"] = found
+        return features

@@ -26,7 +26,12 @@ from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
 from mmie.features.images import PostImageFeaturizer
-from mmie.features.imagetext import TEXT_VIEW_PREFIX, ImageTextNerFeaturizer, image_text_provider
+from mmie.features.imagetext import (
+    TEXT_VIEW_PREFIX,
+    ImageTextNerFeaturizer,
+    ObjectLabelNerFeaturizer,
+    image_text_provider,
+)
 from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
 from mmie.features.multiscale import MultiScaleRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
@@ -37,6 +42,7 @@ from mmie.features.settings import (
     InputSettings,
     MarkerInputs,
     Markers,
+    ObjectLabelInputs,
     RegionInputs,
     WordInputs,
 )
@@ -131,6 +137,20 @@ def image_text_ner_processor(
     featurizer = ImageTextNerFeaturizer(tokenizer, labels, config, image_text_provider(config))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Processor(config, tokenizer, featurizer, Collator(pad_id, {TEXT_VIEW_PREFIX + "input_ids": pad_id}))
+
+
+def object_label_ner_processor(
+    config: ObjectLabelInputs,
+    tokenizer: PreTrainedTokenizerBase,
+    labels: Sequence[str],
+    images: ImageDirs | None = None,
+) -> Processor:
+    """NER inputs plus the object labels of the post's images, each label tokenized on its own (OCSGA),
+    from the provider of ``model.image_text``."""
+    featurizer = ObjectLabelNerFeaturizer(tokenizer, labels, config, image_text_provider(config))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    collator = Collator(pad_id, {"object_ids": pad_id}, nested=("object_ids", "object_attention_mask"))
+    return Processor(config, tokenizer, featurizer, collator)
 
 
 def _word_config(config: WordInputs, tokenizer: WordVocabulary) -> WordInputs:

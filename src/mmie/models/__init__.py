@@ -11,7 +11,7 @@ HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visu
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``umt``
 (UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE), ``pcnn`` (word-level RE),
 ``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``ita`` (ITA: image text appended
-to the post, cross-view alignment). Shared
+to the post, cross-view alignment), ``ocsga`` (OCSGA: object labels as text, dense co-attention). Shared
 layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
@@ -26,6 +26,7 @@ from mmie.models import (  # noqa: F401
     hvpnet,
     ita,
     mkgformer,
+    ocsga,
     pcnn,
     text,
     tpm_mi,
