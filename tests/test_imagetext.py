@@ -162,3 +162,35 @@ def test_visualpt_moe_dictionaries_convert_and_its_placeholder_caption_is_droppe
 
     with pytest.raises(DataError, match="expected a dictionary keyed by image name"):
         convert_visualpt_moe(out, tags=tmp_path / "bad.pt")
+
+
+def test_ita_doc_files_convert_per_image_after_checking_the_words(tmp_path):
+    # ITA's "doc" column file: the post's words and tags, <EOS>, then the image text tagged X,
+    # its fields separated by further <EOS> (caption, object tags, OCR)
+    posts = [
+        Post("17_06_1", ["Kawhi", "Leonard", "scores"], ["17_06_1.jpg"], tags=["B-PER", "I-PER", "O"]),
+        Post("17_06_2", ["RT", "@NBA"], ["17_06_2.jpg"], tags=["O", "B-ORG"]),
+        Post("17_06_3", ["hello"], ["17_06_3.jpg"], tags=["O"]),
+    ]
+    write_dataset(posts, tmp_path / "test.txt", "twitter")
+    ita = tmp_path / "test_doc.txt"
+    ita.write_text(
+        "Kawhi\tB-PER\nLeonard\tI-PER\nscores\tO\n<EOS>\tX\na\tX\nman\tX\nplaying\tX\n<EOS>\tX\n"
+        "man\tX\nball\tX\n<EOS>\tX\nSPURS\tX\n\n"
+        "RT\tO\n@NBA\tB-ORG\n<EOS>\tX\na\tX\nlogo\tX\n\nhello\tO\n\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "ita.jsonl"
+    main(["imagetext", "convert", "--out", str(out), "--ita", str(ita), "--ita-dataset", str(tmp_path / "test.txt")])
+    made = read_image_text(out)
+    assert made["17_06_1.jpg"] == ImageText("17_06_1.jpg", "a man playing", ["man", "ball"], "SPURS")
+    assert made["17_06_2.jpg"] == ImageText("17_06_2.jpg", caption="a logo")
+    assert "17_06_3.jpg" not in made  # no <EOS>: the file has no image text for it, none is invented
+    from mmie.imagetext.convert import convert_ita
+
+    shifted = tmp_path / "shifted.txt"
+    shifted.write_text(ita.read_text(encoding="utf-8").replace("Kawhi", "Kobe"), encoding="utf-8")
+    with pytest.raises(DataError, match="words differ from post .17_06_1."):
+        convert_ita(shifted, tmp_path / "test.txt", out)
+    with pytest.raises(DataError, match="order: 3 image-text parts"):
+        convert_ita(ita, tmp_path / "test.txt", out, order=("caption", "tags"))

@@ -60,10 +60,26 @@ def convert(
     visualpt_tags: Annotated[
         Path | None, typer.Option("--visualpt-tags", help="VisualPT-MoE object-tag dictionary (.pt).")
     ] = None,
+    ita: Annotated[Path | None, typer.Option("--ita", help='ITA\'s preprocessed "doc" column file.')] = None,
+    ita_dataset: Annotated[
+        Path | None, typer.Option("--ita-dataset", help="The dataset file of the same split (it names the images).")
+    ] = None,
+    ita_order: Annotated[
+        str, typer.Option("--ita-order", help="The fields of ITA's image text, in order, comma separated.")
+    ] = "caption,tags,ocr",
 ) -> None:
-    """Convert released image-text files (VisualPT-MoE's .pt dictionaries) to mmie's format."""
-    from mmie.imagetext.convert import convert_visualpt_moe
+    """Convert released image-text files (VisualPT-MoE's .pt dictionaries, ITA's doc files) to mmie's format."""
+    from mmie.imagetext.convert import convert_ita, convert_visualpt_moe
 
+    if ita is not None or ita_dataset is not None:
+        if ita is None or ita_dataset is None:
+            raise typer.BadParameter("--ita and --ita-dataset go together (the posts of one split)")
+        done = convert_ita(ita, ita_dataset, out, order=tuple(ita_order.split(",")))
+        typer.echo(
+            f"{done.posts} posts: image text of {done.images} images -> {out}"
+            + (f" ({done.without_image_text} posts without image text)" if done.without_image_text else "")
+        )
+        return
     report = convert_visualpt_moe(out, captions=visualpt_captions, tags=visualpt_tags)
     typer.echo(
         f"{report.images} images: {report.captions} captions, {report.tag_lists} tag lists -> {out}"

@@ -25,6 +25,12 @@ import torch
 from mmie.errors import ConfigError
 from mmie.features.collate import Collator
 from mmie.features.focal import FocalFeaturizer
+from mmie.features.image_text_words import (
+    TEXT_VIEW_PREFIX,
+    ImageTextNerFeaturizer,
+    ObjectLabelNerFeaturizer,
+    image_text_provider,
+)
 from mmie.features.images import PostImageFeaturizer
 from mmie.features.imagetext import ImageTextFeaturizer
 from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
@@ -33,11 +39,13 @@ from mmie.features.query_regions import QueryRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
 from mmie.features.scene_graphs import SceneGraphRelationFeaturizer, scene_graph_provider
 from mmie.features.settings import (
+    AppendedTextInputs,
     FocalInputs,
     ImageInputs,
     InputSettings,
     MarkerInputs,
     Markers,
+    ObjectLabelInputs,
     QueryRegionInputs,
     RegionInputs,
     SceneGraphInputs,
@@ -123,6 +131,34 @@ def ner_processor(
     """Words -> sub-words and each word's first sub-word position (text NER models)."""
     featurizer = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
     return Processor(config, tokenizer, featurizer, _collator(tokenizer))
+
+
+def appended_text_ner_processor(
+    config: AppendedTextInputs,
+    tokenizer: PreTrainedTokenizerBase,
+    labels: Sequence[str],
+    images: ImageDirs | None = None,
+) -> Processor:
+    """Each post twice: with the image text of its images appended after a separator, and alone
+    (ITA's two views); labels on the post's words only. The image text comes from the provider of
+    ``model.image_text`` (a ConfigError naming it when there is none)."""
+    featurizer = ImageTextNerFeaturizer(tokenizer, labels, config, image_text_provider(config))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Processor(config, tokenizer, featurizer, Collator(pad_id, {TEXT_VIEW_PREFIX + "input_ids": pad_id}))
+
+
+def object_label_ner_processor(
+    config: ObjectLabelInputs,
+    tokenizer: PreTrainedTokenizerBase,
+    labels: Sequence[str],
+    images: ImageDirs | None = None,
+) -> Processor:
+    """NER inputs plus the object labels of the post's images, each label tokenized on its own (OCSGA),
+    from the provider of ``model.image_text``."""
+    featurizer = ObjectLabelNerFeaturizer(tokenizer, labels, config, image_text_provider(config))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    collator = Collator(pad_id, {"object_ids": pad_id}, nested=("object_ids", "object_attention_mask"))
+    return Processor(config, tokenizer, featurizer, collator)
 
 
 def _word_config(config: WordInputs, tokenizer: WordVocabulary) -> WordInputs:

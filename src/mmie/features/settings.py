@@ -69,6 +69,41 @@ class MarkerInputs(InputSettings):
     )
 
 
+ImageTextField = Literal["caption", "tags", "ocr"]
+
+
+class ImageTextSource(InputSettings):
+    """Where the text of the post's images (captions, object tags, OCR text: :mod:`mmie.imagetext`)
+    comes from: a precomputed file, read by the processor, never by the model (ITA, OCSGA)."""
+
+    image_text: Path | None = Field(
+        None, description="precomputed image-text file (JSON lines keyed by image name, docs/imagetext.md)"
+    )
+    image_text_images: Literal["first", "all"] = Field(
+        "first",
+        description="whose image text is read: the first image's (the single-image rows) or every image's, in order",
+    )
+    missing_image_text: Literal["error", "text_only"] = Field(
+        "error",
+        description="an image the file does not cover: error, or text_only (the post is read without image "
+        "text: an explicit text-only fallback, never made-up text)",
+    )
+
+
+class AppendedTextInputs(ImageTextSource):
+    """The image text appended to the post as words (ITA)."""
+
+    image_text_fields: tuple[ImageTextField, ...] = Field(
+        ("caption", "tags", "ocr"), min_length=1, description="which image text is read, in this order"
+    )
+
+
+class ObjectLabelInputs(ImageTextSource):
+    """The object tags of the post's images, one label per object, read as text (OCSGA)."""
+
+    max_objects: int = Field(5, ge=1, le=64, description="object labels read per post, most confident first")
+
+
 class ImageInputs(InputSettings):
     """The post's images, as global vectors from a frozen encoder (feature cache) or as pixels."""
 

@@ -11,7 +11,10 @@ HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visu
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``umt``
 (UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE), ``pcnn`` (word-level RE),
 ``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``visualpt_moe`` (VisualPT-MoE, VisualPT-MoE-MI),
-``umgf`` (UMGF, UMGF-MI, UMGF for RE), ``mega`` (MEGA, BERT+SG+Att: scene graphs). Shared layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
+``umgf`` (UMGF, UMGF-MI, UMGF for RE), ``mega`` (MEGA, BERT+SG+Att: scene graphs), ``ita`` (ITA: image
+text appended to the post, cross-view alignment), ``ocsga`` (OCSGA: object labels as text, dense
+co-attention). Shared layers live in ``layers``; the vision-encoder part of every image model in
+``image_model``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from mmie.models import (  # noqa: F401
     glra,
     hvformer,
     hvpnet,
+    ita,
     mega,
     mkgformer,
+    ocsga,
     pcnn,
     text,
     tpm_mi,

@@ -84,6 +84,26 @@ class ConstrainedCRF(nn.Module):
         labels = labels.masked_fill(~mask | (labels < 0), 0)
         return -self.crf(emissions.float(), labels, mask=mask, reduction="mean")
 
+    def marginal_scores(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[batch, words, labels]``: alpha_t + beta_t of the forward-backward algorithm, the log of each
+        label's unnormalised marginal at each word (softmax over labels gives p(y_t = l | x)); zeros at
+        masked words. Differentiable (the unconstrained scores, as training uses)."""
+        crf, mask = self.crf, self._valid_mask(mask)
+        emissions = emissions.float()
+        words = emissions.size(1)
+        transitions = crf.transitions[None]  # [1, L(prev), L(next)]
+        alphas = [crf.start_transitions[None] + emissions[:, 0]]  # alpha_0 [B, L]
+        for t in range(1, words):
+            step = torch.logsumexp(alphas[-1][:, :, None] + transitions, dim=1) + emissions[:, t]
+            alphas.append(torch.where(mask[:, t, None], step, alphas[-1]))
+        end = crf.end_transitions[None].expand_as(alphas[0])
+        betas = [end]  # beta_{n-1}: the end score; a word followed by padding is a last word
+        for t in range(words - 2, -1, -1):
+            step = torch.logsumexp(transitions + (emissions[:, t + 1] + betas[0])[:, None, :], dim=2)
+            betas.insert(0, torch.where(mask[:, t + 1, None], step, end))
+        scores = torch.stack(alphas, 1) + torch.stack(betas, 1)  # [B, n, L]
+        return scores * mask[..., None]
+
     def constrained_scores(self) -> dict[str, torch.Tensor]:
         """The CRF's scores with forbidden starts and transitions replaced by FORBIDDEN."""
         forbidden = torch.tensor(FORBIDDEN, dtype=self.crf.transitions.dtype, device=self.crf.transitions.device)

@@ -57,7 +57,15 @@ class CrossModalLayer(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``queries`` X ``[B, Q, d]`` attend over ``keys`` Y ``[B, K, d]`` (``key_mask`` ``[B, K]``, False =
         padding; every row needs one real key) -> C ``[B, Q, d]``."""
+        return self.attend(queries, keys, key_mask, need_weights=False)[0]
+
+    def attend(
+        self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None, need_weights: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward`, and the attention weights ``[B, heads, Q, K]`` when ``need_weights``."""
         padding = None if key_mask is None else ~key_mask.bool()
-        attended, _ = self.attention(queries, keys, keys, key_padding_mask=padding, need_weights=False)
+        attended, weights = self.attention(
+            queries, keys, keys, key_padding_mask=padding, need_weights=need_weights, average_attn_weights=False
+        )
         hidden = self.attention_norm(queries + self.dropout(attended))  # C3
-        return self.output_norm(hidden + self.dropout(self.feedforward(hidden)))  # C4
+        return self.output_norm(hidden + self.dropout(self.feedforward(hidden))), weights  # C4
