@@ -10,7 +10,8 @@ Families: ``text`` (BERT-softmax, BERT-CRF, BERT [CLS], MTB), ``bilstm`` (BiLSTM
 HBiLSTM-CRF: word-level, no pretrained encoder), ``tpm_mi`` (TPM-MI and the visual-prefix
 baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``focalmre``, ``umt``
 (UMT, UMT-MI, MAF), ``hvpnet`` (HVPNeT and HVPNeT-MI, NER and RE), ``pcnn`` (word-level RE),
-``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI). Shared
+``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``pretrained_vl`` (VisualBERT and CLIP as RE
+baselines). Shared
 layers live in ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
@@ -25,6 +26,7 @@ from mmie.models import (  # noqa: F401
     hvpnet,
     mkgformer,
     pcnn,
+    pretrained_vl,
     text,
     tpm_mi,
     umt,
