@@ -18,9 +18,11 @@ MRE-MI sec. 5.1); the choices here, each named:
 * image: the FIRST image ("Text + One Image" block of Table 2), through CLIP's own vision tower:
   pixels when the vision is fine-tuned, or the cached pooled [CLS] of the same checkpoint
   (``vision_encoder`` must name it: the default), then ``W_i``; a post without an image gives zeros;
-* fusion: the concatenation ``z = [h_<s>; h_<o>; t / |t|; v / |v|]`` (2 d_text + 2 d_proj), with t and v
-  L2-normalised as CLIP compares them, then dropout and one linear classifier (the "fused for
-  classification" of BASELINES.md).
+* fusion: the concatenation ``z = [h_<s>; h_<o>; t; v]`` (2 d_text + 2 d_proj) of the raw projected
+  embeddings (what ``get_text_features`` / ``get_image_features`` return), then dropout and one linear
+  classifier (the "fused for classification" of BASELINES.md). Not L2-normalised as CLIP's contrastive
+  logits are: unit vectors beside the marker states (norm ~ sqrt(d_text)) left the image block learning
+  far slower than the text under AdamW (tests/test_pretrained_vl.py, the learning test).
 
 Deviations, none from a described method (there is none): no region features (CLIP sees whole images).
 There are no CLIP weights offline: this model has no offline variant (docs/models/pretrained_vl.md).
@@ -132,10 +134,8 @@ class ClipRelationClassifier(MarkedRelationModel):
         return embedding.masked_fill(~image_mask.unsqueeze(-1), 0.0)
 
     def fuse(self, markers: torch.Tensor, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """``z = [h_<s>; h_<o>; t/|t|; v/|v|]``, ``[B, 2 d_text + 2 d_proj]`` (a zero v stays zero)."""
-        return torch.cat(
-            [markers.flatten(1), nn.functional.normalize(text, dim=-1), nn.functional.normalize(image, dim=-1)], dim=1
-        )
+        """``z = [h_<s>; h_<o>; t; v]``, ``[B, 2 d_text + 2 d_proj]``."""
+        return torch.cat([markers.flatten(1), text, image], dim=1)
 
     def forward(
         self,
