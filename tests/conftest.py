@@ -5,7 +5,8 @@ small learnable NER / RE datasets written through the real writers.
         model = AutoModel.from_pretrained(tiny_bert)      # vocab.txt, tokenizer.json (fast)
 
 ``make_tiny_bert(path, words)`` builds one with another vocabulary; ``make_tiny_roberta`` and
-``make_tiny_mpnet`` build the non-BERT encoders (other special tokens, no token_type_ids).
+``make_tiny_mpnet`` build the non-BERT encoders (other special tokens, no token_type_ids);
+``make_tiny_clip`` a two-tower CLIP with CLIP's tokenizer and image processor (``tiny_clip``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,45 @@ def make_tiny_mpnet(path: str | Path, words: Iterable[str] = TEST_WORDS) -> str:
     return _save_tiny_encoder(path, tokenizer, MPNetConfig, MPNetModel)
 
 
+def make_tiny_clip(path: str | Path, words: Iterable[str] = TEST_WORDS) -> str:
+    """Save a 2-layer, hidden-32 CLIPModel (text and vision towers, 32 x 32 pictures in 16-pixel patches,
+    projection 16) with a CLIP tokenizer (byte-pair merges learnt on ``words``, ``</w>`` word ends) and
+    CLIP's image processor to ``path``: what a CLIP checkpoint folder holds."""
+    import json
+
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, end_of_word_suffix="</w>")
+    bpe.train_from_iterator([" ".join(words)] * 3, trainer)
+    bpe.model.save(str(path))
+    vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
+    merges_text = (path / "merges.txt").read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split()) for line in merges_text if line and not line.startswith("#")]
+    tokenizer = CLIPTokenizerFast(vocab=vocab, merges=merges)
+    tokenizer.save_pretrained(str(path))
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(str(path))
+    torch.manual_seed(0)
+    tower = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    text = {**tower, "vocab_size": len(tokenizer), "max_position_embeddings": 77}
+    text |= {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = CLIPConfig(
+        text_config=text, vision_config={**tower, "image_size": 32, "patch_size": 16}, projection_dim=16
+    )
+    CLIPModel(config).save_pretrained(str(path))
+    return str(path)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread() -> None:
     """Tiny models run much faster on one thread than on two contended ones (CI's 2 busy cores)."""
@@ -133,6 +173,11 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 # --------------------------------------------------------------------------- tiny datasets
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def _images(rng: random.Random, identifier: str) -> list[str]:

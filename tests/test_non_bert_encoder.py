@@ -31,6 +31,9 @@ LAYERWISE_MODELS = {"mkgformer"}
 # MEGA's head stacks five linear maps (W_h, W_v, W_1, W_2, W_c: the authors' code) over a sum of the
 # objects; at 1e-2 Adam overshoots it within three steps (it goes down by the fourth). The paper trains at 2e-5.
 LEARNING_RATES = {"mega": 1e-3}
+# Bound to one kind of checkpoint: VisualBERT starts from a BERT-layout encoder, CLIP is its own text
+# tower; each refuses an MPNet by name (tests/test_pretrained_vl.py).
+CHECKPOINT_BOUND_MODELS = {"visualbert_re", "clip_re"}
 WITH_ENCODER = [name for name in list_models() if not get_model_entry(name).builds_vocabulary]
 # The test is about the text encoder: a head far wider than the tiny encoder is made tiny like it (UMGF's
 # paper-sized fusion, 512 wide and 6 layers deep, does not descend at this test's learning rate of 1e-2).
@@ -61,7 +64,9 @@ def test_the_tiny_mpnet_is_what_mpnet_base_is_like(tiny_mpnet):
     assert "token_type_ids" not in tokenizer(["alice"], is_split_into_words=True)
 
 
-@pytest.mark.parametrize("name", [name for name in WITH_ENCODER if name not in PREFIX_MODELS | LAYERWISE_MODELS])
+@pytest.mark.parametrize(
+    "name", [name for name in WITH_ENCODER if name not in PREFIX_MODELS | LAYERWISE_MODELS | CHECKPOINT_BOUND_MODELS]
+)
 def test_every_model_trains_predicts_and_reloads_on_mpnet(name, tiny_mpnet, tmp_path):
     model, tokenizer, batch, labels = build(name, tiny_mpnet, **TINY_HEADS.get(name, {}))
     assert "token_type_ids" not in batch  # MPNet has none: the batch never invents them
@@ -100,6 +105,13 @@ def test_visual_prefix_models_refuse_an_encoder_without_a_cache(name, tiny_mpnet
 def test_layer_by_layer_models_refuse_a_non_bert_layout(name, tiny_mpnet):
     assert name in list_models()
     with pytest.raises(ConfigError, match="MPNetModel is not a BERT-family encoder"):
+        build(name, tiny_mpnet)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_BOUND_MODELS))
+def test_checkpoint_bound_models_refuse_an_mpnet_by_name(name, tiny_mpnet):
+    assert name in list_models()
+    with pytest.raises(ConfigError, match=r"model\.encoder: \w+ needs .*, got a MPNetModel"):
         build(name, tiny_mpnet)
 
 

@@ -85,8 +85,8 @@ def test_mechanism_sweeps_train_the_rows_on_the_preset_for_three_seeds(name: str
 @pytest.mark.parametrize(
     ("name", "reference", "rows"),
     [
-        ("mre_mi_table2", "HVFormer-MI", ["PCNN", "HVFormer", "HVFormer-MI"]),
-        ("mnre_table2", "HVFormer-MI", ["PCNN", "HVFormer", "HVFormer-MI"]),
+        ("mre_mi_table2", "HVFormer-MI", ["PCNN", "VisualBERT", "CLIP", "HVFormer", "HVFormer-MI"]),
+        ("mnre_table2", "HVFormer-MI", ["PCNN", "VisualBERT", "CLIP", "HVFormer", "HVFormer-MI"]),
         ("focalmre_table2_challenge", "MKGformer", ["MKGformer", "FocalMRE"]),
     ],
 )

@@ -13,8 +13,8 @@ baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``fo
 ``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``visualpt_moe`` (VisualPT-MoE, VisualPT-MoE-MI),
 ``umgf`` (UMGF, UMGF-MI, UMGF for RE), ``mega`` (MEGA, BERT+SG+Att: scene graphs), ``ita`` (ITA: image
 text appended to the post, cross-view alignment), ``ocsga`` (OCSGA: object labels as text, dense
-co-attention). Shared layers live in ``layers``; the vision-encoder part of every image model in
-``image_model``.
+co-attention), ``pretrained_vl`` (VisualBERT and CLIP as RE baselines). Shared layers live in
+``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from mmie.models import (  # noqa: F401
     mkgformer,
     ocsga,
     pcnn,
+    pretrained_vl,
     text,
     tpm_mi,
     umgf,

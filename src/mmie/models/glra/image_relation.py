@@ -1,5 +1,5 @@
-"""The base of the image RE models (GLRA, the MTB image baselines, FocalMRE, MKGformer, HVFormer): marked text, the
-post's images and k regions per image, encoded by one vision encoder.
+"""The base of the image RE models (GLRA, the MTB image baselines, FocalMRE, MKGformer, HVFormer,
+VisualBERT): marked text, the post's images and k regions per image, encoded by one vision encoder.
 
 Image inputs come as frozen features from the cache (``image_features [B, M, D]``, ``region_features
 [B, M, k, D]``) or as pixels for a fine-tuned encoder (``pixel_values``, ``region_pixel_values``),
@@ -101,6 +101,17 @@ class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
         n_images = int(image_mask.sum())
         return scatter_to_slots(vectors[:n_images], image_mask), scatter_to_slots(vectors[n_images:], region_mask)
 
+    def encode_marked_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        posts: PostRegions,
+    ) -> torch.Tensor:
+        """The text vectors ``[B, T, d_t]``: the text encoder alone (the images join in the head), unless a
+        single-stream subclass (VisualBERT) reads text and images in one pass."""
+        return self.encode_text(input_ids, attention_mask, token_type_ids)
+
     def classify(
         self, hidden: torch.Tensor, markers: torch.Tensor, posts: PostRegions
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
@@ -123,11 +134,11 @@ class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> ImageRelationOutput:
-        hidden = self.encode_text(input_ids, attention_mask, token_type_ids)
-        markers = self.marker_vectors(hidden, head_start, tail_start)
         posts = self.post_regions(
             image_mask, region_mask, image_features, region_features, pixel_values, region_pixel_values
         )
+        hidden = self.encode_marked_text(input_ids, attention_mask, token_type_ids, posts)
+        markers = self.marker_vectors(hidden, head_start, tail_start)
         logits, extras = self.classify(hidden, markers, posts)
         output = self.output_class(loss=self.loss(logits, labels), logits=logits, **extras)  # a subclass's outputs
         assert isinstance(output, ImageRelationOutput)
