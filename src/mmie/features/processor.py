@@ -222,7 +222,9 @@ def word_relation_processor(
 def image_ner_processor(
     config: ImageInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
-    """NER inputs plus the posts' images (the visual-prefix taggers)."""
+    """NER inputs plus the posts' images (the visual-prefix taggers); the text alone with ``use_images: false``."""
+    if not config.use_images:
+        return ner_processor(config, tokenizer, labels)
     text = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
     return Processor(config, tokenizer, PostImageFeaturizer(text, config, images), _collator(tokenizer))
 
@@ -230,7 +232,10 @@ def image_ner_processor(
 def multiscale_ner_processor(
     config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
-    """NER inputs plus the multi-scale tokens of the posts' images and of their crops (HVPNeT)."""
+    """NER inputs plus the multi-scale tokens of the posts' images and of their crops (HVPNeT); the
+    text alone with ``use_images: false``."""
+    if not config.use_images:
+        return ner_processor(config, tokenizer, labels)
     text = NerFeaturizer(tokenizer, labels, max_length=config.max_length)
     return Processor(config, tokenizer, MultiScaleRegionFeaturizer(text, config, images), _collator(tokenizer))
 
@@ -289,8 +294,11 @@ def levitated_relation_processor(
 def image_relation_processor(
     config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
-    """Marked text plus the post's images and k regions per image (GLRA and its baselines)."""
+    """Marked text plus the post's images and k regions per image (GLRA and its baselines); the marked
+    text alone with ``use_images: false``."""
     assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    if not config.use_images:
+        return relation_processor(config, tokenizer, labels)
     markers, text = _marked_text(config, tokenizer, labels)
     config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, RelationImageFeaturizer(text, config, images), _collator(tokenizer))
@@ -310,8 +318,11 @@ def post_image_relation_processor(
 def focal_relation_processor(
     config: FocalInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
-    """Marked text plus the patch features of every focal copy of every image (FocalMRE)."""
+    """Marked text plus the patch features of every focal copy of every image (FocalMRE); the marked
+    text alone with ``use_images: false``."""
     assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    if not config.use_images:
+        return relation_processor(config, tokenizer, labels)
     markers, text = _marked_text(config, tokenizer, labels)
     config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, FocalFeaturizer(text, config, images), _collator(tokenizer))
@@ -320,8 +331,11 @@ def focal_relation_processor(
 def multiscale_relation_processor(
     config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
-    """Marked text plus the multi-scale tokens of the post's images and of their crops (HVPNeT RE)."""
+    """Marked text plus the multi-scale tokens of the post's images and of their crops (HVPNeT RE); the
+    marked text alone with ``use_images: false``."""
     assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
+    if not config.use_images:
+        return relation_processor(config, tokenizer, labels)
     markers, text = _marked_text(config, tokenizer, labels)
     config = config.model_copy(update={"markers": markers})
     return Processor(config, tokenizer, MultiScaleRegionFeaturizer(text, config, images), _collator(tokenizer))

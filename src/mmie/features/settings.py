@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmie.data.schema import MAX_IMAGES
 from mmie.encoders.vision import DEFAULT_VISION_ENCODER
@@ -105,9 +105,23 @@ class ObjectLabelInputs(ImageTextSource):
 
 
 class ImageInputs(InputSettings):
-    """The post's images, as global vectors from a frozen encoder (feature cache) or as pixels."""
+    """The post's images, as global vectors from a frozen encoder (feature cache) or as pixels.
+
+    ``use_images: false`` is the text-only switch of the image models whose method has a natural
+    reading without images (a config class says so with ``text_only_switch = True``; each model's
+    docstring says what the switch turns off): the processor then reads the text alone, like a
+    text model's (no image folder, no vision encoder, no feature cache), and the model builds no
+    vision encoder and no image layers. Any other image model refuses it by name."""
 
     image_layout: ClassVar[ImageLayout] = "all"
+    # True for the config classes whose model has a text-only reading (``use_images: false``).
+    text_only_switch: ClassVar[bool] = False
+
+    use_images: bool = Field(
+        True,
+        description="false: the text-only switch (no vision encoder, no image inputs, no image folder needed); "
+        "only for the models that have one (docs/training.md)",
+    )
 
     vision_encoder: str = Field(DEFAULT_VISION_ENCODER, description="vision encoder: alias, Hugging Face id or folder")
     freeze_vision: bool = Field(
@@ -116,6 +130,14 @@ class ImageInputs(InputSettings):
     feature_cache: Path | None = Field(
         None, description="feature cache folder (frozen vision); null: $MMIE_CACHE_DIR or ~/.cache/mmie/vision-features"
     )
+
+    @field_validator("use_images")
+    @classmethod
+    def _has_text_only_switch(cls, use_images: bool) -> bool:
+        if not use_images and not cls.text_only_switch:
+            name = cls.model_fields["name"].default
+            raise ValueError(f"{name} has no text-only switch: its method needs the images (keep use_images: true)")
+        return use_images
 
     @property
     def image_slots(self) -> int:

@@ -4,6 +4,10 @@
 ImageModelMixin, BertCrfTagger)``): it adds the ``vision_encoder`` part (loaded by name, or rebuilt
 from a saved folder's components and then overwritten by its weights), keeps that part out of the
 head learning rate, and encodes the real images of a batch only (padded slots cost nothing).
+
+With the text-only switch (``use_images: false``, :class:`~mmie.features.settings.ImageInputs`) no
+vision encoder is built or loaded (the model has no ``vision_encoder``, nor its saved folder), and the
+model builds none of its image layers (:attr:`ImageModelMixin.uses_images`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class ImageModelMixin:
     def build_components(cls, config: ModelConfig, component_configs: dict[str, dict] | None = None) -> dict:
         components: dict[str, Any] = super().build_components(config, component_configs)  # type: ignore[misc]
         assert isinstance(config, ImageInputs)
+        if not config.use_images:  # the text-only switch: no vision encoder is loaded
+            return components
         # Rebuilt by name also from a saved model folder; the folder's weights then overwrite it.
         vision = (component_configs or {}).get("vision_encoder", {})
         components["vision_encoder"] = load_vision_encoder(
@@ -43,7 +49,24 @@ class ImageModelMixin:
         )
         return components
 
+    @property
+    def uses_images(self) -> bool:
+        """False with the text-only switch (``use_images: false``): no vision encoder, no image layers."""
+        config = self.model_config  # type: ignore[attr-defined]
+        return bool(config.use_images)
+
+    def attach_vision_encoder(self, vision_encoder: VisionEncoder | None) -> bool:
+        """Keep ``vision_encoder`` (None with the text-only switch, and only then); True when the model reads images."""
+        if (vision_encoder is not None) != self.uses_images:
+            use_images = self.uses_images
+            raise TypeError(f"{type(self).__name__} with use_images: {use_images} needs build_components' parts")
+        if vision_encoder is not None:
+            self.vision_encoder = vision_encoder
+        return self.uses_images
+
     def component_configs(self) -> dict[str, dict]:
+        if not self.uses_images:
+            return super().component_configs()  # type: ignore[misc]
         return {
             **super().component_configs(),  # type: ignore[misc]
             "vision_encoder": {"name": self.vision_encoder.name, "frozen": self.vision_encoder.frozen},

@@ -24,6 +24,10 @@ ran) the VG set is every (image, VG region) pair, region j of every image sharin
 A post whose sets are empty (no image, no region) gets the text vectors: z = [h_<s>; h_<o>; h_<s>; h_<o>].
 The gate is per dimension (U, V: d x d). The MLP is Linear(4d, d) -> tanh -> dropout -> Linear(d, |Y|).
 
+Text-only switch (``use_images: false``): no vision encoder, no focal attention, gate or eq. 5 weights;
+every set is the text vectors, z = [h_<s>; h_<o>; h_<s>; h_<o>] (without an OD set: [h_<s>; h_<o>]) and
+eq. 7 reads it -- exactly what the full model does for a post without images, with nothing else built.
+
 Switches: Table 3 -- ``focal_attention: false`` replaces eq. 3 by the projected mean of the patches
 (no text-to-patch attention), ``gating: false`` replaces eq. 4 by a fixed lambda = 1/2; both false is
 "w/o Either". Table 5 -- ``image_input``: ``focal`` (framed copies, the default), ``cropped`` (the
@@ -71,15 +75,22 @@ class FocalMreClassifier(ImageRelationModel):
     model_config: FocalMreConfig
 
     def __init__(
-        self, config: FocalMreConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: FocalMreConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
+        self.n_vg, self.n_od = config.focal_sets
+        d = self.hidden_size
+        if not self.uses_images:  # the text-only switch: eq. 6-7 over the text vectors
+            self.classifier = self.relation_mlp(config, len(labels))
+            return
         if not config.freeze_vision:
             raise ConfigError("model.freeze_vision: FocalMRE reads frozen patch features of its focal copies (cache)")
-        self.n_vg, self.n_od = config.focal_sets
         if self.n_vg == 0:
             raise ConfigError("model.regions_per_image: FocalMRE needs at least one VG region")
-        d = self.hidden_size
         if config.focal_attention:  # eq. 3, one head: plain cross-modal attention with masking
             self.attention = RelevanceModulatedAttention(d, self.image_dim, heads=1, relevance_modulation=False)
         else:
@@ -89,10 +100,12 @@ class FocalMreClassifier(ImageRelationModel):
             self.gate = TextImageGate(d)  # eq. 4
         self.vg_weights = nn.Parameter(torch.zeros(self.n_vg))  # eq. 5, w_vg
         self.od_weights = nn.Parameter(torch.zeros(self.n_od)) if self.n_od else None  # w_od
-        sets = 1 + int(self.n_od > 0)
-        self.classifier = nn.Sequential(  # eq. 7
-            nn.Linear(2 * sets * d, d), nn.Tanh(), nn.Dropout(config.dropout), nn.Linear(d, len(labels))
-        )
+        self.classifier = self.relation_mlp(config, len(labels))
+
+    def relation_mlp(self, config: FocalMreConfig, labels: int) -> nn.Sequential:
+        """Eq. 7's MLP over z: 2 vectors per set -> d -> |Y|."""
+        d, sets = self.hidden_size, 1 + int(self.n_od > 0)
+        return nn.Sequential(nn.Linear(2 * sets * d, d), nn.Tanh(), nn.Dropout(config.dropout), nn.Linear(d, labels))
 
     # ------------------------------------------------------------------------- running
 
@@ -132,14 +145,20 @@ class FocalMreClassifier(ImageRelationModel):
         attention_mask: torch.Tensor,
         head_start: torch.Tensor,
         tail_start: torch.Tensor,
-        image_mask: torch.Tensor,
-        focal_mask: torch.Tensor,
-        focal_features: torch.Tensor,
+        image_mask: torch.Tensor | None = None,  # None (and the focal inputs): the text-only switch's batch
+        focal_mask: torch.Tensor | None = None,
+        focal_features: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> FocalMreOutput:
         hidden = self.encode_text(input_ids, attention_mask, token_type_ids)  # eq. 1
         markers = self.marker_vectors(hidden, head_start, tail_start)  # [B, 2, d]: h_text at the start markers
+        if not self.uses_images:  # the text-only switch: every set is the text vectors (eq. 6), images never read
+            z = markers.repeat(1, 1 + int(self.n_od > 0), 1).flatten(1)  # [h_<s>; h_<o>](; [h_<s>; h_<o>])
+            logits = self.classifier(self.dropout(z))  # eq. 7
+            return FocalMreOutput(loss=self.loss(logits, labels), logits=logits)
+        if image_mask is None or focal_mask is None or focal_features is None:
+            raise ValueError(f"{type(self).__name__} reads images: its batch needs image_mask and the focal inputs")
         patches = focal_features.to(hidden.dtype)  # [B, m, S, P, D], stored as float16; m <= M real slots
         slots = patches.shape[1]
         mask = focal_mask[:, :slots].bool() & image_mask[:, :slots].bool().unsqueeze(-1)  # [B, m, S]

@@ -23,6 +23,8 @@ class ImageRelationConfig(RelationModelConfig, RegionInputs):
 
 
 class GlraConfig(ImageRelationConfig):
+    text_only_switch: ClassVar[bool] = True  # use_images: false -> [H_[CLS]; H_<s>; H_<o>] (eq. 7 without C, U)
+
     name: str = "glra"
     use_global: bool = Field(True, description="global representations H_[CLS] and C (Table 3: w/o Global)")
     use_local: bool = Field(True, description="local representations H_<s>, H_<o> and U (Table 3: w/o Local)")

@@ -15,6 +15,10 @@ both paths. The ablations of Table 3 are switches: ``use_global: false`` drops H
 and drops R (eq. 2-4). The per-image relevance R_global is in every output (``relevance [B, M]``,
 0 for padded slots) and in every prediction GLRA writes.
 
+Text-only switch (``use_images: false``): no vision encoder and no RMA; C and U leave eq. 7, whose text
+part stays: p(y | S) = softmax([H_[CLS]; H_<s>; H_<o>] W), W: 3 d_t x |Y| (``use_global`` / ``use_local``
+still choose the parts). ``relevance`` is None.
+
 The vision encoder, the image and region inputs and their masking are the image RE base's
 (:mod:`mmie.models.glra.image_relation`), shared with the Table 2 baselines
 (:mod:`mmie.models.glra.mre_image_baselines`) and FocalMRE.
@@ -47,17 +51,25 @@ class GlraClassifier(ImageRelationModel):
     model_config: GlraConfig
 
     def __init__(
-        self, config: GlraConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: GlraConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
         if not (config.use_global or config.use_local):
             raise ConfigError("model: use_global and use_local are both false; GLRA needs at least one")
+        text_width = int(config.use_global) + 2 * int(config.use_local)  # H_[CLS]; H_<s>; H_<o>
+        if not self.uses_images:  # the text-only switch: eq. 7 without C and U, 3 d_t
+            self.classifier = nn.Linear(text_width * self.hidden_size, len(labels))
+            return
         if config.use_local and config.regions_per_image == 0:
             raise ConfigError("model.regions_per_image: the local path needs regions (or set use_local: false)")
         self.attention = RelevanceModulatedAttention(
             self.hidden_size, self.image_dim, config.attention_heads, config.relevance_modulation
         )
-        width = 2 * (int(config.use_global) + 2 * int(config.use_local))  # eq. 7: 6 d_t with both paths
+        width = 2 * text_width  # eq. 7: 6 d_t with both paths
         self.classifier = nn.Linear(width * self.hidden_size, len(labels))
 
     def classify(
@@ -85,3 +97,10 @@ class GlraClassifier(ImageRelationModel):
         representation = torch.cat(text_parts + image_parts, dim=1).flatten(1)  # eq. 7 order
         logits = self.classifier(self.dropout(representation))
         return logits, {"relevance": relevance, "region_relevance": region_relevance}
+
+    def classify_text(self, hidden: torch.Tensor, markers: torch.Tensor) -> torch.Tensor:
+        """Eq. 7's text part (the text-only switch): [H_[CLS]; H_<s>; H_<o>] -> logits."""
+        parts = ([hidden[:, :1]] if self.model_config.use_global else []) + (
+            [markers] if self.model_config.use_local else []
+        )
+        return self.classifier(self.dropout(torch.cat(parts, dim=1).flatten(1)))

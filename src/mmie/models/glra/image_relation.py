@@ -6,6 +6,9 @@ Image inputs come as frozen features from the cache (``image_features [B, M, D]`
 always with ``image_mask [B, M]`` and ``region_mask [B, M, k]``. Deviation from the reference code, on
 purpose: padded images and padded regions are masked in every attention and relevance (the reference
 attends to zero-padded images and always to 3 regions each).
+
+The text-only switch (``use_images: false``, the models whose config has one) builds no vision encoder and
+takes a text RE model's batch: :meth:`ImageRelationModel.classify_text` is then the head.
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
         config: RelationModelConfig,  # and RegionInputs: the settings of the image inputs
         labels: list[str],
         text_encoder: PreTrainedModel,
-        vision_encoder: VisionEncoder,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder)
-        self.vision_encoder = vision_encoder
+        self.attach_vision_encoder(vision_encoder)
         self.dropout = nn.Dropout(config.dropout)
 
     # ------------------------------------------------------------------------- running
@@ -119,14 +122,18 @@ class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
         -> logits ``[B, labels]`` and extra outputs (fields of :class:`ImageRelationOutput`)."""
         raise NotImplementedError
 
+    def classify_text(self, hidden: torch.Tensor, markers: torch.Tensor) -> torch.Tensor:
+        """The head of the text-only switch (``use_images: false``): text vectors and markers -> logits."""
+        raise NotImplementedError
+
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         head_start: torch.Tensor,
         tail_start: torch.Tensor,
-        image_mask: torch.Tensor,
-        region_mask: torch.Tensor,
+        image_mask: torch.Tensor | None = None,  # None (and region_mask): the text-only switch's batch
+        region_mask: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
         region_features: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -134,6 +141,14 @@ class ImageRelationModel(ImageModelMixin, MarkedRelationModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> ImageRelationOutput:
+        if not self.uses_images:  # the text-only switch: images are never read, even when given
+            hidden = self.encode_text(input_ids, attention_mask, token_type_ids)
+            logits = self.classify_text(hidden, self.marker_vectors(hidden, head_start, tail_start))
+            text_output = self.output_class(loss=self.loss(logits, labels), logits=logits)
+            assert isinstance(text_output, ImageRelationOutput)
+            return text_output
+        if image_mask is None or region_mask is None:
+            raise ValueError(f"{type(self).__name__} reads images: its batch needs image_mask and region_mask")
         posts = self.post_regions(
             image_mask, region_mask, image_features, region_features, pixel_values, region_pixel_values
         )

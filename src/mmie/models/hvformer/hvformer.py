@@ -171,8 +171,8 @@ class HvformerClassifier(ImageRelationModel):
         attention_mask: torch.Tensor,
         head_start: torch.Tensor,
         tail_start: torch.Tensor,
-        image_mask: torch.Tensor,
-        region_mask: torch.Tensor,
+        image_mask: torch.Tensor | None = None,  # always given: HVFormer has no text-only switch (the base's types)
+        region_mask: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
         region_features: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,

@@ -52,6 +52,7 @@ class HvpnetConfig(ModelConfig, HvpnetInputs):
     """HVPNeT NER: BERT-CRF with the hierarchical visual prefix of the first image and its crops."""
 
     image_layout: ClassVar[ImageLayout] = "first"
+    text_only_switch: ClassVar[bool] = True  # use_images: false -> no prefix: BERT-CRF
 
     name: str = "hvpnet"
 
@@ -68,6 +69,7 @@ class HvpnetRelationConfig(RelationModelConfig, HvpnetInputs):
     """HVPNeT RE: marked text with the hierarchical visual prefix, classifier over [h_<s>; h_<o>]."""
 
     image_layout: ClassVar[ImageLayout] = "first"
+    text_only_switch: ClassVar[bool] = True  # use_images: false -> no prefix: MTB's [h_<s>; h_<o>] head
 
     name: str = "hvpnet_re"
 

@@ -14,6 +14,9 @@ no block for a padded slot (masked: zero attention). The MNER-MI and MRE-MI pape
 without saying more (MRE-MI, sec. 5.1: "HVPNeT ... can accept multiple images"); one prefix block per
 image is the natural reading (shared/BASELINES.md).
 
+Text-only switch (``use_images: false``): no vision encoder and no prefix (:mod:`mmie.models.hvpnet.prefix_model`);
+(6) is then BERT without past keys/values, and the model is BERT-CRF; ``gates`` is None.
+
 Deviations: the reference decodes a CRF over every sub-word; here over each word's first sub-word,
 as every mmie tagger (labels live on words). The crops of the MNER datasets come from a region
 provider (offline: grid saliency, not grounding; docs/models/hvpnet.md).
@@ -55,7 +58,11 @@ class HvpnetTagger(HierarchicalPrefixMixin, BertCrfTagger):
     model_config: HvpnetConfig
 
     def __init__(
-        self, config: HvpnetConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: HvpnetConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder)
         self.build_visual_prefix(config, vision_encoder, text_encoder)
@@ -67,8 +74,8 @@ class HvpnetTagger(HierarchicalPrefixMixin, BertCrfTagger):
         attention_mask: torch.Tensor,
         word_starts: torch.Tensor,
         word_mask: torch.Tensor,
-        image_mask: torch.Tensor,
-        crop_mask: torch.Tensor,
+        image_mask: torch.Tensor | None = None,  # None (and crop_mask): the text-only switch's batch
+        crop_mask: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,  # the images' mean tokens: not read (the blocks are)
         region_features: torch.Tensor | None = None,
         crop_features: torch.Tensor | None = None,
@@ -80,12 +87,13 @@ class HvpnetTagger(HierarchicalPrefixMixin, BertCrfTagger):
         gated = self.gated_prefix(
             image_mask, crop_mask, region_features, crop_features, pixel_values, crop_pixel_values
         )
-        hidden = encode_with_prefix(self.text_encoder, input_ids, attention_mask, gated.prefix, token_type_ids)  # (6)
+        prefix = gated.prefix if gated is not None else None  # None: the text-only switch (no prefix)
+        hidden = encode_with_prefix(self.text_encoder, input_ids, attention_mask, prefix, token_type_ids)  # (6)
         words = gather_positions(hidden.last_hidden_state, word_starts)  # type: ignore[arg-type]
         emissions = self.classifier(self.dropout(words))
         loss = self.crf(emissions, labels, word_mask) if labels is not None else None
         predictions = None if self.training else self.decode(emissions, word_mask)
-        gates = gated.gates.transpose(0, 1)  # [L, B, P, S] -> [B, L, P, S]
+        gates = gated.gates.transpose(0, 1) if gated is not None else None  # [L, B, P, S] -> [B, L, P, S]
         return HvpnetTaggerOutput(loss=loss, logits=emissions, predictions=predictions, gates=gates)
 
 

@@ -8,6 +8,9 @@
 The prefix is built as in :mod:`mmie.models.hvpnet.hvpnet`; ``hvpnet_re`` reads the first image and
 its k crops (MNRE: the 3 grounding crops of the release), ``hvpnet_mi_re`` every image, one block per
 image and per crop, none for a padded slot.
+
+Text-only switch (``use_images: false``): no vision encoder and no prefix; (6) is BERT without past
+keys/values, so the model is MTB's entity-start classifier over [h_<s>; h_<o>]; ``gates`` is None.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class HvpnetRelationClassifier(HierarchicalPrefixMixin, MarkedRelationModel):
         config: HvpnetRelationConfig,
         labels: list[str],
         text_encoder: PreTrainedModel,
-        vision_encoder: VisionEncoder,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder)
         self.build_visual_prefix(config, vision_encoder, text_encoder)
@@ -65,8 +68,8 @@ class HvpnetRelationClassifier(HierarchicalPrefixMixin, MarkedRelationModel):
         attention_mask: torch.Tensor,
         head_start: torch.Tensor,
         tail_start: torch.Tensor,
-        image_mask: torch.Tensor,
-        crop_mask: torch.Tensor,
+        image_mask: torch.Tensor | None = None,  # None (and crop_mask): the text-only switch's batch
+        crop_mask: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,  # the images' mean tokens: not read (the blocks are)
         region_features: torch.Tensor | None = None,
         crop_features: torch.Tensor | None = None,
@@ -78,10 +81,11 @@ class HvpnetRelationClassifier(HierarchicalPrefixMixin, MarkedRelationModel):
         gated = self.gated_prefix(
             image_mask, crop_mask, region_features, crop_features, pixel_values, crop_pixel_values
         )
-        hidden = encode_with_prefix(self.text_encoder, input_ids, attention_mask, gated.prefix, token_type_ids)  # (6)
+        prefix = gated.prefix if gated is not None else None  # None: the text-only switch (no prefix)
+        hidden = encode_with_prefix(self.text_encoder, input_ids, attention_mask, prefix, token_type_ids)  # (6)
         markers = self.marker_vectors(hidden.last_hidden_state, head_start, tail_start)  # type: ignore[arg-type]
         logits = self.classifier(self.dropout(markers.flatten(1)))  # [h_<s>; h_<o>]
-        gates = gated.gates.transpose(0, 1)  # [L, B, P, S] -> [B, L, P, S]
+        gates = gated.gates.transpose(0, 1) if gated is not None else None  # [L, B, P, S] -> [B, L, P, S]
         return HvpnetRelationOutput(loss=self.loss(logits, labels), logits=logits, gates=gates)
 
 

@@ -8,6 +8,10 @@ for the images, ``crop_features [B, M, k, T, D]`` for the crops) or as pixels fo
 backbone (``pixel_values``, ``crop_pixel_values``), always with ``image_mask [B, M]`` and
 ``crop_mask [B, M, k]``. A padded image slot and a missing crop are blocks of the tensor, masked in the
 prefix: they get no attention, so their content never changes the output.
+
+The text-only switch (``use_images: false``) builds neither the vision encoder nor the prefix: the text
+encoder runs as is (no past keys/values), so HVPNeT NER is BERT-CRF and HVPNeT RE is MTB's
+[h_<s>; h_<o>] classifier.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ class HierarchicalPrefixMixin(ImageModelMixin):
     visual_prefix: HierarchicalVisualPrefix
 
     def build_visual_prefix(
-        self, config: HvpnetInputs, vision_encoder: VisionEncoder, text_encoder: PreTrainedModel
+        self, config: HvpnetInputs, vision_encoder: VisionEncoder | None, text_encoder: PreTrainedModel
     ) -> None:
+        if vision_encoder is None:  # the text-only switch: no prefix
+            self.attach_vision_encoder(None)
+            return
         require_prefix_support(text_encoder)  # the prefix goes in as the encoder's key/value cache (eq. 6)
         if not isinstance(vision_encoder, MultiScaleEncoder):
             raise TypeError(f"{type(self).__name__} reads stage features: build it with create_model")
-        self.vision_encoder = vision_encoder
+        self.attach_vision_encoder(vision_encoder)
         tokens = config.prefix_grid**2
         self.visual_prefix = HierarchicalVisualPrefix(
             vision_encoder.stage_dims, tokens, text_encoder.config, config.prefix_bottleneck
@@ -85,14 +92,19 @@ class HierarchicalPrefixMixin(ImageModelMixin):
 
     def gated_prefix(
         self,
-        image_mask: torch.Tensor,
-        crop_mask: torch.Tensor,
+        image_mask: torch.Tensor | None,
+        crop_mask: torch.Tensor | None,
         region_features: torch.Tensor | None = None,
         crop_features: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         crop_pixel_values: torch.Tensor | None = None,
-    ) -> GatedPrefix:
-        """Eq. 1-5 over the post's blocks: the prefix of every text-encoder layer and its gates."""
+    ) -> GatedPrefix | None:
+        """Eq. 1-5 over the post's blocks: the prefix of every text-encoder layer and its gates (None
+        with the text-only switch: the images are never read, even when given)."""
+        if not self.uses_images:
+            return None
+        if image_mask is None or crop_mask is None:
+            raise ValueError(f"{type(self).__name__} reads images: its batch needs image_mask and crop_mask")
         blocks, mask = self.visual_blocks(
             image_mask, crop_mask, region_features, crop_features, pixel_values, crop_pixel_values
         )

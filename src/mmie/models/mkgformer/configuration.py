@@ -14,6 +14,7 @@ class MkgformerConfig(RelationModelConfig, RegionInputs):
     """MKGformer for RE (Chen et al., SIGIR 2022; zjunlp/MKGformer ``MRE/``): a single-image model."""
 
     image_layout: ClassVar[ImageLayout] = "first"
+    text_only_switch: ClassVar[bool] = True  # use_images: false -> no M-Encoder: the text encoder + [h_<s>; h_<o>]
 
     name: str = "mkgformer"
     regions_per_image: int = Field(3, ge=0, le=16, description="k: grounding crops of the image (reference code: 3)")

@@ -19,6 +19,9 @@ L_M layers form the M-Encoder, where the two streams meet twice per layer (sec. 
 layer l - 1 computed (from its input); the first M-Encoder vision layer reads those of the last
 T-Encoder layer. The text layers below the M-Encoder never see the image (tested).
 
+Text-only switch (``use_images: false``): no vision encoder, no M-Encoder (its vision layers and W_3): the
+text encoder runs as is and r = [h^L_<s>; h^L_<o>] -- the reference's RE head over BERT, i.e. MTB.
+
 Deviations, on purpose:
 
 * mmie's vision encoders are frozen feature extractors (the feature cache): a visual token is the
@@ -61,9 +64,16 @@ class MkgformerClassifier(ImageRelationModel):
     model_config: MkgformerConfig
 
     def __init__(
-        self, config: MkgformerConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: MkgformerConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
+        if not self.uses_images:  # the text-only switch: no M-Encoder
+            self.classifier = nn.Linear(2 * self.hidden_size, len(labels))
+            return
         text_config = text_encoder.config
         self.num_layers = len(text_layers.encoder_layers(text_encoder))
         fused = config.fusion_layers or -(-self.num_layers // 3)  # default: the upper third, rounded up
@@ -121,8 +131,8 @@ class MkgformerClassifier(ImageRelationModel):
         attention_mask: torch.Tensor,
         head_start: torch.Tensor,
         tail_start: torch.Tensor,
-        image_mask: torch.Tensor,
-        region_mask: torch.Tensor,
+        image_mask: torch.Tensor | None = None,  # None (and region_mask): the text-only switch's batch
+        region_mask: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
         region_features: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -130,10 +140,15 @@ class MkgformerClassifier(ImageRelationModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> ImageRelationOutput:
-        posts = self.post_regions(
-            image_mask, region_mask, image_features, region_features, pixel_values, region_pixel_values
-        )
-        hidden = self.encode(input_ids, attention_mask, token_type_ids, posts)[-1]
+        if not self.uses_images:  # the text-only switch: the text encoder as is, images never read
+            hidden = self.encode_text(input_ids, attention_mask, token_type_ids)
+        elif image_mask is None or region_mask is None:
+            raise ValueError(f"{type(self).__name__} reads images: its batch needs image_mask and region_mask")
+        else:
+            posts = self.post_regions(
+                image_mask, region_mask, image_features, region_features, pixel_values, region_pixel_values
+            )
+            hidden = self.encode(input_ids, attention_mask, token_type_ids, posts)[-1]
         markers = self.marker_vectors(hidden, head_start, tail_start)  # [B, 2, d]
         logits = self.classifier(self.dropout(markers.flatten(1)))
         return ImageRelationOutput(loss=self.loss(logits, labels), logits=logits)

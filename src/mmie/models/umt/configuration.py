@@ -39,6 +39,8 @@ class ImageGridConfig(ModelConfig, ImageInputs):
 class UmtConfig(ImageGridConfig):
     """UMT (Yu et al., ACL 2020); ``span_mix`` and ``span_weight`` are alpha and beta of its code."""
 
+    text_only_switch: ClassVar[bool] = True  # use_images: false -> BERT-CRF + the auxiliary span task
+
     name: str = "umt"
     span_mix: float = Field(
         0.5, ge=0.0, le=1.0, description="alpha: weight of the main emissions against the converted span emissions"
@@ -63,6 +65,8 @@ class UmtRelationConfig(RelationModelConfig, ImageGridConfig):
 
 class MafConfig(ImageGridConfig):
     """MAF (Xu et al., WSDM 2022); defaults from the authors' run script (``run_gate_cl.py``)."""
+
+    text_only_switch: ClassVar[bool] = True  # use_images: false -> BERT-CRF (no matching, alignment or gate)
 
     name: str = "maf"
     negative_fraction: float = Field(

@@ -8,6 +8,9 @@ a fixed stock picture), and its visual branch is switched off in the fusion by e
 
 The batch is read here (:meth:`ImageGridTagger.forward`); each model's :meth:`~ImageGridTagger.tag`
 holds its method, from the text's sub-word vectors and the region grid to the CRF's emissions and loss.
+
+The text-only switch (``use_images: false``): no vision encoder, no image layers, and the batch is a text
+tagger's; each model's :meth:`~ImageGridTagger.tag_text` holds what its method is without the image.
 """
 
 from __future__ import annotations
@@ -33,10 +36,14 @@ class ImageGridTagger(ImageGridMixin, BertCrfTagger):
     model_config: ImageGridConfig
 
     def __init__(
-        self, config: ImageGridConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: ImageGridConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder)
-        self.vision_encoder = vision_encoder
+        self.attach_vision_encoder(vision_encoder)
 
     def tag(
         self,
@@ -52,6 +59,17 @@ class ImageGridTagger(ImageGridMixin, BertCrfTagger):
         [B, R, D]`` -> the CRF's emissions ``[B, w, L]`` and, with ``labels``, the loss."""
         raise NotImplementedError
 
+    def tag_text(
+        self,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        word_starts: torch.Tensor,
+        word_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model's method without the image (``use_images: false``): emissions and, with labels, the loss."""
+        raise NotImplementedError
+
     # Takes the batch of its own processor, which adds the image inputs to the text tagger's.
     def forward(  # type: ignore[override]
         self,
@@ -59,7 +77,7 @@ class ImageGridTagger(ImageGridMixin, BertCrfTagger):
         attention_mask: torch.Tensor,
         word_starts: torch.Tensor,
         word_mask: torch.Tensor,
-        image_mask: torch.Tensor,
+        image_mask: torch.Tensor | None = None,  # None: the text-only switch's batch
         image_features: torch.Tensor | None = None,  # the global vectors: unused, both models read the grid
         region_features: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -69,7 +87,12 @@ class ImageGridTagger(ImageGridMixin, BertCrfTagger):
         text = self.dropout(
             self.encode_text(input_ids, attention_mask, token_type_ids)
         )  # BERT(x), dropout as the codes
-        grid, present = self.image_grid(image_mask, region_features, pixel_values)
-        emissions, loss = self.tag(text, attention_mask.bool(), word_starts, word_mask, grid, present, labels)
+        if self.uses_images:
+            if image_mask is None:
+                raise ValueError(f"{type(self).__name__} reads images: its batch needs image_mask")
+            grid, present = self.image_grid(image_mask, region_features, pixel_values)
+            emissions, loss = self.tag(text, attention_mask.bool(), word_starts, word_mask, grid, present, labels)
+        else:  # the text-only switch: images are never read, even when given
+            emissions, loss = self.tag_text(text, attention_mask.bool(), word_starts, word_mask, labels)
         predictions = None if self.training else self.decode(emissions, word_mask)
         return TokenClassificationOutput(loss=loss, logits=emissions, predictions=predictions)

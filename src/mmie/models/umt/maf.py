@@ -22,6 +22,10 @@ tau = 0.179, lambda_c = 0.7, lambda = 0.62 (the authors' run script). The swappe
 swapped image in the NER path too, as in the code: the matching probability must learn to shut out
 an image that does not belong. Outside training nothing is swapped.
 
+Text-only switch (``use_images: false``): matching, alignment and the gate all need an image, so none is
+built (nor a vision encoder); what is left is BERT-CRF, z = W T, loss = -log p_CRF(y | z) (unweighted:
+lambda only balanced it against the image losses).
+
 Deviations: the code's matching classifier reads the flattened states of a fixed 128-token input
 (Linear(2d x 128, 2)); here their mean over the real sub-words (Linear(2d, 2)), so any length works.
 The code takes 16 negatives from batches of 64; here ``negative_fraction`` (0.25) of the posts with an
@@ -81,10 +85,16 @@ class MafTagger(ImageGridTagger):
     model_config: MafConfig
 
     def __init__(
-        self, config: MafConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: MafConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
         d = self.hidden_size
+        if not self.uses_images:  # the text-only switch: BERT-CRF's own classifier W [d, L] over T
+            return
         self.image_projection = nn.Linear(self.image_dim, d)  # W_v, M1
         self.text_to_image = CrossModalLayer.like_encoder(text_encoder.config)  # M3
         self.matcher = nn.Linear(2 * d, 2)  # W_c, M4
@@ -137,3 +147,14 @@ class MafTagger(ImageGridTagger):
             lam = self.model_config.ner_weight
             loss = lam * self.crf(emissions, labels, word_mask) + (1 - lam) * (match_loss + align_loss)  # M9
         return emissions, loss
+
+    def tag_text(
+        self,
+        text: torch.Tensor,  # T [B, n, d], M1
+        text_mask: torch.Tensor,
+        word_starts: torch.Tensor,
+        word_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        emissions = self.classifier(gather_positions(text, word_starts))  # z = W T (M8 without C')
+        return emissions, self.crf(emissions, labels, word_mask) if labels is not None else None

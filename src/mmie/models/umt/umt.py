@@ -23,6 +23,14 @@ The conversion matrix M [3, L] maps the span scores onto the main labels: O -> O
 and I -> every I-X with weight 1/K for K entity types (0.25 for the four of Twitter, as the code's
 fixed ``trans_matrix``; not learnt). The span labels are derived from the main labels, never read.
 
+Text-only switch (``use_images: false``): the multimodal interaction module (U2, U5-U8) is not built and
+no vision encoder is loaded; the auxiliary span task stays. The main emissions are BERT-CRF's over T:
+
+    z_m = W_m T;   z = alpha z_m + (1 - alpha) z_s M;   loss as (U10)                       (U9')
+
+i.e. BERT-CRF with UMT's entity span detection (the UMT paper's text-only multi-task row, MT-BERT-CRF,
+is this idea; its exact layers are not in shared/papers, so W_m reads T directly, width d).
+
 UMT-MI (MNER-MI paper, sec. 5.1) is this model fed one picture with all of the post's images
 stitched 2 x 2 (its config's ``image_layout``). Deviations: the layers run over sub-words and the
 CRF over each word's first sub-word (the code labels the rest ``X``); a post without an image reads
@@ -77,15 +85,20 @@ class UmtTagger(MultimodalInteractionMixin, ImageGridTagger):
     conversion: torch.Tensor
 
     def __init__(
-        self, config: UmtConfig, labels: list[str], text_encoder: PreTrainedModel, vision_encoder: VisionEncoder
+        self,
+        config: UmtConfig,
+        labels: list[str],
+        text_encoder: PreTrainedModel,
+        vision_encoder: VisionEncoder | None = None,  # None with the text-only switch
     ) -> None:
         super().__init__(config, labels, text_encoder, vision_encoder)
         d = self.hidden_size
-        self.build_interaction(text_encoder.config, self.image_dim)  # U2, U5-U8 (interaction.py)
+        if self.uses_images:
+            self.build_interaction(text_encoder.config, self.image_dim)  # U2, U5-U8 (interaction.py)
         self.span_attention = CrossModalLayer.like_encoder(text_encoder.config)  # U3
         self.span_classifier = nn.Linear(d, len(SPAN_LABELS))  # W_s, U3
         self.span_crf = ConstrainedCRF(list(SPAN_LABELS))  # U4
-        self.classifier = nn.Linear(2 * d, len(labels))  # W_m, U9
+        self.classifier = nn.Linear((2 if self.uses_images else 1) * d, len(labels))  # W_m, U9 (U9': d)
         # Not persistent: both follow from the label set, which the model folder saves.
         self.register_buffer("span_of_label", span_label_ids(self.labels), persistent=False)
         self.register_buffer("conversion", conversion_matrix(self.labels), persistent=False)
@@ -104,14 +117,39 @@ class UmtTagger(MultimodalInteractionMixin, ImageGridTagger):
         present: torch.Tensor,
         labels: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        span_hidden = self.span_attention(text, text, text_mask)  # T_s, U3
-        span_emissions = self.span_classifier(gather_positions(span_hidden, word_starts))  # z_s [B, w, 3]
+        span_emissions = self.span_emissions(text, text_mask, word_starts)  # z_s, U3
 
         image_aware, visual = self.interact(text, text_mask, grid, present)  # H, B: U5-U8
 
         fused = gather_positions(torch.cat([image_aware, visual], dim=-1), word_starts)  # [H; B] at each word
+        return self.unified_decoding(self.classifier(fused), span_emissions, word_mask, labels)
+
+    def tag_text(
+        self,
+        text: torch.Tensor,  # T [B, n, d], U1
+        text_mask: torch.Tensor,
+        word_starts: torch.Tensor,
+        word_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        span_emissions = self.span_emissions(text, text_mask, word_starts)  # z_s, U3
+        main = self.classifier(gather_positions(text, word_starts))  # z_m = W_m T, U9'
+        return self.unified_decoding(main, span_emissions, word_mask, labels)
+
+    def span_emissions(self, text: torch.Tensor, text_mask: torch.Tensor, word_starts: torch.Tensor) -> torch.Tensor:
+        """z_s ``[B, w, 3]`` (U3): the span task's own self-attention layer, scored at each word."""
+        span_hidden = self.span_attention(text, text, text_mask)  # T_s
+        return self.span_classifier(gather_positions(span_hidden, word_starts))
+
+    def unified_decoding(
+        self,
+        main: torch.Tensor,  # z_m [B, w, L]
+        span_emissions: torch.Tensor,  # z_s [B, w, 3]
+        word_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         alpha = self.model_config.span_mix
-        emissions = alpha * self.classifier(fused) + (1 - alpha) * span_emissions @ self.conversion  # z, U9
+        emissions = alpha * main + (1 - alpha) * span_emissions @ self.conversion  # z, U9
         loss = None
         if labels is not None:  # U10
             span_loss = self.span_crf(span_emissions, self.span_labels(labels), word_mask)
