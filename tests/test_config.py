@@ -99,6 +99,9 @@ def test_malformed_files(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+PAPER_ENCODERS = {"clip_re": "openai/clip-vit-base-patch32", "visualbert_re": "uclanlp/visualbert-vqa-coco-pre"}
+
+
 def test_shipped_configs_are_valid():
     names = {path.relative_to(REPO / "configs").as_posix() for path in SHIPPED}
     assert {
@@ -113,5 +116,6 @@ def test_shipped_configs_are_valid():
             assert config.model.encoder == "none" and config.data.dev is not None
         elif path.parent.name in ("synthetic", "offline"):
             assert config.model.encoder == "minilm"  # the offline demo and the offline variants
-        else:
-            assert config.model.encoder == "bert-base-uncased" and config.data.dev is not None
+        else:  # BERT-base, but for the rows that are a pretrained vision-language model of their own
+            paper_encoder = PAPER_ENCODERS.get(config.model.name, "bert-base-uncased")
+            assert config.model.encoder == paper_encoder and config.data.dev is not None, path
