@@ -30,11 +30,19 @@ from mmie.training.engine import label_set
 
 # Models bound to one kind of checkpoint, and the fixture of their tiny one (the rest run on tiny_bert).
 ENCODER_FIXTURES = {"clip_re": "tiny_clip"}
+# Models with a CLIP beside their text encoder (model.clip_model), and the fixture of its tiny one.
+CLIP_FIXTURES = {"promptmner": "tiny_clip"}
 
 
 def encoder_of(name: str, request: pytest.FixtureRequest, tiny_bert: str) -> str:
     fixture = ENCODER_FIXTURES.get(name)
     return tiny_bert if fixture is None else request.getfixturevalue(fixture)
+
+
+def clip_settings(name: str, request: pytest.FixtureRequest) -> dict:
+    """``model.clip_model`` of a model with a CLIP beside its text encoder: the tiny CLIP."""
+    fixture = CLIP_FIXTURES.get(name)
+    return {} if fixture is None else {"clip_model": request.getfixturevalue(fixture)}
 
 
 def text_only(records: list) -> list:
@@ -86,7 +94,7 @@ def test_the_baselines_are_registered():
 
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward(name, tiny_bert, request):
-    model, tokenizer, batch, labels = build(name, encoder_of(name, request, tiny_bert))
+    model, tokenizer, batch, labels = build(name, encoder_of(name, request, tiny_bert), **clip_settings(name, request))
     model.train()
     output = model(**batch)
     assert output.loss is not None and torch.isfinite(output.loss)
@@ -117,7 +125,7 @@ def test_forward_backward(name, tiny_bert, request):
 
 @pytest.mark.parametrize("name", list_models())
 def test_saved_folder_reloads_to_the_same_outputs_without_pickles(name, tiny_bert, tmp_path, request):
-    model, tokenizer, batch, labels = build(name, encoder_of(name, request, tiny_bert))
+    model, tokenizer, batch, labels = build(name, encoder_of(name, request, tiny_bert), **clip_settings(name, request))
     model.eval()
     folder = save_model_folder(model, tokenizer, tmp_path / "model")
     assert not [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]

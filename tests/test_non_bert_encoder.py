@@ -20,7 +20,7 @@ from mmie.models import get_model_entry, list_models
 from mmie.models.layers.visual_prefix import require_prefix_support
 from test_glra import LABELS, image_inputs, text_batch
 from test_glra import build as build_image_re
-from test_models import build
+from test_models import build, clip_settings
 
 # The visual-prefix models put image keys and values into the encoder's self-attention through its
 # cache; MPNet's attention takes none (its relative position bias spans the text only).
@@ -67,8 +67,9 @@ def test_the_tiny_mpnet_is_what_mpnet_base_is_like(tiny_mpnet):
 @pytest.mark.parametrize(
     "name", [name for name in WITH_ENCODER if name not in PREFIX_MODELS | LAYERWISE_MODELS | CHECKPOINT_BOUND_MODELS]
 )
-def test_every_model_trains_predicts_and_reloads_on_mpnet(name, tiny_mpnet, tmp_path):
-    model, tokenizer, batch, labels = build(name, tiny_mpnet, **TINY_HEADS.get(name, {}))
+def test_every_model_trains_predicts_and_reloads_on_mpnet(name, tiny_mpnet, tmp_path, request):
+    settings = {**TINY_HEADS.get(name, {}), **clip_settings(name, request)}  # promptMNER's CLIP: the tiny one
+    model, tokenizer, batch, labels = build(name, tiny_mpnet, **settings)
     assert "token_type_ids" not in batch  # MPNet has none: the batch never invents them
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATES.get(name, 1e-2))

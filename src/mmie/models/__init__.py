@@ -13,7 +13,8 @@ baselines), ``glra`` (GLRA, the image RE base and the MTB image baselines), ``fo
 ``mkgformer``, ``hvformer`` (HVFormer, HVFormer-MI), ``visualpt_moe`` (VisualPT-MoE, VisualPT-MoE-MI),
 ``umgf`` (UMGF, UMGF-MI, UMGF for RE), ``mega`` (MEGA, BERT+SG+Att: scene graphs), ``ita`` (ITA: image
 text appended to the post, cross-view alignment), ``ocsga`` (OCSGA: object labels as text, dense
-co-attention), ``pretrained_vl`` (VisualBERT and CLIP as RE baselines). Shared layers live in
+co-attention), ``pretrained_vl`` (VisualBERT and CLIP as RE baselines), ``promptmner`` (promptMNER: CLIP's scores of
+entity-type prompts as visual clues). Shared layers live in
 ``layers``; the vision-encoder part of every image model in ``image_model``.
 """
 
@@ -32,6 +33,7 @@ from mmie.models import (  # noqa: F401
     ocsga,
     pcnn,
     pretrained_vl,
+    promptmner,
     text,
     tpm_mi,
     umgf,
