@@ -161,6 +161,13 @@ def test_ita_trains_on_synthetic_posts_with_a_provider_file_and_reloads(tmp_path
     assert 0.0 <= result.metrics["test"]["f1"] <= 1.0
     loaded = mmie.load_model(result.model_dir, images=sample / "images")
     assert loaded.evaluate(records["test"], progress=False)["f1"] == pytest.approx(result.metrics["test"]["f1"])
+    # a file that lacks an image of the training split: the error names the split's file and the record
+    first = records["train"][0]
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(json.dumps(line) + "\n" for line in lines if line["image"] not in first.images))
+    config["model"]["image_text"] = str(partial)
+    with pytest.raises(DataError, match=rf"^{sample / 'train.txt'}: record {first.id}: images: .*no line for image"):
+        train(config, output_dir=tmp_path / "partial")
 
 
 WORDS = ["paris", "alice", "dave", "visited"]

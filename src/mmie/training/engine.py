@@ -40,11 +40,13 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -55,7 +57,7 @@ from mmie.data import read_dataset
 from mmie.data.releases import fingerprint
 from mmie.data.sampling import sample_records
 from mmie.data.schema import ENTITY_TYPES, NO_RELATION
-from mmie.errors import ConfigError
+from mmie.errors import ConfigError, DataError
 from mmie.evaluation.metrics import ner_scores, re_scores
 from mmie.evaluation.predictions import PredictionWriter, score_predictions
 from mmie.features.text import META_KEY
@@ -363,9 +365,11 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     tokenizer = create_vocabulary(config.model, train_records)
     processor = create_processor(config.model, tokenizer, labels, images=config.data.images)
     model = create_model(processor.config, labels, tokenizer=tokenizer)
-    train_features = processor.featurize(train_records)
+    with _in_split(config, "train"):
+        train_features = processor.featurize(train_records)
     # Featurized once: the Trainer's dev evaluations and the final dev predictions both read these.
-    dev_features = processor.featurize(dev_records) if dev_records else None
+    with _in_split(config, "dev"):
+        dev_features = processor.featurize(dev_records) if dev_records else None
 
     checkpoint = last_complete_checkpoint(run_dir / CHECKPOINTS) if resume else None
     if resume:
@@ -403,7 +407,10 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     metrics: dict[str, Any] = {}
     for split, records, features in (("dev", dev_records, dev_features), ("test", test_records, None)):
         if records:
-            predictions = list(predictor.iter_predictions(records, batch_size, description=split, features=features))
+            with _in_split(config, split):
+                predictions = list(
+                    predictor.iter_predictions(records, batch_size, description=split, features=features)
+                )
             write_predictions(run_dir / "predictions" / f"{split}.jsonl", predictions)
             metrics[split] = score_predictions(records, predictions, task=config.task)
     metrics["data"] = fingerprints
@@ -417,6 +424,17 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     if not config.training.keep_checkpoints:  # (rank 0 only: the others returned above)
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     return RunResult(run_dir, model_dir, metrics, summary, config)
+
+
+@contextlib.contextmanager
+def _in_split(config: ExperimentConfig, split: str) -> Iterator[None]:
+    """A record's DataError from the featurizers (``record 4: images: ...``) names the split's file too."""
+    try:
+        yield
+    except DataError as error:
+        if error.path is not None:
+            raise
+        raise DataError(error.message, path=getattr(config.data, split), field=error.field) from None
 
 
 def _scored_splits(metrics: dict) -> dict:
