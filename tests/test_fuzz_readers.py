@@ -318,11 +318,12 @@ def test_mnermi_writer_output_reads_back_equal(workdir, records):
 
 def test_twitter_writer_output_reads_back_equal_or_is_refused(workdir):
     """Mixed inputs: each is refused or round-trips, and a writer that refused everything would fail:
-    a share of the non-empty lists must be written (0.36-0.50 in three runs of 100 examples: those of
-    posts the layout holds; 0.2 is required, so that Hypothesis's draws do not make it flaky)."""
+    a share of the non-empty lists must be written (those of posts the layout holds). The draws are
+    derandomized: with random draws the share ranged from 0.12 to 0.50 over runs, so any threshold was
+    either flaky or meaningless; a fixed seed makes it a fixed, checkable figure."""
     outcomes: list[bool] = []
 
-    @FUZZ_WRITERS
+    @settings(FUZZ_WRITERS, derandomize=True, database=None)
     @given(records=st.lists(twitter_posts() | posts(), min_size=1, max_size=5))
     def check(records: list) -> None:
         outcomes.append(assert_round_trip(records, workdir / "posts.txt", "twitter"))
@@ -330,6 +331,7 @@ def test_twitter_writer_output_reads_back_equal_or_is_refused(workdir):
     check()
     assert len(outcomes) >= 50, len(outcomes)
     assert sum(outcomes) >= 0.2 * len(outcomes), (sum(outcomes), len(outcomes))
+    assert not all(outcomes), "no mixed list was refused: the strategy no longer mixes in posts it cannot hold"
 
 
 @FUZZ_WRITERS
