@@ -172,6 +172,25 @@ def test_clip_is_a_frozen_clue_extractor_unless_the_vision_is_fine_tuned(setting
     assert not any(p.requires_grad for p in tuned.clip.text_model.parameters())
 
 
+def test_the_prompt_embeddings_run_clips_text_tower_once_until_weights_are_loaded(settings, tiny_clip):
+    model, batch, _ = build(settings)
+    calls = []
+    model.clip.text_model.register_forward_hook(lambda *_: calls.append(1))
+    images = image_inputs(tiny_clip, seed=3)
+    first, second = run(model, batch, images), run(model, batch, images)
+    assert len(calls) == 1  # the K fixed prompts through the frozen tower: once, not once per batch
+    torch.testing.assert_close(first.clues, second.clues)
+    before = model.prompt_embeddings().clone()
+    other, _, _ = build(settings)
+    with torch.no_grad():  # other weights of the text tower, as a saved model would bring
+        for parameter in other.clip.text_model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    model.load_state_dict(other.state_dict())
+    torch.testing.assert_close(model.prompt_embeddings(), other.prompt_embeddings())
+    assert len(calls) == 2
+    assert not torch.allclose(model.prompt_embeddings(), before)
+
+
 # ------------------------------------------------------------------------------------- end to end
 
 

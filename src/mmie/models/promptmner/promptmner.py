@@ -121,6 +121,10 @@ class PromptMnerTagger(BertCrfTagger):
             mask[k, : len(row)] = 1
         self.register_buffer("prompt_ids", ids, persistent=False)  # rebuilt from the component config
         self.register_buffer("prompt_mask", mask, persistent=False)
+        # P1 depends only on the frozen text tower and the fixed prompts: computed once per device and
+        # dtype, and again after weights are loaded (the one way a frozen tower's weights change).
+        self._prompt_cache: tuple[tuple[torch.device, torch.dtype], torch.Tensor] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.forget_prompt_embeddings())
         projection_dim = clip.text_projection.out_features  # d_p
         self.clue_projection = nn.Linear(projection_dim, self.hidden_size)  # P4: W_c
         self.clue_query = nn.Linear(self.hidden_size, self.hidden_size)  # P6: W_q
@@ -173,14 +177,24 @@ class PromptMnerTagger(BertCrfTagger):
     # ------------------------------------------------------------------------- running
 
     def prompt_embeddings(self) -> torch.Tensor:
-        """P1: ``t [K, d_p]``, the unit embeddings of the K prompts (CLIP's text tower, frozen)."""
+        """P1: ``t [K, d_p]``, the unit embeddings of the K prompts (CLIP's text tower, frozen), computed
+        on the first call and reused while the device, dtype and weights stay the same."""
         clip = self.clip
+        key = (self.prompt_ids.device, clip.text_projection.weight.dtype)
+        if self._prompt_cache is not None and self._prompt_cache[0] == key:
+            return self._prompt_cache[1]
         with torch.no_grad():
             hidden = clip.text_model(input_ids=self.prompt_ids, attention_mask=self.prompt_mask).last_hidden_state
             end = self.prompt_mask.sum(dim=1) - 1  # [K]: the end-of-text token, each prompt's last real token
             pooled = hidden[torch.arange(len(hidden), device=hidden.device), end]  # [K, d_text]
             embedded = clip.text_projection(pooled)  # [K, d_p]
-        return embedded / embedded.norm(dim=-1, keepdim=True)
+            embedded = embedded / embedded.norm(dim=-1, keepdim=True)
+        self._prompt_cache = (key, embedded)
+        return embedded
+
+    def forget_prompt_embeddings(self) -> None:
+        """Drop the cached P1 (called after a state dict is loaded)."""
+        self._prompt_cache = None
 
     def image_embedding(
         self, present: torch.Tensor, image_features: torch.Tensor | None, pixel_values: torch.Tensor | None
