@@ -16,7 +16,7 @@ pretrained text encoder, or, for the word-level models (:class:`WordInputs`), th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -291,17 +291,28 @@ def levitated_relation_processor(
     return Processor(config.model_copy(update={"markers": markers}), tokenizer, featurizer, collator)
 
 
-def image_relation_processor(
-    config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+def _marked_image_processor(
+    config: ImageInputs,
+    tokenizer: PreTrainedTokenizerBase,
+    labels: Sequence[str],
+    images: ImageDirs | None,
+    image_featurizer: Callable[[RelationFeaturizer, Any, ImageDirs | None], Featurizer],
 ) -> Processor:
-    """Marked text plus the post's images and k regions per image (GLRA and its baselines); the marked
-    text alone with ``use_images: false``."""
+    """Marked text wrapped by ``image_featurizer(text, config, images)``; the marked text alone with
+    ``use_images: false`` (the configs of models without the switch refuse it before this runs)."""
     assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
     if not config.use_images:
         return relation_processor(config, tokenizer, labels)
     markers, text = _marked_text(config, tokenizer, labels)
     config = config.model_copy(update={"markers": markers})
-    return Processor(config, tokenizer, RelationImageFeaturizer(text, config, images), _collator(tokenizer))
+    return Processor(config, tokenizer, image_featurizer(text, config, images), _collator(tokenizer))
+
+
+def image_relation_processor(
+    config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+) -> Processor:
+    """Marked text plus the post's images and k regions per image (GLRA and its baselines)."""
+    return _marked_image_processor(config, tokenizer, labels, images, RelationImageFeaturizer)
 
 
 def post_image_relation_processor(
@@ -309,36 +320,21 @@ def post_image_relation_processor(
 ) -> Processor:
     """Marked text plus the post's images as the NER image models read them: global vectors, a pooled
     region grid, or pixels; no crops (UMT and TPM-MI with a relation head)."""
-    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
-    markers, text = _marked_text(config, tokenizer, labels)
-    config = config.model_copy(update={"markers": markers})
-    return Processor(config, tokenizer, PostImageFeaturizer(text, config, images), _collator(tokenizer))
+    return _marked_image_processor(config, tokenizer, labels, images, PostImageFeaturizer)
 
 
 def focal_relation_processor(
     config: FocalInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
-    """Marked text plus the patch features of every focal copy of every image (FocalMRE); the marked
-    text alone with ``use_images: false``."""
-    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
-    if not config.use_images:
-        return relation_processor(config, tokenizer, labels)
-    markers, text = _marked_text(config, tokenizer, labels)
-    config = config.model_copy(update={"markers": markers})
-    return Processor(config, tokenizer, FocalFeaturizer(text, config, images), _collator(tokenizer))
+    """Marked text plus the patch features of every focal copy of every image (FocalMRE)."""
+    return _marked_image_processor(config, tokenizer, labels, images, FocalFeaturizer)
 
 
 def multiscale_relation_processor(
     config: RegionInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
-    """Marked text plus the multi-scale tokens of the post's images and of their crops (HVPNeT RE); the
-    marked text alone with ``use_images: false``."""
-    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
-    if not config.use_images:
-        return relation_processor(config, tokenizer, labels)
-    markers, text = _marked_text(config, tokenizer, labels)
-    config = config.model_copy(update={"markers": markers})
-    return Processor(config, tokenizer, MultiScaleRegionFeaturizer(text, config, images), _collator(tokenizer))
+    """Marked text plus the multi-scale tokens of the post's images and of their crops (HVPNeT RE)."""
+    return _marked_image_processor(config, tokenizer, labels, images, MultiScaleRegionFeaturizer)
 
 
 def query_region_relation_processor(
@@ -348,10 +344,7 @@ def query_region_relation_processor(
     images: ImageDirs | None = None,
 ) -> Processor:
     """Marked text plus the post's picture and one region per fixed query (UMGF for RE)."""
-    assert isinstance(config, MarkerInputs), f"{type(config).__name__}: a relation config has entity markers"
-    markers, text = _marked_text(config, tokenizer, labels)
-    config = config.model_copy(update={"markers": markers})
-    return Processor(config, tokenizer, QueryRegionFeaturizer(text, config, images), _collator(tokenizer))
+    return _marked_image_processor(config, tokenizer, labels, images, QueryRegionFeaturizer)
 
 
 def scene_graph_relation_processor(
