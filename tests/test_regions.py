@@ -227,6 +227,57 @@ def test_regions_build_with_the_detector_writes_the_layout(tiny_owlvit, syntheti
     assert meta["provider"] == "detector" and meta["top_k"] == 2
 
 
+def test_regions_build_with_fixed_queries_writes_one_crop_per_query_in_order(tiny_owlvit, synthetic_mre, tmp_path):
+    """UMGF's per-type crops made once: crop j of every image is the detector's best box for query j,
+    the box UMGF's featurizer asks for on the fly; the queries are recorded so a resumed build cannot mix."""
+    from mmie.regions.detector import DetectorRegions
+
+    records = read_records(synthetic_mre)[:2]
+    images = synthetic_mre / "images"
+    queries = ["person", "location", "organization"]
+    detector = DetectorRegions(tiny_owlvit, device="cpu")
+    summary = build_regions(records, images, detector, tmp_path / "vg", k=3, queries=queries, progress=False)
+    assert summary.built == len({ref for record in records for ref in record.post.images})
+    crops = assert_mre_mi_layout(tmp_path / "vg", records, k=3)
+    assert json.loads((tmp_path / "vg" / "regions.json").read_text())["queries"] == queries
+    ref = records[0].post.images[0]
+    source = ImageSource(ref, images / ref, records[0].post.id)
+    expected = detector.find_per_query(source, queries)
+    assert [region.query for region in expected] == queries  # one box per query, in order
+    assert len(crops[ref]) == len(expected)
+    for name, region in zip(crops[ref], expected):
+        with Image.open(tmp_path / "vg" / "images_vg" / name) as crop:
+            assert crop.size == region.image(source).size  # crop j is query j's box
+    with pytest.raises(ConfigError, match="3 fixed queries"):
+        build_regions(records, images, detector, tmp_path / "other", k=2, queries=queries, progress=False)
+    with pytest.raises(ConfigError, match="another|mix|settings"):  # other queries into the same folder
+        build_regions(records, images, detector, tmp_path / "vg", k=1, queries=["dog"], progress=False)
+
+
+def test_regions_build_takes_a_umgf_configs_type_queries(tiny_owlvit, synthetic_mre, tmp_path, capsys):
+    records = read_records(synthetic_mre)[:2]
+    data = tmp_path / "posts.txt"
+    write_dataset(records, data, "mremi")
+    config = tmp_path / "umgf.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "re",
+                "model": {"name": "umgf_re", "encoder": "minilm", "vision_encoder": "efficientnet-lite0"},
+                "data": {"format": "mremi", "train": str(data), "images": str(synthetic_mre / "images")},
+            }
+        )
+    )
+    arguments = ["regions", "build", str(config), "--provider", "detector", "--detector", tiny_owlvit]
+    code, out, err = run([*arguments, "--device", "cpu", "--out", str(tmp_path / "vg")], capsys)
+    assert code == 0, err
+    assert "one per query (person, location, organization, miscellaneous)" in out
+    meta = json.loads((tmp_path / "vg" / "regions.json").read_text())
+    assert meta["queries"] == ["person", "location", "organization", "miscellaneous"] and meta["top_k"] == 4
+    code, _, err = run([*arguments, "--queries", "dog,car", "--top-k", "3", "--out", str(tmp_path / "x")], capsys)
+    assert code != 0 and "--top-k: 3, but 2 fixed queries" in err
+
+
 # ------------------------------------------------------------------------ build and resume
 
 

@@ -10,7 +10,7 @@ import typer
 from mmie.cli.typer_apps import app
 from mmie.errors import ConfigError
 
-_CONFIG_KEYS = ("data", "format", "images", "encoder", "cache_dir", "top_k", "out")
+_CONFIG_KEYS = ("data", "format", "images", "encoder", "cache_dir", "top_k", "out", "queries")
 regions_app = typer.Typer(help="Visual-grounding regions: build crops in the MRE-MI layout.", no_args_is_help=True)
 app.add_typer(regions_app, name="regions")
 
@@ -34,9 +34,19 @@ def _from_config(config_path: Path, overrides: list[str]) -> dict:
         "encoder": getattr(model, "vision_encoder", None),
         "cache_dir": getattr(model, "feature_cache", None),
         "top_k": getattr(model, "regions_per_image", None),
+        "queries": _fixed_queries(model),
         # the folder the model reads its crops from (model.region_dict, else beside data.images)
         "out": Path(region_dict).parent if region_dict is not None else None,
     }
+
+
+def _fixed_queries(model: Any) -> list[str] | None:
+    """A model with fixed region queries (UMGF's entity types) reads one crop per query, in order."""
+    from mmie.features.settings import QueryRegionInputs
+
+    if not isinstance(model, QueryRegionInputs):
+        return None
+    return list(model.region_queries[: model.regions_per_image])
 
 
 @regions_app.command("build")
@@ -60,6 +70,14 @@ def build(
     crop_dir: Annotated[Path | None, typer.Option("--crop-dir", help="precomputed: its crop folder.")] = None,
     key: Annotated[str, typer.Option("--key", help="precomputed: dictionary keyed by image | record.")] = "image",
     words: Annotated[bool, typer.Option("--words", help="Also query the post's other content words.")] = False,
+    queries: Annotated[
+        str | None,
+        typer.Option(
+            "--queries",
+            help="Fixed queries for every image, comma-separated, one region each in order (UMGF's "
+            "person,location,organization,miscellaneous; default: the config's model.region_queries).",
+        ),
+    ] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="detector: minimum box score.")] = 0.0,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="grid: feature cache folder (reuses cached features).")
@@ -104,8 +122,12 @@ def build(
         cache_dir=cache_dir or settings["cache_dir"],
         threshold=threshold,
     )
-    k = top_k or settings["top_k"] or 2
-    typer.echo(f"{provider} regions, top {k} per image, into {out_dir}")
+    fixed = queries.split(",") if queries is not None else settings["queries"]
+    k = len(fixed) if fixed is not None else top_k or settings["top_k"] or 2
+    if fixed is not None and top_k is not None and top_k != k:
+        raise ConfigError(f"--top-k: {top_k}, but {k} fixed queries give one region each (leave --top-k out)")
+    what = f"one per query ({', '.join(fixed)})" if fixed is not None else f"top {k}"
+    typer.echo(f"{provider} regions, {what} per image, into {out_dir}")
     summary = build_regions(
         records,
         image_dir,
@@ -113,6 +135,7 @@ def build(
         out_dir,
         k,
         words=words,
+        queries=fixed,
         policy=policy,  # type: ignore[arg-type]
     )
     typer.echo(f"done: {summary.line()}")

@@ -98,9 +98,5 @@ class QueryRegionFeaturizer(RelationImageFeaturizer):
         """One region per query: a grounding provider is asked once per query for its best box (UMGF's
         per-type crops); a text-free one gives its top k."""
         source = self._image_source(record, ref)
-        queries = list(self.config.region_queries[: self.k])
-        if self.provider.reads_text:
-            regions = [region for query in queries for region in self.provider.find(source, [query], 1)[:1]]
-        else:
-            regions = self.provider.find(source, queries, self.k)[: self.k]
+        regions = self.provider.find_per_query(source, self.config.region_queries[: self.k])
         return [(source, region) for region in regions]

@@ -101,6 +101,14 @@ class RegionProvider(ABC):
     def find(self, source: ImageSource, queries: Sequence[str], k: int) -> list[Region]:
         """At most ``k`` regions of ``source``, best first."""
 
+    def find_per_query(self, source: ImageSource, queries: Sequence[str]) -> list[Region]:
+        """One region per fixed query, in the queries' order (UMGF's entity-type crops): a grounding
+        provider is asked once per query for its best box (a query it finds nothing for is skipped); a
+        text-free one gives its top ``len(queries)``."""
+        if self.reads_text:
+            return [region for query in queries for region in self.find(source, [query], 1)[:1]]
+        return self.find(source, queries, len(queries))[: len(queries)]
+
     def describe(self) -> dict[str, Any]:
         """What determines the regions (written beside built regions, so a resumed build cannot mix providers)."""
         return {"provider": self.name}

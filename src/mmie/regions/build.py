@@ -6,7 +6,8 @@
 
 Every image the records name is processed once, with the queries of every record naming it (the
 head and tail names of the relation instances, the tagged entities of NER posts; with ``words``
-also the post's other content words). The dictionary is the MRE-MI one: :func:`mmie.data.read_crop_dict`
+also the post's other content words), or with the same fixed ``queries`` for every image, one
+region per query in their order (UMGF's entity-type crops: ``person``, ``location``, ...). The dictionary is the MRE-MI one: :func:`mmie.data.read_crop_dict`
 reads it (``weights_only=True``), and :class:`mmie.regions.precomputed.PrecomputedRegions` serves it to
 the models like a release's crops.
 
@@ -123,19 +124,29 @@ def build_regions(
     k: int,
     *,
     words: bool = False,
+    queries: Sequence[str] | None = None,
     policy: ImagePolicy = "error",
     progress: bool = True,
     save_every: int = 100,
 ) -> BuildSummary:
-    """Find the top-``k`` regions of every image the records name and write them under ``out``."""
+    """Find the top-``k`` regions of every image the records name and write them under ``out``; with
+    ``queries``, one region per query instead (crop j answers query j; ``k`` must be their number)."""
     from tqdm.auto import tqdm
 
     if k < 1:
         raise ConfigError(f"top_k must be at least 1, got {k}")
+    if queries is not None:
+        queries = [query.strip() for query in queries]
+        if not queries or not all(queries):
+            raise ConfigError("queries: give at least one non-empty query (e.g. person,location)")
+        if k != len(queries):
+            raise ConfigError(f"top_k: {k}, but {len(queries)} fixed queries give one region each")
     out = Path(out)
     crop_dir = out / CROP_DIR_NAME
     crop_dir.mkdir(parents=True, exist_ok=True)
     meta = {"format": META_FORMAT, "top_k": k, "words": words, **provider.describe()}
+    if queries is not None:
+        meta["queries"] = list(queries)
     _check_meta(out, meta)
     dictionary_path = out / CROP_DICT_NAME
     crops = read_crop_dict(dictionary_path) if dictionary_path.exists() else {}
@@ -148,7 +159,10 @@ def build_regions(
         for job in tqdm(todo, unit="img", desc=f"regions ({provider.name})", disable=not progress, dynamic_ncols=True):
             source = ImageSource(job.ref, resolve_image(job.ref, image_dir, job.record_id), job.record_id, "error")
             try:
-                regions = provider.find(source, job.queries, k)
+                if queries is not None:
+                    regions = provider.find_per_query(source, queries)
+                else:
+                    regions = provider.find(source, job.queries, k)
                 pictures = [region.image(source) for region in regions]
             except DataError:
                 if policy == "error":
