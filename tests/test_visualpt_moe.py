@@ -203,6 +203,29 @@ def test_the_mi_row_stitches_the_images_and_shares_the_text_tokens(tiny_bert, ti
     assert model(**batch).loss.isfinite()
 
 
+def test_the_mi_rows_crops_are_found_on_the_stitched_picture(tiny_bert, tiny_vit, synthetic):
+    """The grid finds VisualPT-MoE-MI's crops on the picture the model reads (all images stitched), not
+    on the first image; with a crop dictionary (no entry for a stitched picture) the first image's stand in."""
+    from PIL import Image
+
+    from mmie.data.stitch import stitch_images
+
+    posts, images = synthetic
+    post = next(p for p in posts if len(p.images) > 1)
+    _, processor = build("visualpt_moe_mi", tiny_bert, tiny_vit, images, regions="grid")
+    featurizer = processor.featurizer
+    [ref] = featurizer._slot_refs(post)
+    assert ref == "+".join(post.images)
+    found = featurizer._find_regions(post, ref)
+    assert found and all(source.ref == ref for source, _ in found)
+    stitched = stitch_images([Image.open(images / name) for name in post.images])
+    assert found[0][0].load().tobytes() == stitched.tobytes()
+    _, single = build("visualpt_moe", tiny_bert, tiny_vit, images, regions="grid")
+    assert single.featurizer._slot_refs(post) == [post.images[0]]
+    _, precomputed = build("visualpt_moe_mi", tiny_bert, tiny_vit, images, regions="precomputed")
+    assert precomputed.featurizer._slot_refs(post) == [post.images[0]]
+
+
 # ------------------------------------------------------------------ configs
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmie.data.schema import MAX_IMAGES
-from mmie.data.stitch import stitch_images
 from mmie.encoders.hub import local_files_only
 from mmie.errors import ConfigError
 from mmie.features.regions import RelationImageFeaturizer
@@ -37,9 +35,6 @@ if TYPE_CHECKING:
     from mmie.data.images import ImageDirs, ImagePolicy
     from mmie.encoders.cache import FeatureCache
     from mmie.features.text import Featurizer
-
-# The reference of a stitched picture: its images' references joined (a key no crop dictionary has).
-STITCH_JOIN = "+"
 
 
 class QueryRegionFeaturizer(RelationImageFeaturizer):
@@ -78,21 +73,6 @@ class QueryRegionFeaturizer(RelationImageFeaturizer):
         if self.config.regions == "detector" and uploads.k:
             uploads._provider = self.provider
         return uploads
-
-    def _slot_refs(self, record: Any) -> list[str]:
-        """The first image, or the one stitched picture of all of them (named by their references joined)."""
-        if self.layout != "stitched":
-            return super()._slot_refs(record)
-        images = self._post(record).images[:MAX_IMAGES]
-        return [STITCH_JOIN.join(images)] if images else []
-
-    def _image_source(self, record: Any, ref: str) -> ImageSource:
-        if self.layout != "stitched":
-            return super()._image_source(record, ref)
-        assert self.loader is not None
-        post = self._post(record)
-        pictures = [self.loader.load(image, post.id) for image in post.images[:MAX_IMAGES]]
-        return ImageSource(ref, None, post.id, image=stitch_images(pictures))  # the picture the model reads
 
     def _find_regions(self, record: Any, ref: str) -> list[tuple[ImageSource, Any]]:
         """One region per query: a grounding provider is asked once per query for its best box (UMGF's

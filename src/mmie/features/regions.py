@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mmie.data.images import ImageDirs, ImageLoader, ImagePolicy
-from mmie.data.schema import RelationInstance
+from mmie.data.schema import MAX_IMAGES, RelationInstance
+from mmie.data.stitch import stitch_images
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
 from mmie.features.collate import Deferred
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
 
     from mmie.encoders.cache import FeatureCache, ImageItem
     from mmie.features.text import Featurizer
+
+
+# The reference of a stitched picture: its images' references joined (a key no crop dictionary has).
+STITCH_JOIN = "+"
 
 
 class RelationImageFeaturizer(PostImageFeaturizer):
@@ -113,9 +118,14 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         return [{**images, **regions} for images, regions in zip(image_rows, self._region_inputs(instances))]
 
     def _slot_refs(self, instance: RelationInstance) -> list[str]:
-        """The image references in the model's slots (the same ones the global inputs use)."""
+        """The image references in the model's slots (the same ones the global inputs use). With the
+        stitched layout: the one stitched picture (its images' references joined), whose regions a grid
+        or a detector finds on the picture the model reads; a crop dictionary has no entry for it, so
+        with ``regions: precomputed`` the first image's crops stand in."""
         images = self._post(instance).images
-        return list(images[:1] if self.layout == "first" else images[: self.slots])
+        if self.layout == "stitched" and self.config.regions != "precomputed":
+            return [STITCH_JOIN.join(images[:MAX_IMAGES])] if images else []
+        return list(images[:1] if self.layout in ("first", "stitched") else images[: self.slots])
 
     def _region_inputs(self, instances: Sequence[RelationInstance]) -> list[dict[str, Any]]:
         """Per instance ``region_mask`` and ``region_features``, or (fine-tuned) deferred ``region_pixel_values``."""
@@ -164,8 +174,13 @@ class RelationImageFeaturizer(PostImageFeaturizer):
         return [(source, region) for region in self.provider.find(source, record_queries(instance), self.k)[: self.k]]
 
     def _image_source(self, instance: RelationInstance, ref: str) -> ImageSource:
-        """One image of the instance's post as region providers take it: its file, or the upload itself."""
+        """One image of the instance's post as region providers take it: its file, the upload itself, or
+        (the stitched layout) the stitched picture."""
         assert self.loader is not None
+        if self.layout == "stitched" and self.config.regions != "precomputed":
+            post = self._post(instance)
+            pictures = [self.loader.load(image, post.id) for image in post.images[:MAX_IMAGES]]
+            return ImageSource(ref, None, post.id, image=stitch_images(pictures))  # the picture the model reads
         item = self.loader.item(ref, instance.id)
         if isinstance(item, Path):
             return ImageSource(ref, item, instance.id, self.policy)

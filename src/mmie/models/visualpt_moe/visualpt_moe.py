@@ -27,8 +27,9 @@ Deviations (docs/models/visualpt_moe.md):
 * The reference classifies every sub-word and decodes each word's first; here the classifier reads
   each word's first sub-word (the same loss: the reference ignores the other sub-words).
 * The crops of the MNER datasets come from a region provider (offline: grid saliency, not grounding).
-  VisualPT-MoE-MI's crops and text: the crops are those of the post's first image (a stitched picture
-  has no crop dictionary); the tags and captions of all its images share the P tokens (P // n each).
+  VisualPT-MoE-MI's crops and text: the crops are found on the stitched picture (with a crop dictionary,
+  which has none for it, the first image's); the tags and captions of all its images share the P tokens
+  (P // n each).
 * The reference adds the balance loss in training only; here whenever labels are given.
 * The image tokens are the 4 pooled cells (as HVPNeT's here), not the reference's view of channel-major
   maps; the prefix does not shift the text's position ids (:func:`encode_with_prefix`).
