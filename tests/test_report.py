@@ -136,6 +136,39 @@ def test_report_tables_and_daggers(sweep_folder, tmp_path):
         assert image.format == "PNG" and image.size[0] > 300
 
 
+def test_pairs_test_each_row_against_its_counterpart(sweep_folder, tmp_path, capsys):
+    """A sweep's `pairs` (or --pair) test rows against rows other than the reference: here Better
+    against Same (a better row: dagger) and Same against Better (worse: none), beside the reference tests."""
+    report = build_report([sweep_folder], trials=2000, pairs={"Better": "Same", "Same": "Better"})
+    assert {s["row"] for s in report.significance} == {"Better", "Same"}  # against Base, unchanged
+    [table] = [t for t in report.tables if t.name == "pairs"]
+    by_row = {row[0]: row for row in table.rows}
+    assert by_row["Better"][1] == "Same" and by_row["Better"][3].mark == "†" and by_row["Better"][5].startswith("+")
+    assert by_row["Same"][1] == "Better" and by_row["Same"][3].mark != "†" and by_row["Same"][5].startswith("-")
+    assert float(by_row["Better"][6]) < 0.05
+    assert not [t for t in build_report([sweep_folder], trials=500).tables if t.name == "pairs"]  # none asked
+    main(["report", str(sweep_folder), "--pair", "Better=Base", "--out", str(tmp_path / "out"), "--trials", "500"])
+    assert "Each row against its counterpart" in capsys.readouterr().out
+    assert (tmp_path / "out" / "pairs.md").is_file()
+    for bad, message in (("Better", "ROW=COUNTERPART"), ("Better=Nope", "no such row")):
+        with pytest.raises(SystemExit):
+            main(["report", str(sweep_folder), "--pair", bad, "--out", str(tmp_path / "x")])
+        assert message in capsys.readouterr().err
+
+
+def test_a_sweeps_pairs_name_its_rows(tmp_path):
+    from mmie.errors import ConfigError
+    from mmie.training.sweep import load_sweep
+
+    sweep = {"name": "s", "models": {"A": "a.yaml", "B": "b.yaml"}, "pairs": {"A": "B"}}
+    (tmp_path / "ok.yaml").write_text(json.dumps(sweep))
+    assert load_sweep(tmp_path / "ok.yaml").pairs == {"A": "B"}
+    for pairs, message in (({"A": "C"}, "'C' is not one of the models"), ({"A": "A"}, "paired with itself")):
+        (tmp_path / "bad.yaml").write_text(json.dumps({**sweep, "pairs": pairs}))
+        with pytest.raises(ConfigError, match=message):
+            load_sweep(tmp_path / "bad.yaml")
+
+
 def test_report_warns_on_mixed_releases(gold, tmp_path):
     gold_path, instances = gold
     other_train = tmp_path / "train_edited.txt"

@@ -23,6 +23,11 @@ def report_command(
     ),
     trials: int = typer.Option(10_000, "--trials", min=100, help="Approximate-randomisation trials."),
     seed: int = typer.Option(12345, "--seed", help="Seed of the significance test."),
+    pair: list[str] = typer.Option(
+        [],
+        "--pair",
+        help="ROW=COUNTERPART: also test ROW against COUNTERPART (repeatable; default: the sweep's `pairs`).",
+    ),
     breakdown_by: Path | None = typer.Option(
         None,
         "--breakdown-by",
@@ -31,9 +36,16 @@ def report_command(
     ),
 ) -> None:
     """Mean ± std over seeds per row and dataset, † on rows significantly better than the reference (p < 0.05)."""
+    from mmie.errors import ConfigError
     from mmie.reporting.report import build_report, render_markdown, write_report
 
-    report = build_report(run_dirs, reference, trials=trials, seed=seed, breakdown=breakdown_by)
+    pairs: dict[str, str] | None = None
+    if pair:
+        bad = [item for item in pair if item.count("=") != 1 or not all(side.strip() for side in item.split("="))]
+        if bad:
+            raise ConfigError(f"--pair {bad[0]!r}: give ROW=COUNTERPART (row labels as in the report)")
+        pairs = {row.strip(): counterpart.strip() for row, counterpart in (item.split("=") for item in pair)}
+    report = build_report(run_dirs, reference, trials=trials, seed=seed, breakdown=breakdown_by, pairs=pairs)
     folder = out or run_dirs[0] / "report"
     written = write_report(report, folder, challenge)
     typer.echo(render_markdown(report))

@@ -88,7 +88,10 @@ def _split(run: RunRecord) -> str:
 # ------------------------------------------------------------------------------ significance
 
 
-def _significance(runs: list[RunRecord], reference: str, trials: int, seed: int) -> tuple[list[dict], list[str]]:
+def _significance(
+    runs: list[RunRecord], comparisons: Sequence[tuple[str, str]], trials: int, seed: int
+) -> tuple[list[dict], list[str]]:
+    """Each ``(row, base)`` of ``comparisons`` tested on every grid value and dataset both have."""
     from mmie.data import read_dataset
     from mmie.evaluation.predictions import read_predictions
     from mmie.evaluation.significance import example_counts
@@ -110,18 +113,27 @@ def _significance(runs: list[RunRecord], reference: str, trials: int, seed: int)
     for run in runs:
         if "test" in run.metrics:
             groups[(run.row, tuple(run.grid.items()), run.dataset)][run.seed] = run
+    counted: dict[int, Any] = {}  # id(run) -> its counts: a run paired twice is read once
+
+    def counts_of(by_seed: dict[int, RunRecord]) -> dict[int, Any]:
+        for run in by_seed.values():
+            if id(run) not in counted:
+                counted[id(run)] = counts(run)
+        return {s: counted[id(r)] for s, r in by_seed.items() if counted[id(r)] is not None}
+
     results = []
+    wanted = list(dict.fromkeys(comparisons))
     for (row, grid, dataset), by_seed in groups.items():
-        if row == reference or (reference, grid, dataset) not in groups:
-            continue
-        system = {s: c for s, r in by_seed.items() if (c := counts(r)) is not None}
-        base = {s: c for s, r in groups[(reference, grid, dataset)].items() if (c := counts(r)) is not None}
-        if not system or not base:
-            continue
-        test = _paired_test(system, base, f"{row} vs {reference} on {dataset}", warnings, trials, seed)
-        if test is None:
-            continue
-        results.append({"row": row, "grid": dict(grid), "dataset": dataset, "reference": reference, **test})
+        for reference in (base for system, base in wanted if system == row):
+            if row == reference or (reference, grid, dataset) not in groups:
+                continue
+            system, base = counts_of(by_seed), counts_of(groups[(reference, grid, dataset)])
+            if not system or not base:
+                continue
+            test = _paired_test(system, base, f"{row} vs {reference} on {dataset}", warnings, trials, seed)
+            if test is None:
+                continue
+            results.append({"row": row, "grid": dict(grid), "dataset": dataset, "reference": reference, **test})
     return results, warnings
 
 
@@ -176,9 +188,11 @@ def build_report(
     trials: int = 10_000,
     seed: int = 12345,
     breakdown: str | Path | None = None,
+    pairs: dict[str, str] | None = None,
 ) -> Report:
     """The tables of the runs below ``paths``; ``breakdown``: a JSON lines file of post ``id`` ->
-    ``setting`` for the ``by_setting`` table (default: ``synth_meta.jsonl`` beside each run's test file)."""
+    ``setting`` for the ``by_setting`` table (default: ``synth_meta.jsonl`` beside each run's test file);
+    ``pairs``: row -> its counterpart, each tested in the ``pairs`` table (default: the sweep's)."""
     from mmie.evaluation.significance import TEST_NAME
 
     runs = collect_runs(paths)
@@ -186,14 +200,21 @@ def build_report(
         raise MmieError("no runs found")
     if len({run.task for run in runs}) > 1:
         raise MmieError("these folders hold both NER and RE runs: report each task separately (one table per task)")
+    infos = [json.loads((r.path / "sweep_run.json").read_text()) for r in runs if (r.path / "sweep_run.json").is_file()]
     if reference is None:
-        infos = [
-            json.loads((r.path / "sweep_run.json").read_text()) for r in runs if (r.path / "sweep_run.json").is_file()
-        ]
         reference = next((info.get("reference") for info in infos if info.get("reference")), None)
-    if reference is not None and reference not in {run.row for run in runs}:
+    if pairs is None:
+        pairs = next((info["pairs"] for info in infos if info.get("pairs")), {})
+    row_names = {run.row for run in runs}
+    if reference is not None and reference not in row_names:
         raise MmieError(f"--reference {reference!r}: no such row (rows: {', '.join(_ordered(runs, 'row'))})")
-    significance, warnings = _significance(runs, reference, trials, seed) if reference else ([], [])
+    for name in (name for pair in pairs.items() for name in pair):
+        if name not in row_names:
+            raise MmieError(f"--pair: {name!r}: no such row (rows: {', '.join(_ordered(runs, 'row'))})")
+    against_reference = [(row, reference) for row in _ordered(runs, "row") if reference and row != reference]
+    significance, warnings = _significance(runs, against_reference, trials, seed)
+    paired, pair_warnings = _significance(runs, list(pairs.items()), trials, seed)
+    warnings += pair_warnings
     warnings = fingerprint_warnings(runs) + warnings
     significant = {
         (s["row"], tuple(s["grid"].items()), s["dataset"])
@@ -279,7 +300,42 @@ def build_report(
                 ],
             )
         )
+    if paired:
+        tables.append(_pairs_table(paired, cell_runs, seed))
     return Report(runs, tables, warnings, significance, reference)
+
+
+def _pairs_table(paired: list[dict], cell_runs: dict, seed: int) -> Table:
+    """Each row against its counterpart (``pairs``): both F1s, the delta and the p-value; a dagger on
+    the row's F1 where it is significantly better than its counterpart."""
+    from mmie.evaluation.significance import TEST_NAME
+
+    rows = []
+    for test in paired:
+        grid = tuple(test["grid"].items())
+        row_f1 = _cells(cell_runs.get(((test["row"], grid), test["dataset"]), []), lambda m: m.get("f1"))
+        base_f1 = _cells(cell_runs.get(((test["reference"], grid), test["dataset"]), []), lambda m: m.get("f1"))
+        if test["p_value"] < 0.05 and test["delta"] > 0:
+            row_f1.mark = DAGGER
+        rows.append(
+            [
+                _label(test["row"], grid),
+                test["reference"],
+                test["dataset"],
+                row_f1,
+                base_f1,
+                f"{100 * test['delta']:+.2f}",
+                f"{test['p_value']:.4f}",
+            ]
+        )
+    return Table(
+        "pairs",
+        "Each row against its counterpart",
+        f"Test F1 in %, mean ± std over seeds; {DAGGER}: significantly better than its counterpart (p < 0.05, "
+        f"{TEST_NAME}, seed {seed}, seeds pooled); delta = F1(row) - F1(counterpart) in points.",
+        ["Model", "counterpart", "dataset", "F1", "F1 counterpart", "delta F1", "p-value"],
+        rows,
+    )
 
 
 def _per_label_tables(runs, row_keys, datasets, cell_runs, task) -> list[Table]:
@@ -544,16 +600,23 @@ def to_csv(table: Table) -> str:
         writer.writerow(header)
         writer.writerows(table.rows)
         return out.getvalue()
-    expanded = [header[0]] + [name for h in header[1:] for name in (h, f"{h} std", f"{h} significant")]
+    # a column of score cells becomes three (mean, std, significant); a text column stays one
+    scored = [any(isinstance(row[i], Cell) for row in table.rows) for i in range(len(header))]
+    expanded = [header[0]] + [
+        name
+        for h, is_scored in zip(header[1:], scored[1:])
+        for name in ((h, f"{h} std", f"{h} significant") if is_scored else (h,))
+    ]
     writer.writerow(expanded)
     for row in table.rows:
         values = [row[0]]
-        for cell in row[1:]:
-            values += (
-                [f"{100 * cell.mean:.4f}", f"{100 * cell.std:.4f}", "yes" if cell.mark else ""]
-                if cell.values
-                else ["", "", ""]
-            )
+        for cell, is_scored in zip(row[1:], scored[1:]):
+            if not is_scored:
+                values.append(str(cell))
+            elif isinstance(cell, Cell) and cell.values:
+                values += [f"{100 * cell.mean:.4f}", f"{100 * cell.std:.4f}", "yes" if cell.mark else ""]
+            else:
+                values += ["", "", ""]
         writer.writerow(values)
     return out.getvalue()
 

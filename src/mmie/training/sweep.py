@@ -9,6 +9,7 @@
     grid: {data.sample_fraction: [0.05, 0.1]}  # optional: every combination is a run
     overrides: []                              # optional, every run
     reference: MTB                             # the row `mmie report` tests the others against
+    pairs: {GLRA: MTB}                         # optional: row -> its counterpart, each pair tested too
     challenges: {align-noise: [], aug-noise: [0.1, 0.3]}   # optional: `mmie evaluate --challenge` per run
 
 Every combination row x dataset x grid values x seed is one :func:`mmie.training.train` run in
@@ -61,6 +62,11 @@ class SweepConfig(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="config key -> values")
     overrides: list[str] = Field(default_factory=list)
     reference: str | None = Field(None, description="the row significance is tested against")
+    pairs: dict[str, str] = Field(
+        default_factory=dict,
+        description="optional: row -> its counterpart (an image row -> its text row, a -MI row -> its "
+        "single-image row); `mmie report` tests each row against its counterpart as well",
+    )
     challenges: dict[str, list[float]] = Field(
         default_factory=dict,
         description="optional: challenge -> noise ratios (empty: the paper's); each run's model is scored on "
@@ -86,7 +92,7 @@ class SweepRun:
     overrides: list[str]
     run_dir: Path
 
-    def info(self, sweep: str, reference: str | None, row_index: int = 0) -> dict:
+    def info(self, sweep: str, reference: str | None, row_index: int = 0, pairs: dict[str, str] | None = None) -> dict:
         return {
             "sweep": sweep,
             "row": self.row,
@@ -97,6 +103,7 @@ class SweepRun:
             "config": str(self.config),
             "overrides": self.overrides,
             "reference": reference,
+            "pairs": pairs or {},
         }
 
 
@@ -118,6 +125,12 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise ConfigError(
             f"{path}: reference: {sweep.reference!r} is not one of the models ({', '.join(sweep.models)})"
         )
+    for row, counterpart in sweep.pairs.items():
+        for name in (row, counterpart):
+            if name not in sweep.models:
+                raise ConfigError(f"{path}: pairs: {name!r} is not one of the models ({', '.join(sweep.models)})")
+        if row == counterpart:
+            raise ConfigError(f"{path}: pairs: {row!r} is paired with itself")
     return sweep
 
 
@@ -212,7 +225,8 @@ def run_sweep(
     write_atomic(folder / "sweep.yaml", yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
     for index, run in enumerate(runs, start=1):
         label = f"[{index}/{len(runs)}] {run.run_dir.name}"
-        info = json.dumps(run.info(sweep.name, sweep.reference, list(sweep.models).index(run.row)), indent=2) + "\n"
+        row_index = list(sweep.models).index(run.row)
+        info = json.dumps(run.info(sweep.name, sweep.reference, row_index, sweep.pairs), indent=2) + "\n"
         if is_finished(run.run_dir):
             logger.info("%s: finished earlier, skipped", label)
             write_atomic(run.run_dir / RUN_INFO, info)
