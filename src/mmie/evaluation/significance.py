@@ -32,7 +32,11 @@ from mmie.evaluation.predictions import ner_metric_inputs, re_metric_inputs
 
 DEFAULT_TRIALS = 10_000
 DEFAULT_SEED = 12345
-TEST_NAME = "approximate randomisation (paired, one-sided, 10,000 trials)"
+
+
+def describe_test(trials: int) -> str:
+    """The test's name as the report captions give it, with its number of trials."""
+    return f"approximate randomisation (paired, one-sided, {trials:,} trials)"
 
 
 def example_counts(task: str, gold: Sequence, predictions: Sequence[dict], mode: str = "conlleval") -> np.ndarray:

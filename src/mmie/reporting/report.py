@@ -193,7 +193,7 @@ def build_report(
     """The tables of the runs below ``paths``; ``breakdown``: a JSON lines file of post ``id`` ->
     ``setting`` for the ``by_setting`` table (default: ``synth_meta.jsonl`` beside each run's test file);
     ``pairs``: row -> its counterpart, each tested in the ``pairs`` table (default: the sweep's)."""
-    from mmie.evaluation.significance import TEST_NAME
+    from mmie.evaluation.significance import describe_test
 
     runs = collect_runs(paths)
     if not runs:
@@ -232,7 +232,7 @@ def build_report(
         cell_runs[(run.row_key, run.dataset)].append(run)
     seeds = sorted({run.seed for run in runs})
     method = (
-        f"{DAGGER}: significantly better than {reference} (p < 0.05, {TEST_NAME}, seeds pooled)"
+        f"{DAGGER}: significantly better than {reference} (p < 0.05, {describe_test(trials)}, seeds pooled)"
         if reference
         else "no reference row: no significance test"
     )
@@ -286,7 +286,7 @@ def build_report(
             Table(
                 "significance",
                 "Paired significance tests",
-                f"{TEST_NAME}, seed {seed}; delta = F1(row) - F1({reference}) in points.",
+                f"{describe_test(trials)}, seed {seed}; delta = F1(row) - F1({reference}) in points.",
                 ["Model", "dataset", "delta F1", "p-value", "n pooled"],
                 [
                     [
@@ -301,14 +301,14 @@ def build_report(
             )
         )
     if paired:
-        tables.append(_pairs_table(paired, cell_runs, seed))
+        tables.append(_pairs_table(paired, cell_runs, trials, seed))
     return Report(runs, tables, warnings, significance, reference)
 
 
-def _pairs_table(paired: list[dict], cell_runs: dict, seed: int) -> Table:
+def _pairs_table(paired: list[dict], cell_runs: dict, trials: int, seed: int) -> Table:
     """Each row against its counterpart (``pairs``): both F1s, the delta and the p-value; a dagger on
     the row's F1 where it is significantly better than its counterpart."""
-    from mmie.evaluation.significance import TEST_NAME
+    from mmie.evaluation.significance import describe_test
 
     rows = []
     for test in paired:
@@ -332,7 +332,7 @@ def _pairs_table(paired: list[dict], cell_runs: dict, seed: int) -> Table:
         "pairs",
         "Each row against its counterpart",
         f"Test F1 in %, mean ± std over seeds; {DAGGER}: significantly better than its counterpart (p < 0.05, "
-        f"{TEST_NAME}, seed {seed}, seeds pooled); delta = F1(row) - F1(counterpart) in points.",
+        f"{describe_test(trials)}, seed {seed}, seeds pooled); delta = F1(row) - F1(counterpart) in points.",
         ["Model", "counterpart", "dataset", "F1", "F1 counterpart", "delta F1", "p-value"],
         rows,
     )
@@ -400,7 +400,7 @@ def _setting_tables(
     from mmie.data import read_dataset
     from mmie.data.synth import META_FILE, read_settings
     from mmie.evaluation.predictions import read_predictions, score_by_group
-    from mmie.evaluation.significance import TEST_NAME, example_counts
+    from mmie.evaluation.significance import describe_test, example_counts
 
     warnings: list[str] = []
     gold_cache: dict[str, list] = {}
@@ -498,7 +498,7 @@ def _setting_tables(
                 row.append(cell)
         rows.append(row)
     method = (
-        f"{DAGGER}: significantly better than {reference} on the same posts (p < 0.05, {TEST_NAME}, seeds pooled)"
+        f"{DAGGER}: significantly better than {reference} on the same posts (p < 0.05, {describe_test(trials)}, seeds pooled)"
         if reference
         else "no reference row: no significance test"
     )
@@ -519,7 +519,7 @@ def _setting_tables(
             Table(
                 "significance_by_setting",
                 "Paired significance tests by deciding setting",
-                f"{TEST_NAME}, seed {seed}; delta = F1(row) - F1({reference}) in points on the setting's posts.",
+                f"{describe_test(trials)}, seed {seed}; delta = F1(row) - F1({reference}) in points on the setting's posts.",
                 ["Model", "dataset", "setting", "delta F1", "p-value", "n pooled"],
                 tests,
             )
