@@ -27,6 +27,22 @@ _LOCAL_ONLY: ContextVar[bool] = ContextVar("mmie_hub_local_only", default=False)
 
 
 @contextmanager
+def quiet_loading(source: str | Path) -> Iterator[None]:
+    """transformers' "Loading weights" progress bar off while a LOCAL folder is read (a newcomer's terminal
+    shows progress and results, not one bar per checkpoint); a download keeps its bars. Restored after."""
+    from transformers.utils import logging as hf_logging
+
+    if not Path(source).is_dir() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+@contextmanager
 def local_files_only(enabled: bool = True) -> Iterator[None]:
     """Inside, every pretrained encoder, processor, tokenizer or detector comes from local files only."""
     if not enabled:

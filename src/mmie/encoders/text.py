@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmie.encoders.hub import hub_options, loading_problem
+from mmie.encoders.hub import hub_options, loading_problem, quiet_loading
 from mmie.encoders.packaged import PACKAGED_ENCODERS, installed_folder
 from mmie.errors import ConfigError
 
@@ -94,13 +94,28 @@ def _with_word_input(tokenizer: PreTrainedTokenizerBase, source: str, kwargs: di
     return tokenizer
 
 
+def grow_token_embeddings(model: PreTrainedModel, size: int) -> None:
+    """Resize ``model``'s token embeddings to ``size`` (entity markers added to the tokenizer). New rows
+    start from the old embeddings' mean and covariance (transformers' ``mean_resizing``, chosen on
+    purpose), so transformers' notice that says so is kept off the terminal."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model.resize_token_embeddings(size)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_text_encoder(name: str) -> PreTrainedModel:
     """The pretrained weights of an encoder name, as a bare ``AutoModel`` (no task head)."""
     from transformers import AutoModel
 
     source = resolve_text_encoder(name)
     try:
-        return AutoModel.from_pretrained(source, **hub_options())
+        with quiet_loading(source):
+            return AutoModel.from_pretrained(source, **hub_options())
     except Exception as error:  # a folder's files are data: whatever fails to load them is its problem
         raise _loading_error(name, error) from None
 

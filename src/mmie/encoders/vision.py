@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from mmie.data.schema import MAX_IMAGES
-from mmie.encoders.hub import NotInLocalCache, hub_options, loading_problem, local_source
+from mmie.encoders.hub import NotInLocalCache, hub_options, loading_problem, local_source, quiet_loading
 
 # The interface also stays importable from here, where models and callers have always taken it.
 from mmie.encoders.vision_base import VisionEncoder, VisionOutput, tensor_bytes  # noqa: F401
@@ -183,7 +183,8 @@ def _load_hf_vision_model(name_or_path: str) -> tuple[PreTrainedModel, list[str]
                     f"vision encoder {name_or_path!r}: a multimodal checkpoint ({type(config).__name__}) "
                     f"whose vision tower mmie cannot load alone; save the vision model to a folder and use that"
                 )
-        model, info = model_class.from_pretrained(source, output_loading_info=True, **options)
+        with quiet_loading(source):
+            model, info = model_class.from_pretrained(source, output_loading_info=True, **options)
     except ConfigError:
         raise
     except NotInLocalCache as error:

@@ -22,7 +22,12 @@ from pydantic import Field
 from torch import nn
 from transformers.utils import ModelOutput
 
-from mmie.encoders.text import DEFAULT_TEXT_ENCODER, load_text_encoder, text_encoder_from_config
+from mmie.encoders.text import (
+    DEFAULT_TEXT_ENCODER,
+    grow_token_embeddings,
+    load_text_encoder,
+    text_encoder_from_config,
+)
 from mmie.features.settings import InputSettings
 
 if TYPE_CHECKING:
@@ -107,7 +112,7 @@ class ExtractionModel(nn.Module):
         rows start near the mean). Word-level models fill theirs from pretrained word vectors."""
         vocabulary_size = len(tokenizer)
         if self.text_encoder.get_input_embeddings().num_embeddings != vocabulary_size:
-            self.text_encoder.resize_token_embeddings(vocabulary_size)
+            grow_token_embeddings(self.text_encoder, vocabulary_size)
 
     # ------------------------------------------------------------------------- running
 

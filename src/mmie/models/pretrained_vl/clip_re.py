@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import nn
 
+from mmie.encoders.text import grow_token_embeddings
 from mmie.encoders.vision import scatter_to_slots
 from mmie.errors import ConfigError
 from mmie.features.processor import image_relation_processor
@@ -101,7 +102,7 @@ class ClipRelationClassifier(MarkedRelationModel):
         vocabulary_size = len(tokenizer)
         text_model = self.clip.text_model
         if text_model.get_input_embeddings().num_embeddings != vocabulary_size:
-            text_model.resize_token_embeddings(vocabulary_size)
+            grow_token_embeddings(text_model, vocabulary_size)
             cast("CLIPTextConfig", self.clip.config.text_config).vocab_size = vocabulary_size
 
     # ------------------------------------------------------------------------- running
