@@ -15,6 +15,7 @@ import torch
 
 from conftest import make_re_instances
 from mmie.data.schema import Post, RelationInstance, Span
+from mmie.features.levitated import LevitatedMarkerCollator
 from mmie.inference.loading import load_model
 from mmie.inference.predict import Predictor
 from mmie.inference.saving import save_model_folder
@@ -73,17 +74,62 @@ def test_the_packed_row_levitates_each_pairs_markers_after_the_text(built):
     assert not mask[:n, n:].any() and mask[:n, :n].all()  # the text never reads a marker
 
 
-def test_distinct_posts_get_a_row_each_and_padding_is_unread(built):
-    _, processor, _ = built
+def two_posts() -> list[RelationInstance]:
     short = Post(id="short", tokens=["bob", "works", "for", "nasa"])
-    instances = [*post_instances(), RelationInstance(short, Span(0, 1), Span(3, 4), "None"), *post_instances("p1")]
-    batch = processor(instances)
+    return [*post_instances(), RelationInstance(short, Span(0, 1), Span(3, 4), "None"), *post_instances("p1")]
+
+
+def unpacked(processor):
+    """The same processor with ``pack_length: null``: one row per post."""
+    collator = processor.collator
+    return LevitatedMarkerCollator(
+        collator.pad_token_id, collator.marker_ids, collator.token_type_ids, pack_length=None
+    )
+
+
+def test_distinct_posts_get_a_row_each_without_packing_and_padding_is_unread(built):
+    _, processor, _ = built
+    instances = two_posts()
+    batch = unpacked(processor)(processor.featurize(instances))
     # p0 and p1 have the same sub-words: one row for both; the short post its own
     assert batch["input_ids"].shape[0] == 2
     assert batch["pair_row"].tolist() == [0] * 4 + [1] + [0] * 4
     assert batch["labels"].tolist() == [0] * 9
     row_length = len(processor.featurize([instances[4]])[0]["input_ids"]) + 4
     assert not batch["attention_mask"][1, :, row_length:].any()  # padding keys are never read
+
+
+def test_packed_posts_share_a_row_and_each_reads_only_itself(built):
+    _, processor, _ = built
+    assert processor.config.pack_length == 64  # the default packs
+    features = processor.featurize(two_posts())
+    batch = processor.collate(features)
+    long_text, short_text = features[0]["input_ids"], features[4]["input_ids"]
+    first = len(long_text) + 4 * 2 * len(PAIRS)  # after the segment of p0 and p1 (same sub-words: one)
+    assert batch["input_ids"].shape == (1, first + len(short_text) + 4)
+    assert batch["input_ids"][0, first : first + len(short_text)].tolist() == short_text
+    assert batch["position_ids"][0, first : first + len(short_text)].tolist() == list(range(len(short_text)))
+    assert batch["pair_row"].tolist() == [0] * 9
+    assert batch["head_marker"][4] == first + len(short_text)
+    mask = batch["attention_mask"][0]
+    assert not mask[:first, first:].any() and not mask[first:, :first].any()  # no post reads the other
+
+    # A row that would pass pack_length starts a new one.
+    processor.collator.pack_length = first + 1
+    try:
+        assert processor.collate(features)["input_ids"].shape[0] == 2
+    finally:
+        processor.collator.pack_length = 64
+
+
+def test_packing_changes_no_score(built):
+    model, processor, _ = built
+    features = processor.featurize(two_posts())
+    with torch.no_grad():
+        packed = model(**processor.collate(features)).logits
+        apart = model(**unpacked(processor)(features)).logits
+    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(packed[3], packed[4])  # the short post's pair is its own
 
 
 def test_one_pass_gives_the_scores_of_the_post_encoded_for_each_pair_alone(built):
@@ -111,12 +157,21 @@ def one_pass_folder(built, tmp_path_factory):
 
 
 def encoder_calls(model) -> list[int]:
-    """Rows of every call of the model's text encoder (a real forward hook)."""
-    rows: list[int] = []
-    model.text_encoder.register_forward_hook(
-        lambda _module, _args, kwargs, _output: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
-    )
-    return rows
+    """Posts read by every call of the model's text encoder (a real forward hook): its rows, or in
+    packed rows its segments: the real tokens (they read themselves, padding does not) at position 0
+    (a marker sits on a word, never there)."""
+    posts: list[int] = []
+
+    def hook(_module, _args, kwargs, _output) -> None:
+        positions = kwargs.get("position_ids")
+        if positions is None:
+            posts.append(kwargs["input_ids"].shape[0])
+        else:
+            real = kwargs["attention_mask"][:, 0].diagonal(dim1=-2, dim2=-1) == 0  # the additive [rows, 1, L, L] mask
+            posts.append(int(((positions == 0) & real).sum()))
+
+    model.text_encoder.register_forward_hook(hook, with_kwargs=True)
+    return posts
 
 
 def test_the_extractor_encodes_each_post_once_for_all_its_pairs(one_pass_folder):
@@ -131,7 +186,7 @@ def test_the_extractor_encodes_each_post_once_for_all_its_pairs(one_pass_folder)
     result = extractor(text, entities=entities)
     # PER -> LOC and PER -> ORG pairs: alice/bob x new york/red cross
     assert len(result["relations"]) == 4
-    assert calls == [1]  # one encoder call, one row: the post read once
+    assert calls == [1]  # one encoder call: the post read once
 
     # Five distinct posts with 2, 4, 4, 4, 4 pairs (18) and one without: past the 16 pairs of a
     # pair batch, so cut by pairs the fifth post's pairs would be split over two calls.
@@ -140,7 +195,7 @@ def test_the_extractor_encodes_each_post_once_for_all_its_pairs(one_pass_folder)
     calls.clear()
     results = list(extractor.pipe(posts, batch_size=8))
     assert [len(r["relations"]) for r in results] == [2, 4, 4, 4, 4, 0]
-    assert calls == [5]  # one call, one row per post with pairs
+    assert calls == [5]  # one call, each post with pairs read once
     extractor_by_pairs = Extractor(re=loaded, include_none=True)
     loaded.model.reads_post_once = False  # the path of the models that read one pair per pass
     try:

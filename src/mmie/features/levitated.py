@@ -4,9 +4,9 @@ The text is encoded once, without markers; the four markers of each pair (head s
 tail start, tail end) are appended after it, each sharing the position id of the sub-word it marks
 (Zhong & Chen, 2021, sec. 4.3 "efficient batch computations"; "levitated markers", Ye et al., 2022):
 
-    row    = [CLS] w_1 ... w_n [SEP]  <s>_1 </s>_1 <o>_1 </o>_1  <s>_2 ...   one row per post
-    pos    = 0     1   ...  n  n+1    hs_1  he_1  ts_1  te_1    hs_2 ...   a marker at its token's position
-    mask   text -> text only; a pair's markers -> the text and that pair's four markers
+    segment = [CLS] w_1 ... w_n [SEP]  <s>_1 </s>_1 <o>_1 </o>_1  <s>_2 ...   one per post
+    pos     = 0     1   ...  n  n+1    hs_1  he_1  ts_1  te_1    hs_2 ...   a marker at its token's position
+    mask    text -> text only; a pair's markers -> the text and that pair's four markers
 
 so the text is read as if no marker were there, and a pair's markers see nothing of another pair:
 each pair gets exactly the vectors it would get with its post encoded for it alone.
@@ -14,7 +14,9 @@ each pair gets exactly the vectors it would get with its post encoded for it alo
 :class:`LevitatedMarkerFeaturizer` makes one feature per relation instance (the text and the pair's
 sub-word spans), as every relation featurizer does, so training, evaluation and prediction lines
 stay one per instance. :class:`LevitatedMarkerCollator` packs a batch: the instances of one post
-(same sub-words) share one row, so a post is encoded once however many of its pairs the batch holds.
+(same sub-words) share one segment, so a post is encoded once however many of its pairs the batch
+holds, and the segments of several posts share a row up to ``pack_length`` tokens (each reads only
+itself), so a batch of short posts is not padded to its longest one.
 """
 
 from __future__ import annotations
@@ -73,45 +75,76 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
 
 
 class LevitatedMarkerCollator(Collator):
-    """Instance features -> one row per distinct post, its pairs' markers levitated after its text.
+    """Instance features -> one segment per distinct post, its pairs' markers levitated after its
+    text; segments packed in order into rows of at most ``pack_length`` tokens (``None``: a row each).
+
+    A segment reads only itself: its text reads its text, its pairs' markers its text and their own
+    four markers, and its positions start at 0, so packing changes no vector, it only removes the
+    padding a batch of short posts beside a long one would carry (sequence packing).
 
     Batch keys: ``input_ids``, ``position_ids``, ``token_type_ids`` (zeros, when the encoder takes
-    them) ``[posts, L]``; ``attention_mask`` ``[posts, L, L]`` (True: the query may read the key);
+    them) ``[rows, L]``; ``attention_mask`` ``[rows, L, L]`` (True: the query may read the key);
     per instance ``pair_row`` (its post's row), ``head_marker`` / ``tail_marker`` (the positions of
     its head and tail start markers in that row) ``[pairs]``, and ``labels`` when given.
     """
 
-    def __init__(self, pad_token_id: int, marker_ids: Sequence[int], token_type_ids: bool) -> None:
+    def __init__(
+        self, pad_token_id: int, marker_ids: Sequence[int], token_type_ids: bool, pack_length: int | None = None
+    ) -> None:
         super().__init__(pad_token_id)
         self.pad_token_id = pad_token_id
         self.marker_ids = list(marker_ids)  # head start, head end, tail start, tail end
         self.token_type_ids = token_type_ids
+        self.pack_length = pack_length
+
+    def _rows(self, segments: list[tuple[tuple[int, ...], list[int]]]) -> list[list[int]]:
+        """Segment numbers per row: in order, a new row when the next segment would pass the row
+        length: ``pack_length``, or the longest segment's when longer (the batch is that wide anyway)."""
+        sizes = [len(text) + 4 * len(pairs) for text, pairs in segments]
+        limit = max(self.pack_length or 0, *sizes)
+        rows: list[list[int]] = []
+        width = 0
+        for number, size in enumerate(sizes):
+            if not rows or self.pack_length is None or width + size > limit:
+                rows.append([])
+                width = 0
+            rows[-1].append(number)
+            width += size
+        return rows
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        rows: dict[tuple[int, ...], list[int]] = {}  # a post's sub-words -> its instances
+        posts: dict[tuple[int, ...], list[int]] = {}  # a post's sub-words -> its instances
         for index, feature in enumerate(features):
-            rows.setdefault(tuple(feature["input_ids"]), []).append(index)
-        width = max(len(text) + 4 * len(pairs) for text, pairs in rows.items())
+            posts.setdefault(tuple(feature["input_ids"]), []).append(index)
+        segments = list(posts.items())
+        rows = self._rows(segments)
+        width = max(sum(len(segments[s][0]) + 4 * len(segments[s][1]) for s in row) for row in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)
         mask = torch.zeros((len(rows), width, width), dtype=torch.bool)
         pair_row = torch.zeros(len(features), dtype=torch.long)
         head_marker = torch.zeros(len(features), dtype=torch.long)
         tail_marker = torch.zeros(len(features), dtype=torch.long)
-        for row, (text, pairs) in enumerate(rows.items()):
-            n = len(text)
-            ids[row, :n] = torch.tensor(text)
-            positions[row, :n] = torch.arange(n)
-            # Every query reads the text (padding queries too: no row without a key); text queries
-            # read nothing else, so the text never sees a marker.
-            mask[row, :, :n] = True
-            for k, index in enumerate(pairs):
-                start = n + 4 * k  # this pair's four markers: [start, start + 4)
-                head, tail = features[index]["head_span"], features[index]["tail_span"]
-                ids[row, start : start + 4] = torch.tensor(self.marker_ids)
-                positions[row, start : start + 4] = torch.tensor([head[0], head[1], tail[0], tail[1]])
-                mask[row, start : start + 4, start : start + 4] = True
-                pair_row[index], head_marker[index], tail_marker[index] = row, start, start + 2
+        for row, numbers in enumerate(rows):
+            offset = 0
+            for number in numbers:
+                text, pairs = segments[number]
+                n, end = len(text), offset + len(text) + 4 * len(pairs)
+                ids[row, offset : offset + n] = torch.tensor(text)
+                positions[row, offset : offset + n] = torch.arange(n)
+                # The segment's queries read its text; text queries read nothing else, so the text
+                # never sees a marker nor another post.
+                mask[row, offset:end, offset : offset + n] = True
+                for k, index in enumerate(pairs):
+                    start = offset + n + 4 * k  # this pair's four markers: [start, start + 4)
+                    head, tail = features[index]["head_span"], features[index]["tail_span"]
+                    ids[row, start : start + 4] = torch.tensor(self.marker_ids)
+                    positions[row, start : start + 4] = torch.tensor([head[0], head[1], tail[0], tail[1]])
+                    mask[row, start : start + 4, start : start + 4] = True
+                    pair_row[index], head_marker[index], tail_marker[index] = row, start, start + 2
+                offset = end
+            # Padding queries read the first segment's text: no row of the mask without a key.
+            mask[row, offset:, : len(segments[numbers[0]][0])] = True
         # Per-instance tensors first: the Trainer reads the batch size off the first tensor.
         batch = {"pair_row": pair_row, "head_marker": head_marker, "tail_marker": tail_marker}
         if all("labels" in feature for feature in features):

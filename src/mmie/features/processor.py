@@ -43,6 +43,7 @@ from mmie.features.settings import (
     FocalInputs,
     ImageInputs,
     InputSettings,
+    LevitatedInputs,
     MarkerInputs,
     Markers,
     ObjectLabelInputs,
@@ -278,15 +279,18 @@ def relation_processor(
 
 
 def levitated_relation_processor(
-    config: MarkerInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
+    config: LevitatedInputs, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str], images: ImageDirs | None = None
 ) -> Processor:
     """Relation instances -> the post's plain text, each pair's markers levitated after it, a post's
-    instances of a batch packed in one row (text RE models that read a post once for all its pairs)."""
+    instances of a batch in one segment, segments packed into rows of ``pack_length`` tokens (text RE
+    models that read a post once for all its pairs)."""
     markers = add_marker_tokens(tokenizer, config.markers)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     marker_ids = tokenizer.convert_tokens_to_ids(list(markers))  # a list in, a list out
     assert isinstance(marker_ids, list)
-    collator = LevitatedMarkerCollator(pad_id, marker_ids, "token_type_ids" in tokenizer.model_input_names)
+    collator = LevitatedMarkerCollator(
+        pad_id, marker_ids, "token_type_ids" in tokenizer.model_input_names, pack_length=config.pack_length
+    )
     featurizer = LevitatedMarkerFeaturizer(tokenizer, labels, max_length=config.max_length)
     return Processor(config.model_copy(update={"markers": markers}), tokenizer, featurizer, collator)
 

@@ -69,6 +69,18 @@ class MarkerInputs(InputSettings):
     )
 
 
+class LevitatedInputs(MarkerInputs):
+    """Relation inputs of a model that reads a post once for all its pairs, its markers levitated after it."""
+
+    pack_length: int | None = Field(
+        64,
+        ge=8,
+        description="a batch's posts (each with its pairs' markers) packed into rows of at most this many "
+        "tokens (or the batch's longest post's), each post reading only itself, so short posts share a row "
+        "instead of being padded to the longest; null: one row per post",
+    )
+
+
 ImageTextField = Literal["caption", "tags", "ocr"]
 
 

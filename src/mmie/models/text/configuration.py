@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmie.features.settings import MarkerInputs
+from mmie.features.settings import LevitatedInputs, MarkerInputs
 from mmie.models.base import ModelConfig
 
 
@@ -33,7 +33,7 @@ class MtbConfig(RelationModelConfig):
     )
 
 
-class MtbLevitatedConfig(MtbConfig):
+class MtbLevitatedConfig(MtbConfig, LevitatedInputs):
     """MTB's head over levitated markers: every pair of a post from one encoder pass."""
 
     name: str = "mtb_levitated"

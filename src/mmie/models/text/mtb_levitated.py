@@ -18,6 +18,8 @@ Extraction", ACL 2022, sec. 3.2):
 Text queries read only the text, so x is encoded as without markers; a pair's markers read the
 text and each other, never another pair's: each r_k is what the post encoded for pair k alone would
 give, at the cost of one pass (PURE reports 8.7x faster relation inference for ~1 point of F1).
+Several posts share a row (``pack_length`` tokens, the collator's sequence packing), each reading
+only itself with its own positions, so a row changes no vector: it only saves the padding.
 The marker embeddings are MTB's (the same special tokens, added to the tokenizer). The packing is
 done by the collator (:mod:`mmie.features.levitated`); this module reads its batch.
 
