@@ -115,11 +115,12 @@ def test_report_tables_and_daggers(sweep_folder, tmp_path):
     written = write_report(report, tmp_path / "report")
     main_md = (tmp_path / "report" / "main.md").read_text()
     lines = {line.split("|")[1].strip(): line for line in main_md.splitlines() if line.startswith("| ")}
-    assert "†" in lines["Better"] and "†" not in lines["Same"] and "†" not in lines["Base"]
+    assert "Base" not in lines  # the reference row is named so in the table
+    assert "†" in lines["Better"] and "†" not in lines["Same"] and "†" not in lines["Base (reference)"]
     assert "100.00 ± 0.00†" in lines["Better"]  # F1 of a perfect row, both seeds
     assert "approximate randomisation" in main_md
     base_f1 = [build_report([sweep_folder / f"Base__tiny__seed{s}"]).runs[0].metrics["test"]["f1"] for s in (1, 2)]
-    assert f"{100 * np.mean(base_f1):.2f} ± {100 * np.std(base_f1, ddof=1):.2f}" in lines["Base"]
+    assert f"{100 * np.mean(base_f1):.2f} ± {100 * np.std(base_f1, ddof=1):.2f}" in lines["Base (reference)"]
 
     tex = (tmp_path / "report" / "main.tex").read_text()
     assert r"\begin{tabular}" in tex and r"$^\dagger$" in tex and r"\multicolumn{4}{c}{tiny}" in tex

@@ -240,7 +240,8 @@ def build_report(
 
     main_rows, by_image_rows = [], []
     for key in row_keys:
-        main_row: list[Any] = [_label(*key)]
+        # The main table names the reference row beside the caption's dagger (the paper's marking).
+        main_row: list[Any] = [_label(*key) + (" (reference)" if key[0] == reference else "")]
         image_row: list[Any] = [_label(*key)]
         for dataset in datasets:
             members = cell_runs.get((key, dataset), [])
