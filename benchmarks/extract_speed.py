@@ -64,13 +64,15 @@ def rate(extractor, posts: list[dict], batch_size: int) -> float:
 
 def count_text_tokens(extractor) -> dict[str, int]:
     """Live counters of the (unpadded) sub-word tokens each model's text encoder reads: the RE model
-    reads every candidate pair's marked text, the work that grows with the pairs of a post."""
+    reads every candidate pair's marked text, the work that grows with the pairs of a post; and
+    (``*_padded``) of the positions it computes, padding included."""
     counts: dict[str, int] = {}
     for task, loaded in (("ner", extractor.ner), ("re", extractor.re)):
-        counts[task] = 0
+        counts[task] = counts[f"{task}_padded"] = 0
 
         def hook(_module, _args, kwargs, _output, task=task):
             length = kwargs["input_ids"].shape[1]  # a visual prefix widens the mask, not the text
+            counts[f"{task}_padded"] += kwargs["input_ids"].numel()
             mask = kwargs["attention_mask"]
             if mask.dim() == 4:  # a one-pass model's additive [rows, 1, L, L] mask: a real token reads itself
                 counts[task] += int((mask.diagonal(dim1=-2, dim2=-1) == 0).sum())
