@@ -32,6 +32,8 @@ relative to the data folder (default: shared/data beside the repository).
     python benchmarks/text_baselines.py --only mtb --learning-rate 5e-5 --tag lr5e-5
     python benchmarks/text_baselines.py --only mtb --set training.weight_decay=0.08 --tag wd0.08
     python benchmarks/text_baselines.py --only hbilstm --epochs 10 --threads 1
+    python benchmarks/text_baselines.py --only crf --only bilstm --only cnn_bilstm --only hbilstm --epochs 4 \
+        --model-epochs bilstm=20 --model-epochs cnn_bilstm=20 --model-epochs hbilstm=20 --jobs 2 --threads 1
     python benchmarks/text_baselines.py --only mtb --only mtb_levitated --epochs 2 --tag onepass --jobs 2 --threads 1
     python benchmarks/text_baselines.py --only crf --only umt_text --only maf_text --only hvpnet_text --threads 1
     python benchmarks/text_baselines.py --only mtb --only hvpnet_re_text --only mkgformer_text --only focalmre_text --only glra_text
@@ -162,7 +164,8 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     if args.train_limit:
         sizes["train"] = args.train_limit
     config["data"] = subset_files(config, args.data_dir, scratch, sizes)
-    config["training"]["epochs"] = args.epochs
+    epochs = args.model_epochs.get(name, args.epochs)
+    config["training"]["epochs"] = epochs
     if args.encoder is not None and "encoder" in config["model"]:
         config["model"]["encoder"] = args.encoder
         config["training"].update(ENCODER_TRAINING.get(args.encoder, {}))
@@ -177,7 +180,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     started = time.perf_counter()
     model.predict(dev_records, batch_size=64)
     inference_seconds = time.perf_counter() - started
-    epochs = result.summary["epoch_seconds"]
+    epoch_seconds = result.summary["epoch_seconds"]
     history = result.summary.get("dev_history", [])  # one entry per dev evaluation
     by_evaluation = {str(entry["epoch"]): round(100 * entry["f1"], 2) for entry in history}
     dev = result.metrics["dev"]
@@ -190,22 +193,32 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
             for split in ("train", "dev")
         },
         "train_examples": result.summary["train_examples"],
-        "epochs": args.epochs,
+        "epochs": epochs,
         "best_step": result.summary["best_step"],
         "dev_f1_by_epoch": [f1 for epoch, f1 in by_evaluation.items() if float(epoch).is_integer()],
-        **({"dev_f1_by_evaluation": by_evaluation} if len(history) > args.epochs else {}),
+        **({"dev_f1_by_evaluation": by_evaluation} if len(history) > epochs else {}),
         "best_epoch": next((entry["epoch"] for entry in history if entry["step"] == result.summary["best_step"]), None),
         "dev_f1": round(100 * dev["f1"], 2),
         "dev_precision": round(100 * dev["precision"], 2),
         "dev_recall": round(100 * dev["recall"], 2),
         **({"dev_accuracy": round(100 * dev["accuracy"], 2)} if "accuracy" in dev else {}),
-        "seconds_per_epoch": round(sum(epochs) / len(epochs), 2),
+        "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 2),
         "train_examples_per_second": result.summary["train_examples_per_second"],
         "inference_examples_per_second": round(len(dev_records) / inference_seconds, 2),
         "peak_rss_mb": peak_rss_mb(),
         "hyper_parameters": config["training"] | {"max_length": config["model"]["max_length"]},
         **({"overrides": args.set} if args.set else {}),
     }
+
+
+def _model_epochs(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, int]:
+    epochs = {}
+    for value in values:
+        name, _, count = value.partition("=")
+        if name not in BASELINES or not count.isdigit() or int(count) < 1:
+            parser.error(f"--model-epochs {value!r}: expected MODEL=N with MODEL one of {', '.join(sorted(BASELINES))}")
+        epochs[name] = int(count)
+    return epochs
 
 
 def _set_threads(threads: int | None) -> None:
@@ -238,6 +251,13 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, as `mmie train --set`"
     )
+    parser.add_argument(
+        "--model-epochs",
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="epochs of one model, instead of --epochs (repeatable): the BiLSTM rows beside BERT-CRF in one run",
+    )
     parser.add_argument("--tag", default=None, help="store the figures under <model>_<tag> (e.g. a learning rate)")
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
     parser.add_argument(
@@ -252,6 +272,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.epochs = args.epochs or (1 if args.smoke else 10)
+    args.model_epochs = _model_epochs(parser, args.model_epochs)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _set_threads(args.threads)
 
@@ -262,6 +283,7 @@ def main() -> None:
         "models": args.only or sorted(BASELINES),
         "tag": args.tag,
         "epochs": args.epochs,
+        "model_epochs": args.model_epochs or None,
         "learning_rate": args.learning_rate,
         "encoder": args.encoder,
         "group_by_length": args.group_by_length,
