@@ -344,11 +344,8 @@ def long_case(args, client, server: Server) -> dict:
     }
 
 
-CASES = {
-    "overflow": overflow_case,
-    "burst": burst_case,
-    "long": long_case,
-}  # each on one batch-mode server; load: load_case
+# The cases run on one batch-mode server each (the load case, on a server per mode, is load_case).
+CASES = {"overflow": overflow_case, "burst": burst_case, "long": long_case}
 
 
 def compare_modes(by_mode: dict[str, dict]) -> dict:
