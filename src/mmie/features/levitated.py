@@ -97,10 +97,10 @@ class LevitatedMarkerCollator(Collator):
         self.token_type_ids = token_type_ids
         self.pack_length = pack_length
 
-    def _rows(self, segments: list[tuple[tuple[int, ...], list[int]]]) -> list[list[int]]:
-        """Segment numbers per row: in order, a new row when the next segment would pass the row
-        length: ``pack_length``, or the longest segment's when longer (the batch is that wide anyway)."""
-        sizes = [len(text) + 4 * len(pairs) for text, pairs in segments]
+    def _rows(self, sizes: list[int]) -> list[list[int]]:
+        """Segment numbers per row, from the segments' ``sizes``: in order, a new row when the next segment
+        would pass the row length: ``pack_length``, or the longest segment's when longer (the batch is that
+        wide anyway)."""
         limit = max(self.pack_length or 0, *sizes)
         rows: list[list[int]] = []
         width = 0
@@ -117,8 +117,9 @@ class LevitatedMarkerCollator(Collator):
         for index, feature in enumerate(features):
             posts.setdefault(tuple(feature["input_ids"]), []).append(index)
         segments = list(posts.items())
-        rows = self._rows(segments)
-        width = max(sum(len(segments[s][0]) + 4 * len(segments[s][1]) for s in row) for row in rows)
+        sizes = [len(text) + 4 * len(pairs) for text, pairs in segments]  # the text, then 4 markers a pair
+        rows = self._rows(sizes)
+        width = max(sum(sizes[number] for number in row) for row in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)
         mask = torch.zeros((len(rows), width, width), dtype=torch.bool)
@@ -129,7 +130,7 @@ class LevitatedMarkerCollator(Collator):
             offset = 0
             for number in numbers:
                 text, pairs = segments[number]
-                n, end = len(text), offset + len(text) + 4 * len(pairs)
+                n, end = len(text), offset + sizes[number]
                 ids[row, offset : offset + n] = torch.tensor(text)
                 positions[row, offset : offset + n] = torch.arange(n)
                 # The segment's queries read its text; text queries read nothing else, so the text
