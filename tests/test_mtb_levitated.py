@@ -227,3 +227,40 @@ def test_entities_past_the_length_budget_keep_a_marker_in_the_text(tiny_bert):
     [feature] = processor.featurize([RelationInstance(long_post, *shifted, instance.label)])
     assert len(feature["input_ids"]) == 16
     assert feature["head_span"] == feature["tail_span"] == [14, 14]  # the last text sub-word, not [SEP]
+
+
+def test_entity_states_are_the_text_sub_words_and_keep_one_pass_equal_to_each_pair_alone(tiny_bert):
+    config = {
+        "name": "mtb_levitated",
+        "encoder": tiny_bert,
+        "max_length": 32,
+        "pair_representation": "markers_and_entities",
+    }
+    tokenizer = create_vocabulary(config)
+    processor = create_processor(config, tokenizer, LABELS)
+    torch.manual_seed(0)
+    model = create_model(processor.config, LABELS, tokenizer=tokenizer).eval()
+    assert model.classifier.in_features == 4 * model.text_encoder.config.hidden_size
+    features = processor.featurize(two_posts())
+    batch = processor.collate(features)
+    for k, feature in enumerate(features):
+        row = batch["pair_row"][k]
+        # the head's and tail's first text sub-words, read where their markers sit (same position id)
+        for token, marker, span in (
+            ("head_token", "head_marker", "head_span"),
+            ("tail_token", "tail_marker", "tail_span"),
+        ):
+            assert batch["input_ids"][row, batch[token][k]] == feature["input_ids"][feature[span][0]]
+            assert batch["position_ids"][row, batch[token][k]] == batch["position_ids"][row, batch[marker][k]]
+    with torch.no_grad():
+        packed = model(**batch).logits
+        apart = model(**unpacked(processor)(features)).logits
+        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
+        markers_only = model.classifier.weight[:, : 2 * model.text_encoder.config.hidden_size].clone()
+    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    # the entity states reach the scores: zeroing their weights changes them
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.weight[:, : markers_only.shape[1]] = markers_only
+        assert not torch.allclose(model(**batch).logits, packed)

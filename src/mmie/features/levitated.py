@@ -85,7 +85,8 @@ class LevitatedMarkerCollator(Collator):
     Batch keys: ``input_ids``, ``position_ids``, ``token_type_ids`` (zeros, when the encoder takes
     them) ``[rows, L]``; ``attention_mask`` ``[rows, L, L]`` (True: the query may read the key);
     per instance ``pair_row`` (its post's row), ``head_marker`` / ``tail_marker`` (the positions of
-    its head and tail start markers in that row) ``[pairs]``, and ``labels`` when given.
+    its head and tail start markers in that row), ``head_token`` / ``tail_token`` (the positions of the
+    head's and tail's first text sub-words in that row) ``[pairs]``, and ``labels`` when given.
     """
 
     def __init__(
@@ -126,6 +127,8 @@ class LevitatedMarkerCollator(Collator):
         pair_row = torch.zeros(len(features), dtype=torch.long)
         head_marker = torch.zeros(len(features), dtype=torch.long)
         tail_marker = torch.zeros(len(features), dtype=torch.long)
+        head_token = torch.zeros(len(features), dtype=torch.long)
+        tail_token = torch.zeros(len(features), dtype=torch.long)
         for row, numbers in enumerate(rows):
             offset = 0
             for number in numbers:
@@ -143,11 +146,18 @@ class LevitatedMarkerCollator(Collator):
                     positions[row, start : start + 4] = torch.tensor([head[0], head[1], tail[0], tail[1]])
                     mask[row, start : start + 4, start : start + 4] = True
                     pair_row[index], head_marker[index], tail_marker[index] = row, start, start + 2
+                    head_token[index], tail_token[index] = offset + head[0], offset + tail[0]
                 offset = end
             # Padding queries read the first segment's text: no row of the mask without a key.
             mask[row, offset:, : len(segments[numbers[0]][0])] = True
         # Per-instance tensors first: the Trainer reads the batch size off the first tensor.
-        batch = {"pair_row": pair_row, "head_marker": head_marker, "tail_marker": tail_marker}
+        batch = {
+            "pair_row": pair_row,
+            "head_marker": head_marker,
+            "tail_marker": tail_marker,
+            "head_token": head_token,
+            "tail_token": tail_token,
+        }
         if all("labels" in feature for feature in features):
             batch["labels"] = torch.tensor([feature["labels"] for feature in features], dtype=torch.long)
         batch.update(input_ids=ids, position_ids=positions, attention_mask=mask)

@@ -37,3 +37,8 @@ class MtbLevitatedConfig(MtbConfig, LevitatedInputs):
     """MTB's head over levitated markers: every pair of a post from one encoder pass."""
 
     name: str = "mtb_levitated"
+    pair_representation: Literal["markers", "markers_and_entities"] = Field(
+        "markers",
+        description="r_k: the pair's head and tail start markers (MTB's), or those and the head's and tail's "
+        "first text sub-words (the entities as the post reads them, PURE's entity-span start)",
+    )

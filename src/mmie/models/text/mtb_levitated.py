@@ -12,6 +12,9 @@ Extraction", ACL 2022, sec. 3.2):
     A[q, k] = 1  iff  k in x, or q and k are markers of the same pair     (attention mask)
     H = Encoder(row, pos, A)                                             one pass per post
     r_k = [H_<s>_k ; H_<o>_k]             MTB's entity-start representation (Baldini Soares et al.)
+    r_k = [H_<s>_k ; H_<o>_k ; H_hs_k ; H_ts_k]   ``pair_representation: markers_and_entities``: and
+                                          the head's and tail's first text sub-words, the entities as
+                                          the post reads them (the start of PURE's span vector)
     r_k = LayerNorm(r_k)                  optional (``post_layer: layer_norm``), as in MTB
     p(r | x, pair k) = softmax(W r_k + b)
 
@@ -52,9 +55,11 @@ class MtbLevitatedClassifier(MarkedRelationModel):
 
     def __init__(self, config: MtbLevitatedConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
         super().__init__(config, labels, text_encoder)
+        self.with_entities = config.pair_representation == "markers_and_entities"
+        width = (4 if self.with_entities else 2) * self.hidden_size
         self.dropout = nn.Dropout(config.dropout)
-        self.post_layer = nn.LayerNorm(2 * self.hidden_size) if config.post_layer == "layer_norm" else nn.Identity()
-        self.classifier = nn.Linear(2 * self.hidden_size, len(labels))
+        self.post_layer = nn.LayerNorm(width) if config.post_layer == "layer_norm" else nn.Identity()
+        self.classifier = nn.Linear(width, len(labels))
 
     def encode_rows(
         self,
@@ -83,12 +88,17 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         pair_row: torch.Tensor,
         head_marker: torch.Tensor,
         tail_marker: torch.Tensor,
+        head_token: torch.Tensor | None = None,
+        tail_token: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> RelationClassificationOutput:
         hidden = self.encode_rows(input_ids, attention_mask, position_ids, token_type_ids)  # [posts, L, d]
-        heads = hidden[pair_row, head_marker]  # [pairs, d]: H_<s>_k
-        tails = hidden[pair_row, tail_marker]  # [pairs, d]: H_<o>_k
-        relation = self.post_layer(torch.cat([heads, tails], dim=-1))  # [pairs, 2d]
+        parts = [hidden[pair_row, head_marker], hidden[pair_row, tail_marker]]  # [pairs, d] each: H_<s>_k, H_<o>_k
+        if self.with_entities:
+            if head_token is None or tail_token is None:
+                raise ValueError("pair_representation markers_and_entities needs the batch's head_token and tail_token")
+            parts += [hidden[pair_row, head_token], hidden[pair_row, tail_token]]  # H_hs_k, H_ts_k
+        relation = self.post_layer(torch.cat(parts, dim=-1))  # [pairs, 2d] or [pairs, 4d]
         logits = self.classifier(self.dropout(relation))
         return RelationClassificationOutput(loss=self.loss(logits, labels), logits=logits)
