@@ -86,6 +86,7 @@ class TextBaselineFigures(_Strict):
 class TextBaselinesResults(_Strict):
     models: dict[str, TextBaselineFigures]
     one_pass_vs_mtb: dict[str, Any] | None = None  # MTB and one-pass MTB trained in the same run
+    mtb_levitated_entities_vs_mtb: dict[str, Any] | None = None  # the same, one pass with the entities' vectors
     text_switches_vs_baseline: dict[str, Any] | None = None  # text-only switches beside BERT-CRF / MTB, same run
 
 
