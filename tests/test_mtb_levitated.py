@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_re_instances
+from conftest import make_re_instances, make_tiny_mpnet
 from mmie.data.schema import Post, RelationInstance, Span
 from mmie.features.levitated import LevitatedMarkerCollator
 from mmie.inference.loading import load_model
@@ -264,3 +264,27 @@ def test_entity_states_are_the_text_sub_words_and_keep_one_pass_equal_to_each_pa
         model.classifier.weight.zero_()
         model.classifier.weight[:, : markers_only.shape[1]] = markers_only
         assert not torch.allclose(model(**batch).logits, packed)
+
+
+def test_on_mpnet_packed_posts_read_as_alone_at_its_own_positions(tmp_path):
+    """MPNet counts positions from padding_idx + 1 and adds a relative position bias its encoder takes
+    from the row's indices: both are read from the position ids, so the text is the plain text's and a
+    pair's scores do not depend on where its markers sit in the row."""
+    config = {"name": "mtb_levitated", "encoder": make_tiny_mpnet(tmp_path / "mpnet"), "max_length": 32}
+    tokenizer = create_vocabulary(config)
+    processor = create_processor(config, tokenizer, LABELS)
+    torch.manual_seed(0)
+    model = create_model(processor.config, LABELS, tokenizer=tokenizer).eval()
+    assert type(model.text_encoder).__name__ == "MPNetModel"
+    features = processor.featurize(two_posts())
+    packed = processor.collate(features)
+    with torch.no_grad():
+        together = model(**packed).logits
+        apart = model(**unpacked(processor)(features)).logits
+        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
+        text = torch.tensor([features[0]["input_ids"]])
+        plain = model.encode_text(text, torch.ones_like(text))
+        rows = model.encode_rows(packed["input_ids"], packed["attention_mask"], packed["position_ids"])
+    torch.testing.assert_close(rows[:, : text.shape[1]], plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-5)

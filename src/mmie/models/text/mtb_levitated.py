@@ -39,6 +39,7 @@ from torch import nn
 
 from mmie.features.processor import levitated_relation_processor
 from mmie.models.base import RelationClassificationOutput
+from mmie.models.layers.positions import encode_at_positions
 from mmie.models.registry import register_model
 from mmie.models.text.configuration import MtbLevitatedConfig
 from mmie.models.text.relation import MarkedRelationModel
@@ -75,10 +76,7 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         blocked = ~attention_mask[:, None].bool()
         additive = torch.zeros(blocked.shape, dtype=dtype, device=blocked.device)
         additive = additive.masked_fill(blocked, torch.finfo(dtype).min)
-        inputs = {"input_ids": input_ids, "attention_mask": additive, "position_ids": position_ids}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        return self.text_encoder(**inputs).last_hidden_state
+        return encode_at_positions(self.text_encoder, input_ids, additive, position_ids, token_type_ids)
 
     def forward(
         self,
