@@ -329,9 +329,11 @@ def compare_one_pass(results: dict, tag: str | None) -> None:
     suffix = f"_{tag}" if tag else ""
     models = results["models"]
     mtb = models.get(f"mtb{suffix}")
+    if mtb is None:
+        return
     for variant in ONE_PASS_VARIANTS:
         one_pass = models.get(f"{variant}{suffix}")
-        if mtb is None or one_pass is None:
+        if one_pass is None:
             continue
         key = "one_pass_vs_mtb" if variant == "mtb_levitated" else f"{variant}_vs_mtb"
         results[key] = comparison = {

@@ -86,16 +86,14 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         pair_row: torch.Tensor,
         head_marker: torch.Tensor,
         tail_marker: torch.Tensor,
-        head_token: torch.Tensor | None = None,
-        tail_token: torch.Tensor | None = None,
+        head_token: torch.Tensor,
+        tail_token: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> RelationClassificationOutput:
         hidden = self.encode_rows(input_ids, attention_mask, position_ids, token_type_ids)  # [posts, L, d]
         parts = [hidden[pair_row, head_marker], hidden[pair_row, tail_marker]]  # [pairs, d] each: H_<s>_k, H_<o>_k
         if self.with_entities:
-            if head_token is None or tail_token is None:
-                raise ValueError("pair_representation markers_and_entities needs the batch's head_token and tail_token")
             parts += [hidden[pair_row, head_token], hidden[pair_row, tail_token]]  # H_hs_k, H_ts_k
         relation = self.post_layer(torch.cat(parts, dim=-1))  # [pairs, 2d] or [pairs, 4d]
         logits = self.classifier(self.dropout(relation))
