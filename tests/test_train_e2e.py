@@ -189,3 +189,41 @@ def test_bf16_trains_on_the_cpu_and_fp16_there_is_refused_by_name(tiny_bert, dat
     with pytest.raises(ConfigError, match="training.mixed_precision: fp16 needs a CUDA GPU"):
         train(fp16, output_dir=tmp_path / "fp16")
     assert not (tmp_path / "fp16" / "model").exists()
+
+
+def test_off_a_terminal_training_writes_one_line_per_evaluation(tiny_bert, datasets, tmp_path, capfd):
+    # In a log file or CI, tqdm's dev bar below the train bar (drawn by moving the cursor down, then
+    # up) turns each redraw into new lines: off a terminal only the "epoch N: dev ..." lines are written.
+    train(tiny_config("ner", "bert_crf", tiny_bert, datasets["ner"], epochs=2), output_dir=tmp_path / "run")
+    err = capfd.readouterr().err
+    assert "\x1b[A" not in err
+    assert [line.split(":")[0] for line in err.splitlines() if ": dev " in line] == ["epoch 1", "epoch 2"]
+
+
+def test_on_a_terminal_the_dev_bar_is_drawn(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from torch.utils.data import DataLoader
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from mmie.training.callbacks import ExamplesProgressCallback
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm fits the bar to it
+    with os.fdopen(follower, "w") as terminal:
+        callback = ExamplesProgressCallback(8, stream=terminal)
+        assert callback.on_terminal
+        args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=4, use_cpu=True)
+        for _ in range(2):
+            callback.on_prediction_step(args, TrainerState(), TrainerControl(), eval_dataloader=DataLoader(range(8)))
+        callback.on_evaluate(args, TrainerState(epoch=1.0), TrainerControl(), metrics={"eval_f1": 0.5})
+        terminal.flush()
+        drawn = os.read(leader, 65536).decode()
+    os.close(leader)
+    assert "dev:   0%" in drawn and "0/8" in drawn and "epoch 1: dev f1 0.5000" in drawn
+    with open(os.devnull, "w") as nowhere:
+        assert not ExamplesProgressCallback(8, stream=nowhere).on_terminal

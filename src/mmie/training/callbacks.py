@@ -20,12 +20,24 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger("mmie.training")
 
+# Off a terminal (a log file, CI, a pipe) each redraw of the dev bar, which tqdm draws one line below
+# the train bar, adds lines: there the dev bar is left out (the "epoch N: dev ..." line reports each
+# evaluation) and the train bar is redrawn every 10 s.
+REDRAW_SECONDS_OFF_TERMINAL = 10.0
+
+
+def _on_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
 
 class ExamplesProgressCallback(TrainerCallback):
     """tqdm bars for training and evaluation, counting examples (so the rate reads examples/s)."""
 
-    def __init__(self, train_examples: int) -> None:
+    def __init__(self, train_examples: int, stream: Any = None) -> None:
         self.train_examples = train_examples
+        self.stream = stream if stream is not None else sys.stderr
+        self.on_terminal = _on_terminal(self.stream)
         self.train_bar: tqdm | None = None
         self.eval_bar: tqdm | None = None
         # Wall time of each training epoch, evaluation and checkpointing excluded (they run after
@@ -60,7 +72,15 @@ class ExamplesProgressCallback(TrainerCallback):
             return
         total = self.train_examples * int(args.num_train_epochs)
         done = min(total, self._examples_done(args, state.global_step))
-        self.train_bar = tqdm(total=total, initial=done, unit="ex", desc="train", dynamic_ncols=True)
+        self.train_bar = tqdm(
+            total=total,
+            initial=done,
+            unit="ex",
+            desc="train",
+            dynamic_ncols=True,
+            file=self.stream,
+            mininterval=0.1 if self.on_terminal else REDRAW_SECONDS_OFF_TERMINAL,
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.train_bar is not None:
@@ -80,11 +100,11 @@ class ExamplesProgressCallback(TrainerCallback):
             self._epoch_started = None
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
-        if not state.is_world_process_zero or eval_dataloader is None:
+        if not state.is_world_process_zero or eval_dataloader is None or not self.on_terminal:
             return
         if self.eval_bar is None:
             total = len(eval_dataloader.dataset) if hasattr(eval_dataloader, "dataset") else None
-            self.eval_bar = tqdm(total=total, unit="ex", desc="dev", leave=False, dynamic_ncols=True)
+            self.eval_bar = tqdm(total=total, unit="ex", desc="dev", leave=False, dynamic_ncols=True, file=self.stream)
         step = min(args.eval_batch_size, (self.eval_bar.total or 1 << 62) - self.eval_bar.n)
         self.eval_bar.update(step)
 
@@ -97,7 +117,7 @@ class ExamplesProgressCallback(TrainerCallback):
             message = ", ".join(f"{key} {value:.4f}" for key, value in shown.items())
             # stderr, like the bars: stdout stays for results
             epoch = f"{state.epoch:.0f}" if abs(state.epoch - round(state.epoch)) < 1e-3 else f"{state.epoch:.2f}"
-            tqdm.write(f"epoch {epoch}: dev {message}", file=sys.stderr)
+            tqdm.write(f"epoch {epoch}: dev {message}", file=self.stream)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.train_bar is not None:
