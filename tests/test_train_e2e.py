@@ -221,9 +221,17 @@ def test_on_a_terminal_the_dev_bar_is_drawn(tmp_path):
         for _ in range(2):
             callback.on_prediction_step(args, TrainerState(), TrainerControl(), eval_dataloader=DataLoader(range(8)))
         callback.on_evaluate(args, TrainerState(epoch=1.0), TrainerControl(), metrics={"eval_f1": 0.5})
-        terminal.flush()
-        drawn = os.read(leader, 65536).decode()
+    raw = b""
+    while True:  # the terminal's writer is closed: read until the pty says so (EIO), not one chunk
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        raw += chunk
     os.close(leader)
+    drawn = raw.decode()
     assert "dev:   0%" in drawn and "0/8" in drawn and "epoch 1: dev f1 0.5000" in drawn
     with open(os.devnull, "w") as nowhere:
         assert not ExamplesProgressCallback(8, stream=nowhere).on_terminal
