@@ -8,8 +8,9 @@
    distractors, or by the order of two cues; docs/synthetic.md) and print their test F1 by the
    setting that decides each post.
 3. Extract from one synthetic test post with the trained TPM-MI (NER) and GLRA (RE) through
-   :class:`mmie.Extractor` (raw text + image bytes, as a user would), print the JSON, and say how to
-   start the service on those models.
+   :class:`mmie.Extractor` (raw text + image bytes, as a user would), print its entities and
+   relations (the whole answer goes to ``extraction.json``), and say how to start the service on
+   those models.
 
 The synthetic sample exists to show that the image pathways learn (its labels often depend on one
 image that is not the first); its scores say nothing about accuracy on real posts.
@@ -200,9 +201,18 @@ def _extract_one(mre_folder: Path, runs: Path) -> None:
     images = [(mre_folder / "images" / ref).read_bytes() for ref in instance.post.images]
     extractor = Extractor.from_pretrained(ner=ner, re=re_model)
     result = extractor(text, images=images, id=instance.id)
-    result.pop("tokens")  # long; the entities carry their character offsets
+    answer = runs.parent / "extraction.json"
+    answer.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    entities = result["entities"]
     print(f"\n== extraction from synthetic test post {instance.id} (TPM-MI entities, GLRA relations)")
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"text: {result['text']}  ({len(result['images'])} images)")
+    for entity in entities:
+        span = f"[{entity['start']}:{entity['end']}]"
+        print(f"  entity    {entity['text']!r} {entity['type']} {span} score {entity['score']:.2f}")
+    for relation in result["relations"]:
+        head, tail = entities[relation["head"]]["text"], entities[relation["tail"]]["text"]
+        print(f"  relation  {head!r} -> {tail!r} {relation['relation']} score {relation['score']:.2f}")
+    print(f"the whole answer (token spans, each image's relevance) as the API returns it: {answer}")
     print("\nserve these models (page at http://127.0.0.1:8000/, API docs at /docs):")
     print(f"  mmie serve --ner {ner} --re {re_model} --host 127.0.0.1 --port 8000")
 
