@@ -28,6 +28,7 @@ from pathlib import Path
 from mmie.data import read_dataset
 from mmie.data.stats import dataset_stats
 from mmie.data.synth import META_FILE, PRESETS, SETTINGS, generate_dataset, read_settings
+from mmie.io import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = REPO_ROOT / "configs" / "synthetic"
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         for r in results
     ]
-    (args.out / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(args.out / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary written to {args.out / 'demo_summary.json'}")
     _extract_one(folders["mre"], args.out / "runs")
 
@@ -202,7 +203,7 @@ def _extract_one(mre_folder: Path, runs: Path) -> None:
     extractor = Extractor.from_pretrained(ner=ner, re=re_model)
     result = extractor(text, images=images, id=instance.id)
     answer = runs.parent / "extraction.json"
-    answer.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_atomic(answer, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     entities = result["entities"]
     print(f"\n== extraction from synthetic test post {instance.id} (TPM-MI entities, GLRA relations)")
     print(f"text: {result['text']}  ({len(result['images'])} images)")
