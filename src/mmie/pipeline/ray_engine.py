@@ -323,37 +323,50 @@ def _runtime(settings: RaySettings, log: Path) -> Iterator[Any]:
 def _run(
     settings: RaySettings, worker: dict, todo: list[tuple[int, list[dict]]], folder: Path
 ) -> Iterator[tuple[int, str]]:
-    """(part number, its JSON lines) for each part of ``todo``, as the actors finish them."""
+    """(part number, its JSON lines) for each part of ``todo``, in their order."""
     with _runtime(settings, folder / RAY_LOG) as ray:
         context = ray.data.DataContext.get_current()
+        before = (context.enable_progress_bars, context.execution_options.preserve_order)
         context.enable_progress_bars = False
-        items = [{"part": k, "lines": json.dumps(payload, ensure_ascii=False)} for k, payload in todo]
-        with warnings.catch_warnings():  # `max_restarts` as a remote argument is deprecated from Ray 2.60 on
-            warnings.simplefilter("ignore", DeprecationWarning)
-            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                _bound_worker(worker),
-                batch_size=1,  # one part per call: the actor cuts it into the model batches itself
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=min(settings.actors, len(items))),
-                num_cpus=settings.cpus_per_actor,
-                num_gpus=settings.gpus_per_actor or None,
-                # An actor that dies is not restarted: the run stops, the parts written stay, a rerun
-                # resumes. (A restart could not recover Ray Data's constructor arguments, Ray warns.)
-                max_restarts=0,
-            )
-        rows = iter(dataset.iter_rows())
+        # Parts come back in their order, so when a part fails every part before it is written: a
+        # rerun then resumes at the failed part (unordered, a later part's failure could come back
+        # before earlier parts, which were then computed for nothing).
+        context.execution_options.preserve_order = True
         try:
-            for row in rows:
-                if row["failure"]:
-                    problem = json.loads(row["failure"])
-                    raise DataError(
-                        problem["message"], path=worker["input"], line=problem["line"], field=problem["field"]
-                    )
-                yield int(row["part"]), str(row["text"])
+            yield from _rows(ray, settings, worker, todo)
         finally:
-            close = getattr(rows, "close", None)
-            if close is not None:  # a run stopped by an error stops its actors now, not after the corpus
-                close()
+            context.enable_progress_bars, context.execution_options.preserve_order = before
+
+
+def _rows(
+    ray: Any, settings: RaySettings, worker: dict, todo: list[tuple[int, list[dict]]]
+) -> Iterator[tuple[int, str]]:
+    """The parts of ``todo`` through the actor pool, in order; a part that failed raises its error."""
+    items = [{"part": k, "lines": json.dumps(payload, ensure_ascii=False)} for k, payload in todo]
+    with warnings.catch_warnings():  # `max_restarts` as a remote argument is deprecated from Ray 2.60 on
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _bound_worker(worker),
+            batch_size=1,  # one part per call: the actor cuts it into the model batches itself
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=min(settings.actors, len(items))),
+            num_cpus=settings.cpus_per_actor,
+            num_gpus=settings.gpus_per_actor or None,
+            # An actor that dies is not restarted: the run stops, the parts written stay, a rerun
+            # resumes. (A restart could not recover Ray Data's constructor arguments, Ray warns.)
+            max_restarts=0,
+        )
+    rows = iter(dataset.iter_rows())
+    try:
+        for row in rows:
+            if row["failure"]:
+                problem = json.loads(row["failure"])
+                raise DataError(problem["message"], path=worker["input"], line=problem["line"], field=problem["field"])
+            yield int(row["part"]), str(row["text"])
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:  # a run stopped by an error stops its actors now, not after the corpus
+            close()
 
 
 class PartWorker:
