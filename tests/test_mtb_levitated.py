@@ -83,7 +83,11 @@ def unpacked(processor):
     """The same processor with ``pack_length: null``: one row per post."""
     collator = processor.collator
     return LevitatedMarkerCollator(
-        collator.pad_token_id, collator.marker_ids, collator.token_type_ids, pack_length=None
+        collator.pad_token_id,
+        collator.marker_ids,
+        collator.token_type_ids,
+        pack_length=None,
+        entity_marker_ids=collator.entity_marker_ids,
     )
 
 
@@ -288,3 +292,81 @@ def test_on_mpnet_packed_posts_read_as_alone_at_its_own_positions(tmp_path):
     torch.testing.assert_close(rows[:, : text.shape[1]], plain, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def reading_entities(tiny_bert):
+    config = {"name": "mtb_levitated", "encoder": tiny_bert, "max_length": 32, "text_reads_entities": True}
+    tokenizer = create_vocabulary(config)
+    processor = create_processor(config, tokenizer, LABELS)
+    torch.manual_seed(0)
+    model = create_model(processor.config, LABELS, tokenizer=tokenizer).eval()
+    return model, processor, tokenizer
+
+
+def test_with_text_reads_entities_the_text_reads_a_marker_pair_per_entity(reading_entities):
+    _, processor, tokenizer = reading_entities
+    assert processor.config.entity_markers == ("<e>", "</e>")
+    entity_ids = tokenizer.convert_tokens_to_ids(["<e>", "</e>"])
+    assert not set(entity_ids) & set(tokenizer.convert_tokens_to_ids(list(processor.config.markers)))
+    features = processor.featurize(post_instances())
+    spans = sorted({tuple(f[key]) for f in features for key in ("head_span", "tail_span")})
+    assert len(spans) == len(SPANS) and all(f["entity_spans"] == [list(s) for s in spans] for f in features)
+    batch = processor.collate(features)
+    n, entities = len(features[0]["input_ids"]), 2 * len(SPANS)
+    context = n + entities
+    assert batch["input_ids"].shape == (1, context + 4 * len(PAIRS))
+    assert batch["input_ids"][0, n:context].tolist() == entity_ids * len(SPANS)
+    assert batch["position_ids"][0, n:context].tolist() == [p for span in spans for p in span]
+    mask = batch["attention_mask"][0]
+    # the text and the entity markers read each other, never a pair's marker
+    assert mask[:context, :context].all() and not mask[:context, context:].any()
+    for k in range(len(PAIRS)):
+        start = context + 4 * k
+        assert batch["head_marker"][k] == start
+        assert mask[start].nonzero().flatten().tolist() == list(range(context)) + list(range(start, start + 4))
+
+
+def test_with_text_reads_entities_a_pair_scores_the_same_in_any_batch(reading_entities, built):
+    model, processor, _ = reading_entities
+    features = processor.featurize(two_posts())
+    with torch.no_grad():
+        packed = model(**processor.collate(features)).logits
+        apart = model(**unpacked(processor)(features)).logits
+        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
+        # the text reads the entities: its vectors are no longer those of the plain text
+        batch = processor.collate(features[:4])
+        text = torch.tensor([features[0]["input_ids"]])
+        plain = model.encode_text(text, torch.ones_like(text))
+        rows = model.encode_rows(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+    # trained like the plain model: the loss reaches the entity markers' embeddings through the text
+    model.zero_grad()
+    model(**processor.collate(processor.featurize(two_posts()))).loss.backward()
+    embeddings = model.text_encoder.get_input_embeddings().weight.grad
+    entity_ids = processor.tokenizer.convert_tokens_to_ids(list(processor.config.entity_markers))
+    assert embeddings[entity_ids].abs().sum(-1).gt(0).all()
+    model.zero_grad()
+    # a pair alone in its batch still has its post's entities: the context is the post's, not the batch's
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(rows[:, : text.shape[1]], plain, atol=1e-3)
+
+
+def test_the_predictor_never_cuts_a_posts_pairs_into_two_batches(reading_entities, tmp_path):
+    model, processor, tokenizer = reading_entities
+    loaded = load_model(save_model_folder(model, tokenizer, tmp_path / "model"))
+    assert loaded.processor.config.entity_markers == ("<e>", "</e>")
+    instances = two_posts()  # 4 pairs of one post, 1 of another, 4 of the first post's text again
+    predictor = Predictor(loaded.model, loaded.processor)
+    # batches of 3 records, grown to whole posts: cut at 3, the fourth pair would be featurized with
+    # only its own two entities
+    assert list(predictor._chunks(instances, 3)) == [(0, 4), (4, 9)]
+    small = predictor.predict(instances, batch_size=3, progress=False)
+    whole = predictor.predict(instances, batch_size=64, progress=False)
+    for a, b in zip(small, whole):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+    with torch.no_grad():
+        direct = model(**processor.collate(processor.featurize(instances))).logits.softmax(-1)
+    assert [line["scores"][label] for line in whole for label in LABELS] == pytest.approx(
+        direct.flatten().tolist(), abs=1e-5
+    )

@@ -13,7 +13,13 @@ from transformers import AutoTokenizer
 from conftest import make_re_instances, make_tiny_mpnet
 from mmie.encoders.text import load_tokenizer
 from mmie.errors import ConfigError
-from mmie.features.text import DEFAULT_MARKERS, FALLBACK_MARKERS, RelationFeaturizer, add_marker_tokens
+from mmie.features.text import (
+    DEFAULT_MARKERS,
+    FALLBACK_MARKERS,
+    RelationFeaturizer,
+    add_entity_marker_tokens,
+    add_marker_tokens,
+)
 from mmie.inference.loading import load_model
 from mmie.inference.saving import save_model_folder
 from mmie.models import get_model_entry, list_models
@@ -163,6 +169,22 @@ def test_markers_are_never_the_tokenizers_special_tokens(tiny_mpnet, tiny_bert):
         assert ids[feature["head_start"]] == marker_ids[0] and ids[feature["tail_start"]] == marker_ids[2]
         after_head_marker = mpnet.convert_ids_to_tokens(ids)[feature["head_start"] + 1]
         assert after_head_marker in (instance.post.tokens[instance.head.start].lower(), *FALLBACK_MARKERS)
+
+
+def test_entity_markers_are_never_special_tokens_nor_the_pair_markers(tiny_mpnet):
+    mpnet = load_tokenizer(tiny_mpnet)
+    markers = add_marker_tokens(mpnet, None)
+    assert add_entity_marker_tokens(mpnet, None) == ("<e>", "</e>")
+    ids = mpnet.convert_tokens_to_ids(["<e>", "</e>", *markers])
+    assert len(set(ids)) == 6 and not set(ids) & set(mpnet.all_special_ids)
+    # a tokenizer that already has </e> as a special token gets the next pair
+    taken = load_tokenizer(tiny_mpnet)
+    taken.add_special_tokens({"additional_special_tokens": ["</e>"]})
+    assert add_entity_marker_tokens(taken, None) == ("[E]", "[/E]")
+    with pytest.raises(ConfigError, match=r"model\.entity_markers: \['</e>'\] already are special tokens"):
+        add_entity_marker_tokens(taken, ("<e>", "</e>"))
+    with pytest.raises(ConfigError, match="two different markers"):
+        add_entity_marker_tokens(taken, ("[X]", "[X]"))
 
 
 def test_a_configured_marker_that_is_a_special_token_is_refused(tiny_mpnet):

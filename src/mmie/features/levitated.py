@@ -11,6 +11,12 @@ tail start, tail end) are appended after it, each sharing the position id of the
 so the text is read as if no marker were there, and a pair's markers see nothing of another pair:
 each pair gets exactly the vectors it would get with its post encoded for it alone.
 
+With ``text_reads_entities``, two more markers per entity of the post (``<e>`` ``</e>`` at its first and
+last sub-word) sit between the text and the pairs' markers; the text reads them and they read the
+text, so the text knows where the post's entities are. The entities are those the post's instances
+name in one ``featurize`` call (the featurizer adds them to every feature as ``entity_spans``), so a
+pair's vectors do not depend on which other pairs share its batch.
+
 :class:`LevitatedMarkerFeaturizer` makes one feature per relation instance (the text and the pair's
 sub-word spans), as every relation featurizer does, so training, evaluation and prediction lines
 stay one per instance. :class:`LevitatedMarkerCollator` packs a batch: the instances of one post
@@ -47,7 +53,25 @@ def subword_span(word_ids: Sequence[int | None], span: Span) -> tuple[int, int]:
 
 class LevitatedMarkerFeaturizer(NerFeaturizer):
     """Relation instances -> the post's plain sub-words (tokenized as an NER input, cut at
-    ``max_length``) + the head's and tail's sub-word spans + label."""
+    ``max_length``) + the head's and tail's sub-word spans + label; with ``entity_spans``, also the
+    sub-word spans of every entity of the post (those its instances in this call name, sorted)."""
+
+    def __init__(self, tokenizer: Any, labels: Sequence[str], max_length: int, entity_spans: bool = False) -> None:
+        super().__init__(tokenizer, labels, max_length)
+        self.entity_spans = entity_spans
+
+    def featurize(self, records: Sequence[Any], with_labels: bool = True, images: Any = None) -> list[dict]:
+        features = super().featurize(records, with_labels, images)
+        if self.entity_spans:
+            # A post's entities are the spans its candidate pairs name: the instances of one post
+            # (same tokens and images) given together, as the Extractor and the Predictor give them.
+            posts: dict[tuple, set[tuple[int, int]]] = {}
+            keys = [(tuple(record.post.tokens), tuple(record.post.images)) for record in records]
+            for key, feature in zip(keys, features):
+                posts.setdefault(key, set()).update({tuple(feature["head_span"]), tuple(feature["tail_span"])})
+            for key, feature in zip(keys, features):
+                feature["entity_spans"] = [list(span) for span in sorted(posts[key])]
+        return features
 
     @staticmethod
     def words(record: Any) -> list[str]:
@@ -82,6 +106,11 @@ class LevitatedMarkerCollator(Collator):
     four markers, and its positions start at 0, so packing changes no vector, it only removes the
     padding a batch of short posts beside a long one would carry (sequence packing).
 
+    With ``entity_marker_ids`` (start, end), the features' ``entity_spans`` get two markers each,
+    between the text and the pairs' markers, at their span's first and last sub-word; the text and
+    these markers read each other, and every pair's markers read them too. The post's context (its
+    text and its entities) is then the same for each of its pairs, whichever of them the batch holds.
+
     Batch keys: ``input_ids``, ``position_ids``, ``token_type_ids`` (zeros, when the encoder takes
     them) ``[rows, L]``; ``attention_mask`` ``[rows, L, L]`` (True: the query may read the key);
     per instance ``pair_row`` (its post's row), ``head_marker`` / ``tail_marker`` (the positions of
@@ -90,13 +119,19 @@ class LevitatedMarkerCollator(Collator):
     """
 
     def __init__(
-        self, pad_token_id: int, marker_ids: Sequence[int], token_type_ids: bool, pack_length: int | None = None
+        self,
+        pad_token_id: int,
+        marker_ids: Sequence[int],
+        token_type_ids: bool,
+        pack_length: int | None = None,
+        entity_marker_ids: Sequence[int] | None = None,
     ) -> None:
         super().__init__(pad_token_id)
         self.pad_token_id = pad_token_id
         self.marker_ids = list(marker_ids)  # head start, head end, tail start, tail end
         self.token_type_ids = token_type_ids
         self.pack_length = pack_length
+        self.entity_marker_ids = list(entity_marker_ids) if entity_marker_ids is not None else None
 
     def _rows(self, sizes: list[int]) -> list[list[int]]:
         """Segment numbers per row, from the segments' ``sizes``: in order, a new row when the next segment
@@ -113,12 +148,20 @@ class LevitatedMarkerCollator(Collator):
             width += size
         return rows
 
+    def _entities(self, feature: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
+        if self.entity_marker_ids is None:
+            return ()
+        if "entity_spans" not in feature:
+            raise ValueError("text_reads_entities: the features carry no entity_spans (made by another featurizer)")
+        return tuple((start, end) for start, end in feature["entity_spans"])
+
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        posts: dict[tuple[int, ...], list[int]] = {}  # a post's sub-words -> its instances
+        posts: dict[tuple, list[int]] = {}  # a post's sub-words and entities -> its instances
         for index, feature in enumerate(features):
-            posts.setdefault(tuple(feature["input_ids"]), []).append(index)
+            posts.setdefault((tuple(feature["input_ids"]), self._entities(feature)), []).append(index)
         segments = list(posts.items())
-        sizes = [len(text) + 4 * len(pairs) for text, pairs in segments]  # the text, then 4 markers a pair
+        # the text, 2 markers an entity, 4 markers a pair
+        sizes = [len(text) + 2 * len(entities) + 4 * len(pairs) for (text, entities), pairs in segments]
         rows = self._rows(sizes)
         width = max(sum(sizes[number] for number in row) for row in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
@@ -132,15 +175,20 @@ class LevitatedMarkerCollator(Collator):
         for row, numbers in enumerate(rows):
             offset = 0
             for number in numbers:
-                text, pairs = segments[number]
+                (text, entities), pairs = segments[number]
                 n, end = len(text), offset + sizes[number]
                 ids[row, offset : offset + n] = torch.tensor(text)
                 positions[row, offset : offset + n] = torch.arange(n)
-                # The segment's queries read its text; text queries read nothing else, so the text
-                # never sees a marker nor another post.
-                mask[row, offset:end, offset : offset + n] = True
+                for e, (first, last) in enumerate(entities):
+                    at = offset + n + 2 * e  # this entity's start and end markers: [at, at + 2)
+                    ids[row, at : at + 2] = torch.tensor(self.entity_marker_ids)
+                    positions[row, at : at + 2] = torch.tensor([first, last])
+                context = n + 2 * len(entities)
+                # The segment's queries read its context (the text and its entity markers); the context
+                # reads nothing else, so it never sees a pair's marker nor another post.
+                mask[row, offset:end, offset : offset + context] = True
                 for k, index in enumerate(pairs):
-                    start = offset + n + 4 * k  # this pair's four markers: [start, start + 4)
+                    start = offset + context + 4 * k  # this pair's four markers: [start, start + 4)
                     head, tail = features[index]["head_span"], features[index]["tail_span"]
                     ids[row, start : start + 4] = torch.tensor(self.marker_ids)
                     positions[row, start : start + 4] = torch.tensor([head[0], head[1], tail[0], tail[1]])
@@ -149,7 +197,7 @@ class LevitatedMarkerCollator(Collator):
                     head_token[index], tail_token[index] = offset + head[0], offset + tail[0]
                 offset = end
             # Padding queries read the first segment's text: no row of the mask without a key.
-            mask[row, offset:, : len(segments[numbers[0]][0])] = True
+            mask[row, offset:, : len(segments[numbers[0]][0][0])] = True
         # Per-instance tensors first: the Trainer reads the batch size off the first tensor.
         batch = {
             "pair_row": pair_row,

@@ -52,7 +52,13 @@ from mmie.features.settings import (
     SceneGraphInputs,
     WordInputs,
 )
-from mmie.features.text import Featurizer, NerFeaturizer, RelationFeaturizer, add_marker_tokens
+from mmie.features.text import (
+    Featurizer,
+    NerFeaturizer,
+    RelationFeaturizer,
+    add_entity_marker_tokens,
+    add_marker_tokens,
+)
 from mmie.features.word_relations import WordRelationFeaturizer
 from mmie.features.words import WordNerFeaturizer, WordVocabulary
 
@@ -285,14 +291,23 @@ def levitated_relation_processor(
     instances of a batch in one segment, segments packed into rows of ``pack_length`` tokens (text RE
     models that read a post once for all its pairs)."""
     markers = add_marker_tokens(tokenizer, config.markers)
+    entity_markers = add_entity_marker_tokens(tokenizer, config.entity_markers) if config.text_reads_entities else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     marker_ids = tokenizer.convert_tokens_to_ids(list(markers))  # a list in, a list out
-    assert isinstance(marker_ids, list)
+    entity_marker_ids = tokenizer.convert_tokens_to_ids(list(entity_markers or ()))
+    assert isinstance(marker_ids, list) and isinstance(entity_marker_ids, list)
     collator = LevitatedMarkerCollator(
-        pad_id, marker_ids, "token_type_ids" in tokenizer.model_input_names, pack_length=config.pack_length
+        pad_id,
+        marker_ids,
+        "token_type_ids" in tokenizer.model_input_names,
+        pack_length=config.pack_length,
+        entity_marker_ids=entity_marker_ids or None,
     )
-    featurizer = LevitatedMarkerFeaturizer(tokenizer, labels, max_length=config.max_length)
-    return Processor(config.model_copy(update={"markers": markers}), tokenizer, featurizer, collator)
+    featurizer = LevitatedMarkerFeaturizer(
+        tokenizer, labels, max_length=config.max_length, entity_spans=config.text_reads_entities
+    )
+    chosen = config.model_copy(update={"markers": markers, "entity_markers": entity_markers})
+    return Processor(chosen, tokenizer, featurizer, collator)
 
 
 def _marked_image_processor(

@@ -22,6 +22,7 @@ from mmie.encoders.vision import DEFAULT_VISION_ENCODER
 # picture with all of them stitched on a 2 x 2 grid.
 ImageLayout = Literal["all", "first", "stitched"]
 Markers = tuple[str, str, str, str]
+EntityMarkers = tuple[str, str]
 
 
 class InputSettings(BaseModel):
@@ -78,6 +79,17 @@ class LevitatedInputs(MarkerInputs):
         description="a batch's posts (each with its pairs' markers) packed into rows of at most this many "
         "tokens (or the batch's longest post's), each post reading only itself, so short posts share a row "
         "instead of being padded to the longest; null: one row per post",
+    )
+    text_reads_entities: bool = Field(
+        False,
+        description="the post also gets two levitated markers per entity of its candidate pairs (its start and "
+        "end), which the text reads: the text knows where the entities are, not which pair is meant, and a "
+        "post is still read once for all its pairs",
+    )
+    entity_markers: EntityMarkers | None = Field(
+        None,
+        description="with text_reads_entities: the entity start and end markers; default <e> </e> (or [E] [/E] "
+        "when the tokenizer already has those); not one of the tokenizer's special tokens",
     )
 
 

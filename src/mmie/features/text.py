@@ -41,6 +41,8 @@ DEFAULT_MARKERS = ("<s>", "</s>", "<o>", "</o>")
 FALLBACK_MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 # Tried in order: the first set none of whose markers is a special token of the tokenizer.
 MARKER_CANDIDATES = (DEFAULT_MARKERS, FALLBACK_MARKERS, ("<e1>", "</e1>", "<e2>", "</e2>"))
+# The levitated entity markers of the one-pass model (text_reads_entities), tried in the same way.
+ENTITY_MARKER_CANDIDATES = (("<e>", "</e>"), ("[E]", "[/E]"), ("<ent>", "</ent>"))
 # Records tokenized per call of the (Rust, batched) tokenizer.
 _TOKENIZER_BATCH = 512
 
@@ -166,11 +168,13 @@ def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]
 # ----------------------------------------------------------------------------- RE markers
 
 
-def choose_markers(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str, str, str]:
-    """The first of :data:`MARKER_CANDIDATES` that shares no token with the tokenizer's own special
-    tokens (its start, end, padding, unknown and mask tokens): BERT keeps ``<s> </s> <o> </o>``."""
+def choose_markers(
+    tokenizer: PreTrainedTokenizerBase, candidates: Sequence[tuple[str, ...]] = MARKER_CANDIDATES
+) -> tuple[str, ...]:
+    """The first of ``candidates`` that shares no token with the tokenizer's own special tokens (its
+    start, end, padding, unknown and mask tokens): BERT keeps ``<s> </s> <o> </o>``."""
     taken = set(tokenizer.all_special_tokens)
-    for candidate in MARKER_CANDIDATES:
+    for candidate in candidates:
         if not taken.intersection(candidate):
             return candidate
     raise ConfigError(
@@ -186,20 +190,38 @@ def add_marker_tokens(tokenizer: PreTrainedTokenizerBase, markers: Sequence[str]
     that is one of the tokenizer's own special tokens (start, end, ...) is refused: the model could not
     tell the entity from the text's boundary.
     """
-    chosen = tuple(markers) if markers is not None else choose_markers(tokenizer)
-    if len(chosen) != 4 or len(set(chosen)) != 4:
-        raise ConfigError(f"model.markers: four different markers are needed, got {list(chosen)}")
+    chosen = _add_markers(tokenizer, markers, MARKER_CANDIDATES, "model.markers")
+    return chosen[0], chosen[1], chosen[2], chosen[3]
+
+
+def add_entity_marker_tokens(tokenizer: PreTrainedTokenizerBase, markers: Sequence[str] | None) -> tuple[str, str]:
+    """:func:`add_marker_tokens` for the two entity markers (start, end) of ``text_reads_entities``."""
+    chosen = _add_markers(tokenizer, markers, ENTITY_MARKER_CANDIDATES, "model.entity_markers")
+    return chosen[0], chosen[1]
+
+
+def _add_markers(
+    tokenizer: PreTrainedTokenizerBase,
+    markers: Sequence[str] | None,
+    candidates: Sequence[tuple[str, ...]],
+    setting: str,
+) -> tuple[str, ...]:
+    chosen = tuple(markers) if markers is not None else choose_markers(tokenizer, candidates)
+    count = len(candidates[0])
+    if len(chosen) != count or len(set(chosen)) != count:
+        number = {2: "two", 4: "four"}.get(count, str(count))
+        raise ConfigError(f"{setting}: {number} different markers are needed, got {list(chosen)}")
     collisions = [marker for marker in chosen if marker in set(tokenizer.all_special_tokens)]
     if collisions:
         raise ConfigError(
-            f"model.markers: {collisions} already are special tokens of the tokenizer "
-            f"({sorted(tokenizer.all_special_tokens)}); choose other markers or leave model.markers unset"
+            f"{setting}: {collisions} already are special tokens of the tokenizer "
+            f"({sorted(tokenizer.all_special_tokens)}); choose other markers or leave {setting} unset"
         )
     tokenizer.add_tokens(list(chosen), special_tokens=True)
     for marker in chosen:
         marker_id = tokenizer.convert_tokens_to_ids(marker)  # one token in, one id out
         if len(tokenizer.tokenize(marker)) != 1 or marker_id == tokenizer.unk_token_id:
-            raise ConfigError(f"model.markers: {marker!r} does not become one token of the tokenizer")
+            raise ConfigError(f"{setting}: {marker!r} does not become one token of the tokenizer")
     return chosen
 
 

@@ -113,17 +113,30 @@ class Predictor:
         self.model.eval()
         bar = tqdm(total=len(records), unit="ex", desc=description, disable=not progress, dynamic_ncols=True)
         try:
-            for start in range(0, len(records), batch_size):
-                chunk = records[start : start + batch_size]
+            for start, end in self._chunks(records, batch_size):
+                chunk = records[start:end]
                 if features is None:
                     chunk_features = self.processor.featurize(chunk, with_labels=False, images=images)
                 else:  # the model is not asked for a loss: labels stay out of the batch
-                    chunk_features = [without_labels(f) for f in features[start : start + batch_size]]
+                    chunk_features = [without_labels(f) for f in features[start:end]]
                 yield from self._predict_batch(chunk, chunk_features)
                 bar.update(len(chunk))
         finally:
             bar.close()
             self.model.train(was_training)
+
+    def _chunks(self, records: Sequence[Any], batch_size: int) -> Iterator[tuple[int, int]]:
+        """``(start, end)`` of each batch: ``batch_size`` records, or for a model that reads a post once for
+        all its pairs, more when the next records are pairs of the same post, so a post is not cut in two
+        (one pass for it, and the same post context for each of its pairs, however the batches fall)."""
+        start = 0
+        while start < len(records):
+            end = min(start + batch_size, len(records))
+            if self.model.reads_post_once:
+                while end < len(records) and _same_post(records[end - 1], records[end]):
+                    end += 1
+            yield start, end
+            start = end
 
     @torch.inference_mode()
     def _predict_batch(self, records: Sequence[Any], features: list[dict]) -> Iterator[dict]:
@@ -154,3 +167,9 @@ class Predictor:
         """Metrics of the model on labelled records (with the by-number-of-images breakdown)."""
         predictions = list(self.iter_predictions(records, batch_size, progress, description))
         return score_predictions(records, predictions, task=self.task)
+
+
+def _same_post(first: Any, second: Any) -> bool:
+    """Two relation instances of one post (its tokens and images; ids differ in releases with a line
+    per pair, MNRE's)."""
+    return (first.post.tokens, first.post.images) == (second.post.tokens, second.post.images)
