@@ -34,14 +34,19 @@ def post_instances(post_id: str = "p0") -> list[RelationInstance]:
     return [RelationInstance(post, SPANS[head], SPANS[tail], "None") for head, tail in PAIRS]
 
 
-@pytest.fixture(scope="module")
-def built(tiny_bert):
-    config = {"name": "mtb_levitated", "encoder": tiny_bert, "max_length": 32}
+def build(encoder: str, **settings):
+    """(model, processor, tokenizer) of a tiny one-pass model in eval mode, ``settings`` on top."""
+    config = {"name": "mtb_levitated", "encoder": encoder, "max_length": 32, **settings}
     tokenizer = create_vocabulary(config)
     processor = create_processor(config, tokenizer, LABELS)
     torch.manual_seed(0)
     model = create_model(processor.config, LABELS, tokenizer=tokenizer).eval()
     return model, processor, tokenizer
+
+
+@pytest.fixture(scope="module")
+def built(tiny_bert):
+    return build(tiny_bert)
 
 
 def test_the_packed_row_levitates_each_pairs_markers_after_the_text(built):
@@ -296,12 +301,7 @@ def test_on_mpnet_packed_posts_read_as_alone_at_its_own_positions(tmp_path):
 
 @pytest.fixture(scope="module")
 def reading_entities(tiny_bert):
-    config = {"name": "mtb_levitated", "encoder": tiny_bert, "max_length": 32, "text_reads_entities": True}
-    tokenizer = create_vocabulary(config)
-    processor = create_processor(config, tokenizer, LABELS)
-    torch.manual_seed(0)
-    model = create_model(processor.config, LABELS, tokenizer=tokenizer).eval()
-    return model, processor, tokenizer
+    return build(tiny_bert, text_reads_entities=True)
 
 
 def test_with_text_reads_entities_the_text_reads_a_marker_pair_per_entity(reading_entities):
@@ -327,7 +327,7 @@ def test_with_text_reads_entities_the_text_reads_a_marker_pair_per_entity(readin
         assert mask[start].nonzero().flatten().tolist() == list(range(context)) + list(range(start, start + 4))
 
 
-def test_with_text_reads_entities_a_pair_scores_the_same_in_any_batch(reading_entities, built):
+def test_with_text_reads_entities_a_pair_scores_the_same_in_any_batch(reading_entities):
     model, processor, _ = reading_entities
     features = processor.featurize(two_posts())
     with torch.no_grad():
