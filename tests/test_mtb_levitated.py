@@ -93,6 +93,7 @@ def unpacked(processor):
         collator.token_type_ids,
         pack_length=None,
         entity_marker_ids=collator.entity_marker_ids,
+        packing=collator.packing,
     )
 
 
@@ -370,3 +371,60 @@ def test_the_predictor_never_cuts_a_posts_pairs_into_two_batches(reading_entitie
     assert [line["scores"][label] for line in whole for label in LABELS] == pytest.approx(
         direct.flatten().tolist(), abs=1e-5
     )
+
+
+@pytest.fixture(scope="module")
+def by_subject(tiny_bert):
+    return build(tiny_bert, packing="subject")
+
+
+def test_subject_packing_marks_the_head_in_the_text_and_levitates_each_tail(by_subject):
+    _, processor, tokenizer = by_subject
+    head_open, head_close, tail_open, tail_close = tokenizer.convert_tokens_to_ids(list(processor.config.markers))
+    features = processor.featurize(post_instances())
+    word_ids = tokenizer(TOKENS, is_split_into_words=True).word_ids()
+    for feature, (_head, tail) in zip(features, PAIRS):
+        ids = feature["input_ids"]
+        assert ids.count(head_open) == ids.count(head_close) == 1 and tail_open not in ids
+        assert ids[feature["head_marker"]] == head_open
+        # the head's sub-words sit between its markers; the tail's span points at the tail's own sub-words
+        first, last = feature["head_span"]
+        assert ids[first - 1] == head_open and ids[last + 1] == head_close
+        tail_ids = [ids[p] for p in range(feature["tail_span"][0], feature["tail_span"][1] + 1)]
+        plain = tokenizer(TOKENS, is_split_into_words=True)["input_ids"]
+        assert tail_ids == [
+            plain[p] for p, w in enumerate(word_ids) if w is not None and SPANS[tail].start <= w < SPANS[tail].end
+        ]
+    batch = unpacked(processor)(features)
+    # one segment per head: alice (2 pairs), bob, new york
+    assert batch["input_ids"].shape[0] == 3 and batch["pair_row"].tolist() == [0, 0, 1, 2]
+    n = len(features[0]["input_ids"])
+    row = batch["input_ids"][0]
+    assert row[n : n + 4].tolist() == [tail_open, tail_close] * 2
+    assert batch["position_ids"][0, n : n + 2].tolist() == features[0]["tail_span"]
+    assert batch["head_marker"][:2].tolist() == [features[0]["head_marker"]] * 2
+    assert batch["tail_marker"][:2].tolist() == [n, n + 2]
+    mask = batch["attention_mask"][0]
+    assert not mask[:n, n:].any()  # the text reads no levitated marker
+    assert mask[n].nonzero().flatten().tolist() == [*range(n), n, n + 1]
+
+
+def test_subject_packing_scores_a_pair_the_same_alone_packed_or_beside_its_heads_other_pairs(by_subject):
+    model, processor, _ = by_subject
+    features = processor.featurize(two_posts())
+    with torch.no_grad():
+        packed = model(**processor.collate(features)).logits
+        apart = model(**unpacked(processor)(features)).logits
+        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(packed[0], packed[1])  # two tails of one head are told apart
+    model.zero_grad()
+    model(**processor.collate(features)).loss.backward()
+    assert model.text_encoder.get_input_embeddings().weight.grad.abs().sum() > 0
+    model.zero_grad()
+
+
+def test_subject_packing_and_entity_markers_are_one_or_the_other(tiny_bert):
+    with pytest.raises(Exception, match="text_reads_entities goes with packing: post"):
+        build(tiny_bert, packing="subject", text_reads_entities=True)

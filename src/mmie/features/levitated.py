@@ -34,7 +34,14 @@ import torch
 
 from mmie.errors import DataError
 from mmie.features.collate import Collator
-from mmie.features.text import META_KEY, NerFeaturizer, relation_label_id
+from mmie.features.text import (
+    META_KEY,
+    MarkedText,
+    NerFeaturizer,
+    RelationFeaturizer,
+    relation_label_id,
+    with_relation_label,
+)
 
 if TYPE_CHECKING:
     from mmie.data.schema import RelationInstance, Span
@@ -98,6 +105,41 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
         return feature
 
 
+class SubjectMarkerFeaturizer(RelationFeaturizer):
+    """Relation instances -> the post's sub-words with the head marked in them (``<s> head </s>``, cut
+    around the entities like MTB's text when too long) + the head marker's position + the head's and
+    tail's sub-word spans + label. The pairs of one head share these sub-words, so the collator gives
+    them one segment, the tails' markers levitated after it (PL-Marker's subject-oriented packing)."""
+
+    def _mark(self, instance: RelationInstance) -> MarkedText:
+        tokens, head, tail = instance.post.tokens, instance.head, instance.tail
+        for name, span in (("h", head), ("t", tail)):
+            if span.end > len(tokens):
+                raise DataError(
+                    f"entity span ends past the {len(tokens)} tokens of the post",
+                    field=f"record {instance.id}: {name} pos",
+                )
+        head_open, head_close = self.markers[:2]
+        words = [*tokens[: head.start], head_open, *tokens[head.start : head.end], head_close, *tokens[head.end :]]
+        sources = [*range(head.start), None, *range(head.start, head.end), None, *range(head.end, len(tokens))]
+        tail_word = tail.start + (tail.start >= head.start) + (tail.start >= head.end)  # past the markers before it
+        return MarkedText(words, head.start, tail_word, (head.start, head.end + 1), tuple(sources))
+
+    def _feature(
+        self, instance: RelationInstance, text: MarkedText, encoding: Any, index: int, with_labels: bool
+    ) -> dict:
+        word_ids = encoding.word_ids(index)
+        # the post's token each sub-word comes from (None: a special token or a marker)
+        tokens = [None if word is None else text.sources[word] for word in word_ids]
+        feature = {
+            "input_ids": list(encoding["input_ids"][index]),
+            "head_marker": word_ids.index(text.head_marker),
+            "head_span": list(subword_span(tokens, instance.head)),
+            "tail_span": list(subword_span(tokens, instance.tail)),
+        }
+        return with_relation_label(feature, self.label_ids, instance, with_labels)
+
+
 class LevitatedMarkerCollator(Collator):
     """Instance features -> one segment per distinct post, its pairs' markers levitated after its
     text; segments packed in order into rows of at most ``pack_length`` tokens (``None``: a row each).
@@ -105,6 +147,9 @@ class LevitatedMarkerCollator(Collator):
     A segment reads only itself: its text reads its text, its pairs' markers its text and their own
     four markers, and its positions start at 0, so packing changes no vector, it only removes the
     padding a batch of short posts beside a long one would carry (sequence packing).
+
+    With ``packing="subject"`` the features' text holds the head's markers (``head_marker``: where its
+    start marker is), so a segment is a head's text and each pair levitates only its tail's two markers.
 
     With ``entity_marker_ids`` (start, end), the features' ``entity_spans`` get two markers each,
     between the text and the pairs' markers, at their span's first and last sub-word; the text and
@@ -125,6 +170,7 @@ class LevitatedMarkerCollator(Collator):
         token_type_ids: bool,
         pack_length: int | None = None,
         entity_marker_ids: Sequence[int] | None = None,
+        packing: str = "post",
     ) -> None:
         super().__init__(pad_token_id)
         self.pad_token_id = pad_token_id
@@ -132,6 +178,9 @@ class LevitatedMarkerCollator(Collator):
         self.token_type_ids = token_type_ids
         self.pack_length = pack_length
         self.entity_marker_ids = list(entity_marker_ids) if entity_marker_ids is not None else None
+        self.packing = packing
+        # post: a pair's four markers levitated; subject: its head is marked in the text, its tail's two are
+        self.levitated = self.marker_ids if packing == "post" else self.marker_ids[2:]
 
     def _rows(self, sizes: list[int]) -> list[list[int]]:
         """Segment numbers per row, from the segments' ``sizes``: in order, a new row when the next segment
@@ -160,8 +209,9 @@ class LevitatedMarkerCollator(Collator):
         for index, feature in enumerate(features):
             posts.setdefault((tuple(feature["input_ids"]), self._entities(feature)), []).append(index)
         segments = list(posts.items())
-        # the text, 2 markers an entity, 4 markers a pair
-        sizes = [len(text) + 2 * len(entities) + 4 * len(pairs) for (text, entities), pairs in segments]
+        # the text, 2 markers an entity, 4 (or 2) markers a pair
+        per_pair = len(self.levitated)
+        sizes = [len(text) + 2 * len(entities) + per_pair * len(pairs) for (text, entities), pairs in segments]
         rows = self._rows(sizes)
         width = max(sum(sizes[number] for number in row) for row in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
@@ -188,12 +238,15 @@ class LevitatedMarkerCollator(Collator):
                 # reads nothing else, so it never sees a pair's marker nor another post.
                 mask[row, offset:end, offset : offset + context] = True
                 for k, index in enumerate(pairs):
-                    start = offset + context + 4 * k  # this pair's four markers: [start, start + 4)
+                    start = offset + context + per_pair * k  # this pair's markers: [start, start + per_pair)
                     head, tail = features[index]["head_span"], features[index]["tail_span"]
-                    ids[row, start : start + 4] = torch.tensor(self.marker_ids)
-                    positions[row, start : start + 4] = torch.tensor([head[0], head[1], tail[0], tail[1]])
-                    mask[row, start : start + 4, start : start + 4] = True
-                    pair_row[index], head_marker[index], tail_marker[index] = row, start, start + 2
+                    ids[row, start : start + per_pair] = torch.tensor(self.levitated)
+                    marked = [head[0], head[1], tail[0], tail[1]][-per_pair:]  # each marker at its sub-word
+                    positions[row, start : start + per_pair] = torch.tensor(marked)
+                    mask[row, start : start + per_pair, start : start + per_pair] = True
+                    pair_row[index], tail_marker[index] = row, start + per_pair - 2
+                    # the head's start marker: levitated, or (subject packing) where the text holds it
+                    head_marker[index] = start if per_pair == 4 else offset + features[index]["head_marker"]
                     head_token[index], tail_token[index] = offset + head[0], offset + tail[0]
                 offset = end
             # Padding queries read the first segment's text: no row of the mask without a key.

@@ -33,7 +33,7 @@ from mmie.features.image_text_words import (
 )
 from mmie.features.images import PostImageFeaturizer
 from mmie.features.imagetext import ImageTextFeaturizer
-from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer
+from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer, SubjectMarkerFeaturizer
 from mmie.features.multiscale import MultiScaleRegionFeaturizer
 from mmie.features.query_regions import QueryRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
@@ -302,10 +302,15 @@ def levitated_relation_processor(
         "token_type_ids" in tokenizer.model_input_names,
         pack_length=config.pack_length,
         entity_marker_ids=entity_marker_ids or None,
+        packing=config.packing,
     )
-    featurizer = LevitatedMarkerFeaturizer(
-        tokenizer, labels, max_length=config.max_length, entity_spans=config.text_reads_entities
-    )
+    featurizer: Featurizer
+    if config.packing == "subject":
+        featurizer = SubjectMarkerFeaturizer(tokenizer, labels, max_length=config.max_length, markers=markers)
+    else:
+        featurizer = LevitatedMarkerFeaturizer(
+            tokenizer, labels, max_length=config.max_length, entity_spans=config.text_reads_entities
+        )
     chosen = config.model_copy(update={"markers": markers, "entity_markers": entity_markers})
     return Processor(chosen, tokenizer, featurizer, collator)
 

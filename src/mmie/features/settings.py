@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mmie.data.schema import MAX_IMAGES
 from mmie.encoders.vision import DEFAULT_VISION_ENCODER
@@ -80,6 +80,12 @@ class LevitatedInputs(MarkerInputs):
         "tokens (or the batch's longest post's), each post reading only itself, so short posts share a row "
         "instead of being padded to the longest; null: one row per post",
     )
+    packing: Literal["post", "subject"] = Field(
+        "post",
+        description="post: the text read once for all the post's pairs, every pair's four markers levitated "
+        "after it (PURE's batch computation); subject: the text read once per head entity, that head marked "
+        "in the text and the two markers of each of its tails levitated (PL-Marker's subject-oriented packing)",
+    )
     text_reads_entities: bool = Field(
         False,
         description="the post also gets two levitated markers per entity of its candidate pairs (its start and "
@@ -91,6 +97,14 @@ class LevitatedInputs(MarkerInputs):
         description="with text_reads_entities: the entity start and end markers; default <e> </e> (or [E] [/E] "
         "when the tokenizer already has those); not one of the tokenizer's special tokens",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_show_the_entities(self) -> LevitatedInputs:
+        if self.packing == "subject" and self.text_reads_entities:
+            raise ValueError(
+                "text_reads_entities goes with packing: post (with subject, the head is marked in the text)"
+            )
+        return self
 
 
 ImageTextField = Literal["caption", "tags", "ocr"]
