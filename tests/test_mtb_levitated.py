@@ -97,6 +97,18 @@ def unpacked(processor):
     )
 
 
+def assert_batch_free(model, processor, features) -> torch.Tensor:
+    """The logits of ``features`` packed in one batch, after checking that they are those of a row per
+    post (unpacked) and of each feature alone in its batch."""
+    with torch.no_grad():
+        packed = model(**processor.collate(features)).logits
+        apart = model(**unpacked(processor)(features)).logits
+        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
+    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    return packed
+
+
 def test_distinct_posts_get_a_row_each_without_packing_and_padding_is_unread(built):
     _, processor, _ = built
     instances = two_posts()
@@ -331,26 +343,21 @@ def test_with_text_reads_entities_the_text_reads_a_marker_pair_per_entity(readin
 def test_with_text_reads_entities_a_pair_scores_the_same_in_any_batch(reading_entities):
     model, processor, _ = reading_entities
     features = processor.featurize(two_posts())
-    with torch.no_grad():
-        packed = model(**processor.collate(features)).logits
-        apart = model(**unpacked(processor)(features)).logits
-        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
-        # the text reads the entities: its vectors are no longer those of the plain text
+    # a pair alone in its batch still has its post's entities: the context is the post's, not the batch's
+    assert_batch_free(model, processor, features)
+    with torch.no_grad():  # the text reads the entities: its vectors are no longer those of the plain text
         batch = processor.collate(features[:4])
         text = torch.tensor([features[0]["input_ids"]])
         plain = model.encode_text(text, torch.ones_like(text))
         rows = model.encode_rows(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+    assert not torch.allclose(rows[:, : text.shape[1]], plain, atol=1e-3)
     # trained like the plain model: the loss reaches the entity markers' embeddings through the text
     model.zero_grad()
-    model(**processor.collate(processor.featurize(two_posts()))).loss.backward()
+    model(**processor.collate(features)).loss.backward()
     embeddings = model.text_encoder.get_input_embeddings().weight.grad
     entity_ids = processor.tokenizer.convert_tokens_to_ids(list(processor.config.entity_markers))
     assert embeddings[entity_ids].abs().sum(-1).gt(0).all()
     model.zero_grad()
-    # a pair alone in its batch still has its post's entities: the context is the post's, not the batch's
-    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(rows[:, : text.shape[1]], plain, atol=1e-3)
 
 
 def test_the_predictor_never_cuts_a_posts_pairs_into_two_batches(reading_entities, tmp_path):
@@ -412,12 +419,7 @@ def test_subject_packing_marks_the_head_in_the_text_and_levitates_each_tail(by_s
 def test_subject_packing_scores_a_pair_the_same_alone_packed_or_beside_its_heads_other_pairs(by_subject):
     model, processor, _ = by_subject
     features = processor.featurize(two_posts())
-    with torch.no_grad():
-        packed = model(**processor.collate(features)).logits
-        apart = model(**unpacked(processor)(features)).logits
-        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
-    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(packed, apart, rtol=1e-5, atol=1e-5)
+    packed = assert_batch_free(model, processor, features)
     assert not torch.allclose(packed[0], packed[1])  # two tails of one head are told apart
     model.zero_grad()
     model(**processor.collate(features)).loss.backward()
