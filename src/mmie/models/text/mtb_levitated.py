@@ -18,6 +18,12 @@ Extraction", ACL 2022, sec. 3.2):
     r_k = LayerNorm(r_k)                  optional (``post_layer: layer_norm``), as in MTB
     p(r | x, pair k) = softmax(W r_k + b)
 
+With ``packing: subject`` the text is read once per head entity instead (PL-Marker's
+subject-oriented packing): the head is marked in the text as MTB marks it, each of its tails
+levitates its two markers, and r_k = [H_<s> ; H_<o>_k] takes the head's marker from the text:
+
+    row  = x_h ; o_1 ; ... ; o_K          x_h: the post with <s> head </s>; o_k = <o> </o> at tail k
+
 With ``text_reads_entities`` the post's entities (the spans its candidate pairs name) get markers of
 their own, which the text reads (an mmie extension, PL-Marker's solid markers made levitated):
 
