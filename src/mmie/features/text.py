@@ -169,7 +169,9 @@ def first_subwords(word_ids: Sequence[int | None]) -> tuple[list[int], list[int]
 
 
 def choose_markers(
-    tokenizer: PreTrainedTokenizerBase, candidates: Sequence[tuple[str, ...]] = MARKER_CANDIDATES
+    tokenizer: PreTrainedTokenizerBase,
+    candidates: Sequence[tuple[str, ...]] = MARKER_CANDIDATES,
+    setting: str = "model.markers",
 ) -> tuple[str, ...]:
     """The first of ``candidates`` that shares no token with the tokenizer's own special tokens (its
     start, end, padding, unknown and mask tokens): BERT keeps ``<s> </s> <o> </o>``."""
@@ -177,9 +179,7 @@ def choose_markers(
     for candidate in candidates:
         if not taken.intersection(candidate):
             return candidate
-    raise ConfigError(
-        f"model.markers: every default marker set collides with the tokenizer's {sorted(taken)}: set them"
-    )
+    raise ConfigError(f"{setting}: every default marker set collides with the tokenizer's {sorted(taken)}: set them")
 
 
 def add_marker_tokens(tokenizer: PreTrainedTokenizerBase, markers: Sequence[str] | None) -> tuple[str, str, str, str]:
@@ -206,7 +206,7 @@ def _add_markers(
     candidates: Sequence[tuple[str, ...]],
     setting: str,
 ) -> tuple[str, ...]:
-    chosen = tuple(markers) if markers is not None else choose_markers(tokenizer, candidates)
+    chosen = tuple(markers) if markers is not None else choose_markers(tokenizer, candidates, setting)
     count = len(candidates[0])
     if len(chosen) != count or len(set(chosen)) != count:
         number = {2: "two", 4: "four"}.get(count, str(count))
