@@ -87,6 +87,8 @@ class TextBaselinesResults(_Strict):
     models: dict[str, TextBaselineFigures]
     one_pass_vs_mtb: dict[str, Any] | None = None  # MTB and one-pass MTB trained in the same run
     mtb_levitated_entities_vs_mtb: dict[str, Any] | None = None  # the same, one pass with the entities' vectors
+    mtb_levitated_text_entities_vs_mtb: dict[str, Any] | None = None  # the same, the text reading entity markers
+    mtb_levitated_subject_vs_mtb: dict[str, Any] | None = None  # the same, one pass per head (packing: subject)
     text_switches_vs_baseline: dict[str, Any] | None = None  # text-only switches beside BERT-CRF / MTB, same run
 
 

@@ -75,3 +75,17 @@ def test_a_cold_cache_pass_that_found_the_cache_warm_is_refused():
         _results.CacheFill.model_validate({"images": 10, "cold": warm, "warm": warm})
     cold = {**warm, "hits": 0, "misses": 10}
     _results.CacheFill.model_validate({"images": 10, "cold": cold, "warm": warm})
+
+
+def test_every_one_pass_variant_of_text_baselines_has_its_comparison_in_the_schema():
+    """A run beside MTB writes ``<variant>_vs_mtb``: a key the schema lacked lost a whole run at its end."""
+    import ast
+
+    tree = ast.parse((ROOT / "benchmarks" / "text_baselines.py").read_text(encoding="utf-8"))
+    [variants] = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ONE_PASS_VARIANTS" for t in node.targets)
+    ]
+    keys = {"one_pass_vs_mtb" if v == "mtb_levitated" else f"{v}_vs_mtb" for v in variants}
+    assert keys <= set(_results.TextBaselinesResults.model_fields)
