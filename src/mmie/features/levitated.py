@@ -47,6 +47,22 @@ if TYPE_CHECKING:
     from mmie.data.schema import RelationInstance, Span
 
 
+def post_key(instance: RelationInstance) -> tuple:
+    """What makes two relation instances pairs of one post: its tokens and images (ids differ in
+    releases with a line per pair, MNRE's)."""
+    return tuple(instance.post.tokens), tuple(instance.post.images)
+
+
+def check_spans(instance: RelationInstance) -> None:
+    """A DataError naming the record when its head or tail ends past the post's tokens."""
+    for name, span in (("h", instance.head), ("t", instance.tail)):
+        if span.end > len(instance.post.tokens):
+            raise DataError(
+                f"entity span ends past the {len(instance.post.tokens)} tokens of the post",
+                field=f"record {instance.id}: {name} pos",
+            )
+
+
 def subword_span(word_ids: Sequence[int | None], span: Span) -> tuple[int, int]:
     """``(first, last)`` sub-word positions of the words ``[span.start, span.end)``. Words cut by
     truncation (or that tokenize to nothing) are left out; a span with none left falls back to the
@@ -73,7 +89,7 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
             # A post's entities are the spans its candidate pairs name: the instances of one post
             # (same tokens and images) given together, as the Extractor and the Predictor give them.
             posts: dict[tuple, set[tuple[int, int]]] = {}
-            keys = [(tuple(record.post.tokens), tuple(record.post.images)) for record in records]
+            keys = [post_key(record) for record in records]
             for key, feature in zip(keys, features):
                 posts.setdefault(key, set()).update({tuple(feature["head_span"]), tuple(feature["tail_span"])})
             for key, feature in zip(keys, features):
@@ -88,12 +104,7 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
         word_ids = encoding.word_ids(index)
         if all(word is None for word in word_ids):
             raise DataError("the post's tokens give no sub-word", field=f"record {instance.id}: token")
-        for name, span in (("h", instance.head), ("t", instance.tail)):
-            if span.end > len(instance.post.tokens):
-                raise DataError(
-                    f"entity span ends past the {len(instance.post.tokens)} tokens of the post",
-                    field=f"record {instance.id}: {name} pos",
-                )
+        check_spans(instance)
         feature: dict[str, Any] = {
             "input_ids": list(encoding["input_ids"][index]),
             "head_span": list(subword_span(word_ids, instance.head)),
@@ -112,13 +123,8 @@ class SubjectMarkerFeaturizer(RelationFeaturizer):
     them one segment, the tails' markers levitated after it (PL-Marker's subject-oriented packing)."""
 
     def _mark(self, instance: RelationInstance) -> MarkedText:
+        check_spans(instance)
         tokens, head, tail = instance.post.tokens, instance.head, instance.tail
-        for name, span in (("h", head), ("t", tail)):
-            if span.end > len(tokens):
-                raise DataError(
-                    f"entity span ends past the {len(tokens)} tokens of the post",
-                    field=f"record {instance.id}: {name} pos",
-                )
         head_open, head_close = self.markers[:2]
         words = [*tokens[: head.start], head_open, *tokens[head.start : head.end], head_close, *tokens[head.end :]]
         sources = [*range(head.start), None, *range(head.start, head.end), None, *range(head.end, len(tokens))]

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from mmie.data.schema import Post, RelationInstance
 from mmie.errors import DataError
 from mmie.evaluation.predictions import ner_prediction, re_prediction, score_predictions
+from mmie.features.levitated import post_key
 from mmie.features.text import META_KEY
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class Predictor:
         while start < len(records):
             end = min(start + batch_size, len(records))
             if self.model.reads_post_once:
-                while end < len(records) and _same_post(records[end - 1], records[end]):
+                while end < len(records) and post_key(records[end - 1]) == post_key(records[end]):
                     end += 1
             yield start, end
             start = end
@@ -167,9 +168,3 @@ class Predictor:
         """Metrics of the model on labelled records (with the by-number-of-images breakdown)."""
         predictions = list(self.iter_predictions(records, batch_size, progress, description))
         return score_predictions(records, predictions, task=self.task)
-
-
-def _same_post(first: Any, second: Any) -> bool:
-    """Two relation instances of one post (its tokens and images; ids differ in releases with a line
-    per pair, MNRE's)."""
-    return (first.post.tokens, first.post.images) == (second.post.tokens, second.post.images)
