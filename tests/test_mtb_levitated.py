@@ -144,6 +144,19 @@ def test_packed_posts_share_a_row_and_each_reads_only_itself(built):
         processor.collator.pack_length = 64
 
 
+def test_rows_are_packed_largest_first_then_narrowed():
+    collator = LevitatedMarkerCollator(0, [1, 2, 3, 4], token_type_ids=False, pack_length=64)
+    # In order, 40 | 30 + 20 | 30 would take 3 rows of 50; largest first, 2 rows of 60.
+    assert collator._rows([40, 30, 20, 30]) == [[0, 2], [1, 3]]
+    # Five segments of 20 take 2 rows: 64 wide would hold them, 60 is the narrowest that does.
+    rows = collator._rows([20] * 5)
+    assert len(rows) == 2 and max(20 * len(row) for row in rows) == 60
+    # A segment longer than the row length gets a row of its own, that wide.
+    assert collator._rows([10, 70, 50]) == [[1], [0, 2]]
+    collator.pack_length = None
+    assert collator._rows([10, 20]) == [[0], [1]]
+
+
 def test_packing_changes_no_score(built):
     model, processor, _ = built
     features = processor.featurize(two_posts())

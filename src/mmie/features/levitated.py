@@ -146,9 +146,24 @@ class SubjectMarkerFeaturizer(RelationFeaturizer):
         return with_relation_label(feature, self.label_ids, instance, with_labels)
 
 
+def first_fit_decreasing(sizes: Sequence[int], limit: int) -> list[list[int]]:
+    """Bin packing: the item numbers of each bin of at most ``limit``, the largest items placed first,
+    each in the first bin it fits; in order within a bin."""
+    bins: list[list[int]] = []
+    fill: list[int] = []
+    for number in sorted(range(len(sizes)), key=lambda k: (-sizes[k], k)):
+        row = next((r for r, used in enumerate(fill) if used + sizes[number] <= limit), len(bins))
+        if row == len(bins):
+            bins.append([])
+            fill.append(0)
+        bins[row].append(number)
+        fill[row] += sizes[number]
+    return [sorted(numbers) for numbers in bins]
+
+
 class LevitatedMarkerCollator(Collator):
     """Instance features -> one segment per distinct post, its pairs' markers levitated after its
-    text; segments packed in order into rows of at most ``pack_length`` tokens (``None``: a row each).
+    text; segments packed into rows of at most ``pack_length`` tokens (``None``: a row each).
 
     A segment reads only itself: its text reads its text, its pairs' markers its text and their own
     four markers, and its positions start at 0, so packing changes no vector, it only removes the
@@ -189,18 +204,18 @@ class LevitatedMarkerCollator(Collator):
         self.levitated = self.marker_ids if packing == "post" else self.marker_ids[2:]
 
     def _rows(self, sizes: list[int]) -> list[list[int]]:
-        """Segment numbers per row, from the segments' ``sizes``: in order, a new row when the next segment
-        would pass the row length: ``pack_length``, or the longest segment's when longer (the batch is that
-        wide anyway)."""
-        limit = max(self.pack_length or 0, *sizes)
-        rows: list[list[int]] = []
-        width = 0
-        for number, size in enumerate(sizes):
-            if not rows or self.pack_length is None or width + size > limit:
-                rows.append([])
-                width = 0
-            rows[-1].append(number)
-            width += size
+        """Segment numbers per row, from the segments' ``sizes``. A row holds at most ``pack_length``
+        tokens (or the longest segment's, when longer: the batch is that wide anyway), packed by first-fit
+        decreasing; then the rows are narrowed as far as the same number of rows still holds them, since
+        every row is padded to the widest and the encoder's cost grows with rows x width."""
+        if not sizes:
+            return []
+        if self.pack_length is None:
+            return [[number] for number in range(len(sizes))]
+        count = len(first_fit_decreasing(sizes, max(self.pack_length, *sizes)))
+        width = max(*sizes, -(-sum(sizes) // count))  # no narrower packing into `count` rows exists
+        while len(rows := first_fit_decreasing(sizes, width)) > count:
+            width += 1
         return rows
 
     def _entities(self, feature: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
