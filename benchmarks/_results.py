@@ -89,6 +89,7 @@ class TextBaselinesResults(_Strict):
     mtb_levitated_entities_vs_mtb: dict[str, Any] | None = None  # the same, one pass with the entities' vectors
     mtb_levitated_text_entities_vs_mtb: dict[str, Any] | None = None  # the same, the text reading entity markers
     mtb_levitated_subject_vs_mtb: dict[str, Any] | None = None  # the same, one pass per head (packing: subject)
+    mtb_levitated_cover_vs_mtb: dict[str, Any] | None = None  # the same, one pass per covering entity (cover)
     text_switches_vs_baseline: dict[str, Any] | None = None  # text-only switches beside BERT-CRF / MTB, same run
 
 

@@ -9,6 +9,8 @@
               mtb_levitated_entities: the same with the entities' text vectors beside the markers;
               mtb_levitated_text_entities: the same with the text reading a marker pair per entity;
               mtb_levitated_subject: one pass per head entity, the head marked in the text
+              mtb_levitated_cover: one pass per entity of a cover of the post's pairs, a pair read from
+              its head's or (second classifier) its tail's segment
     PCNN      trained on MNRE train, selected on val; word-level, random word embeddings, the
               settings of configs/mnre/pcnn.yaml but the epochs
     text-only switches of the image models (model.use_images: false; docs/training.md): no vision
@@ -127,6 +129,13 @@ BASELINES = {
         "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
         "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
     },
+    # one pass per entity of a cover of the post's pairs: a pair read from its head or tail (model.packing)
+    "mtb_levitated_cover": {
+        "task": "re",
+        "model": {"name": "mtb_levitated", "encoder": "minilm", "max_length": 128, "packing": "cover"},
+        "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
+        "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
     # PCNN: configs/mnre/pcnn.yaml's sizes and training (Zeng et al. Table 1; AdamW 1e-3, batch 50)
     "pcnn": {
         "task": "re",
@@ -161,6 +170,7 @@ ONE_PASS_VARIANTS = (
     "mtb_levitated_entities",
     "mtb_levitated_text_entities",
     "mtb_levitated_subject",
+    "mtb_levitated_cover",
 )
 SMOKE_SIZES = {"train": 160, "dev": 80}
 ENCODER_NAMES = {

@@ -27,8 +27,10 @@ itself), so a batch of short posts is not padded to its longest one.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -77,11 +79,16 @@ def subword_span(word_ids: Sequence[int | None], span: Span) -> tuple[int, int]:
 class LevitatedMarkerFeaturizer(NerFeaturizer):
     """Relation instances -> the post's plain sub-words (tokenized as an NER input, cut at
     ``max_length``) + the head's and tail's sub-word spans + label; with ``entity_spans``, also the
-    sub-word spans of every entity of the post (those its instances in this call name, sorted)."""
+    sub-word spans of every entity of the post (those its instances in this call name, sorted); with
+    ``sides``, a labelled instance also names the side it is read from in training (``inverse``: 1
+    from its tail), by a hash of the instance, so half the pairs train each of the cover's classifiers."""
 
-    def __init__(self, tokenizer: Any, labels: Sequence[str], max_length: int, entity_spans: bool = False) -> None:
+    def __init__(
+        self, tokenizer: Any, labels: Sequence[str], max_length: int, entity_spans: bool = False, sides: bool = False
+    ) -> None:
         super().__init__(tokenizer, labels, max_length)
         self.entity_spans = entity_spans
+        self.sides = sides  # cover packing: a labelled instance names the side it is read from
 
     def featurize(self, records: Sequence[Any], with_labels: bool = True, images: Any = None) -> list[dict]:
         features = super().featurize(records, with_labels, images)
@@ -112,6 +119,8 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
         }
         if with_labels and instance.label is not None:
             feature["labels"] = relation_label_id(self.label_ids, instance)
+            if self.sides:  # half the pairs from their head, half from their tail, the same every epoch
+                feature["inverse"] = zlib.crc32(f"{instance.id} {instance.head} {instance.tail}".encode()) % 2
         feature[META_KEY] = {"id": instance.id}
         return feature
 
@@ -171,6 +180,9 @@ class LevitatedMarkerCollator(Collator):
 
     With ``packing="subject"`` the features' text holds the head's markers (``head_marker``: where its
     start marker is), so a segment is a head's text and each pair levitates only its tail's two markers.
+    With ``packing="cover"`` the features hold the plain text and the collator marks an entity in it:
+    per post, each entity of :func:`subject_cover` gets a segment, its pairs' other entities levitated
+    once each, and a pair read from its tail's segment is flagged (``inverse``).
 
     With ``entity_marker_ids`` (start, end), the features' ``entity_spans`` get two markers each,
     between the text and the pairs' markers, at their span's first and last sub-word; the text and
@@ -181,7 +193,8 @@ class LevitatedMarkerCollator(Collator):
     them) ``[rows, L]``; ``attention_mask`` ``[rows, L, L]`` (True: the query may read the key);
     per instance ``pair_row`` (its post's row), ``head_marker`` / ``tail_marker`` (the positions of
     its head and tail start markers in that row), ``head_token`` / ``tail_token`` (the positions of the
-    head's and tail's first text sub-words in that row) ``[pairs]``, and ``labels`` when given.
+    head's and tail's first text sub-words in that row) and, with cover packing, ``inverse`` (read from
+    its tail's segment) ``[pairs]``, and ``labels`` when given.
     """
 
     def __init__(
@@ -200,7 +213,7 @@ class LevitatedMarkerCollator(Collator):
         self.pack_length = pack_length
         self.entity_marker_ids = list(entity_marker_ids) if entity_marker_ids is not None else None
         self.packing = packing
-        # post: a pair's four markers levitated; subject: its head is marked in the text, its tail's two are
+        # post: a pair's four markers levitated; subject, cover: an entity is marked in the text, the other's two are
         self.levitated = self.marker_ids if packing == "post" else self.marker_ids[2:]
 
     def _rows(self, sizes: list[int]) -> list[list[int]]:
@@ -225,64 +238,167 @@ class LevitatedMarkerCollator(Collator):
             raise ValueError("text_reads_entities: the features carry no entity_spans (made by another featurizer)")
         return tuple((start, end) for start, end in feature["entity_spans"])
 
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    def _segments(self, features: Sequence[Mapping[str, Any]]) -> list[_Segment]:
+        """post / subject: a segment per distinct text (and entities): a post's, or a head's marked post."""
         posts: dict[tuple, list[int]] = {}  # a post's sub-words and entities -> its instances
         for index, feature in enumerate(features):
             posts.setdefault((tuple(feature["input_ids"]), self._entities(feature)), []).append(index)
-        segments = list(posts.items())
-        # the text, 2 markers an entity, 4 (or 2) markers a pair
-        per_pair = len(self.levitated)
-        sizes = [len(text) + 2 * len(entities) + per_pair * len(pairs) for (text, entities), pairs in segments]
+        segments = []
+        for (text, entities), indices in posts.items():
+            segment = _Segment(list(text))
+            for first, last in entities:
+                assert self.entity_marker_ids is not None
+                segment.append(self.entity_marker_ids, [first, last])
+            segment.context = len(segment.ids)  # the text and its entity markers: what every query reads
+            for index in indices:
+                head, tail = features[index]["head_span"], features[index]["tail_span"]
+                marked = [head[0], head[1], tail[0], tail[1]][-len(self.levitated) :]  # each marker at its sub-word
+                start = segment.levitate(self.levitated, marked)
+                # the head's start marker: levitated, or (subject packing) where the text holds it
+                head_marker = start if self.packing == "post" else features[index]["head_marker"]
+                segment.pairs.append(_Pair(index, head_marker, start + len(self.levitated) - 2, head[0], tail[0]))
+            segments.append(segment)
+        return segments
+
+    def _cover_segments(self, features: Sequence[Mapping[str, Any]]) -> list[_Segment]:
+        """cover: per post, a segment per subject of :func:`subject_cover`, the subject marked in the text
+        (``<s> subject </s>``, as MTB marks a head) and each of its partners' two markers levitated once,
+        for the pairs in both directions. A training batch (labels given) reads each pair from the side
+        its feature names (``inverse``: from its tail); a prediction batch lets the cover choose."""
+        training = all("labels" in feature for feature in features)
+        posts: dict[tuple, list[int]] = {}
+        for index, feature in enumerate(features):
+            posts.setdefault(tuple(feature["input_ids"]), []).append(index)
+        open_marker, close_marker, object_markers = self.marker_ids[0], self.marker_ids[1], self.marker_ids[2:]
+        segments = []
+        for text, indices in posts.items():
+            pairs = {i: (tuple(features[i]["head_span"]), tuple(features[i]["tail_span"])) for i in indices}
+            sides = {i: bool(features[i]["inverse"]) for i in indices if training and "inverse" in features[i]}
+            for (first, last), covered in subject_cover(pairs, sides):
+                segment = _Segment(
+                    [*text[:first], open_marker, *text[first : last + 1], close_marker, *text[last + 1 :]]
+                )
+
+                def shifted(position: int, first: int = first, last: int = last) -> int:
+                    return position + (position >= first) + (position > last)  # past the markers before it
+
+                partners: dict[tuple[int, int], int] = {}  # an entity levitated in this segment -> its start marker
+                for index in covered:
+                    head, tail = pairs[index]
+                    inverse = head != (first, last)
+                    partner = head if inverse else tail
+                    if partner not in partners:
+                        partners[partner] = segment.levitate(object_markers, [shifted(partner[0]), shifted(partner[1])])
+                    solid = first  # the subject's start marker sits where its first sub-word was
+                    markers = (partners[partner], solid) if inverse else (solid, partners[partner])
+                    segment.pairs.append(_Pair(index, *markers, shifted(head[0]), shifted(tail[0]), inverse))
+                segments.append(segment)
+        return segments
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        segments = self._cover_segments(features) if self.packing == "cover" else self._segments(features)
+        sizes = [len(segment.ids) for segment in segments]
         rows = self._rows(sizes)
         width = max(sum(sizes[number] for number in row) for row in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)
         mask = torch.zeros((len(rows), width, width), dtype=torch.bool)
-        pair_row = torch.zeros(len(features), dtype=torch.long)
-        head_marker = torch.zeros(len(features), dtype=torch.long)
-        tail_marker = torch.zeros(len(features), dtype=torch.long)
-        head_token = torch.zeros(len(features), dtype=torch.long)
-        tail_token = torch.zeros(len(features), dtype=torch.long)
+        per_pair = {key: torch.zeros(len(features), dtype=torch.long) for key in _Pair.KEYS}
+        inverse = torch.zeros(len(features), dtype=torch.bool)
         for row, numbers in enumerate(rows):
             offset = 0
             for number in numbers:
-                (text, entities), pairs = segments[number]
-                n, end = len(text), offset + sizes[number]
-                ids[row, offset : offset + n] = torch.tensor(text)
-                positions[row, offset : offset + n] = torch.arange(n)
-                for e, (first, last) in enumerate(entities):
-                    at = offset + n + 2 * e  # this entity's start and end markers: [at, at + 2)
-                    ids[row, at : at + 2] = torch.tensor(self.entity_marker_ids)
-                    positions[row, at : at + 2] = torch.tensor([first, last])
-                context = n + 2 * len(entities)
-                # The segment's queries read its context (the text and its entity markers); the context
-                # reads nothing else, so it never sees a pair's marker nor another post.
-                mask[row, offset:end, offset : offset + context] = True
-                for k, index in enumerate(pairs):
-                    start = offset + context + per_pair * k  # this pair's markers: [start, start + per_pair)
-                    head, tail = features[index]["head_span"], features[index]["tail_span"]
-                    ids[row, start : start + per_pair] = torch.tensor(self.levitated)
-                    marked = [head[0], head[1], tail[0], tail[1]][-per_pair:]  # each marker at its sub-word
-                    positions[row, start : start + per_pair] = torch.tensor(marked)
-                    mask[row, start : start + per_pair, start : start + per_pair] = True
-                    pair_row[index], tail_marker[index] = row, start + per_pair - 2
-                    # the head's start marker: levitated, or (subject packing) where the text holds it
-                    head_marker[index] = start if per_pair == 4 else offset + features[index]["head_marker"]
-                    head_token[index], tail_token[index] = offset + head[0], offset + tail[0]
+                segment, end = segments[number], offset + sizes[number]
+                ids[row, offset:end] = torch.tensor(segment.ids)
+                positions[row, offset:end] = torch.tensor(segment.positions)
+                # Every query of the segment reads its context; the context reads nothing else, so it never
+                # sees a pair's marker nor another post. A group of levitated markers also reads itself.
+                mask[row, offset:end, offset : offset + segment.context] = True
+                for start, stop in segment.groups:
+                    mask[row, offset + start : offset + stop, offset + start : offset + stop] = True
+                for pair in segment.pairs:
+                    per_pair["pair_row"][pair.index] = row
+                    for key in _Pair.KEYS[1:]:
+                        per_pair[key][pair.index] = offset + getattr(pair, key)
+                    inverse[pair.index] = pair.inverse
                 offset = end
-            # Padding queries read the first segment's text: no row of the mask without a key.
-            mask[row, offset:, : len(segments[numbers[0]][0][0])] = True
+            # Padding queries read the first segment's context: no row of the mask without a key.
+            mask[row, offset:, : segments[numbers[0]].context] = True
         # Per-instance tensors first: the Trainer reads the batch size off the first tensor.
-        batch = {
-            "pair_row": pair_row,
-            "head_marker": head_marker,
-            "tail_marker": tail_marker,
-            "head_token": head_token,
-            "tail_token": tail_token,
-        }
+        batch = dict(per_pair)
+        if self.packing == "cover":
+            batch["inverse"] = inverse
         if all("labels" in feature for feature in features):
             batch["labels"] = torch.tensor([feature["labels"] for feature in features], dtype=torch.long)
         batch.update(input_ids=ids, position_ids=positions, attention_mask=mask)
         if self.token_type_ids:
             batch["token_type_ids"] = torch.zeros_like(ids)
         return batch
+
+
+@dataclass
+class _Pair:
+    """Where one instance reads its vectors in its segment (positions from the segment's start)."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("pair_row", "head_marker", "tail_marker", "head_token", "tail_token")
+    index: int  # the instance's place in the batch
+    head_marker: int  # the head's start marker (in the text or levitated)
+    tail_marker: int
+    head_token: int  # the head's first text sub-word
+    tail_token: int
+    inverse: bool = False  # cover packing: read from its tail's segment
+
+
+@dataclass
+class _Segment:
+    """One segment of a packed row: its context (the text, then any entity markers), which every query
+    of the segment reads, then groups of levitated markers, each reading the context and itself."""
+
+    ids: list[int]
+    positions: list[int] = field(default_factory=list)
+    context: int = 0
+    groups: list[tuple[int, int]] = field(default_factory=list)  # [start, stop) of each levitated group
+    pairs: list[_Pair] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.positions = self.positions or list(range(len(self.ids)))  # the text's own positions
+        self.context = self.context or len(self.ids)
+
+    def append(self, ids: Sequence[int], positions: Sequence[int]) -> int:
+        start = len(self.ids)
+        self.ids += ids
+        self.positions += positions
+        return start
+
+    def levitate(self, ids: Sequence[int], positions: Sequence[int]) -> int:
+        """A group of markers at the ``positions`` of the sub-words they mark; its start in the segment."""
+        start = self.append(ids, positions)
+        self.groups.append((start, len(self.ids)))
+        return start
+
+
+Span2 = tuple[int, int]  # an entity's first and last sub-word
+
+
+def subject_cover(pairs: Mapping[int, tuple[Span2, Span2]], sides: Mapping[int, bool]) -> list[tuple[Span2, list[int]]]:
+    """The marked entities (subjects) of one post's segments, each with the pairs it reads.
+
+    ``pairs``: instance -> (head, tail). A pair with a side in ``sides`` is read from its head (False)
+    or its tail (True). The others are covered greedily, so few segments read them all: first the
+    entity in most of the pairs left, then the one heading most of them, then the first in the text;
+    so a post with A->B and B->A is one segment, and a single pair is read from its head."""
+    chosen: dict[Span2, list[int]] = {}
+    for index, side in sides.items():
+        chosen.setdefault(pairs[index][side], []).append(index)
+    left = [index for index in pairs if index not in sides]
+    while left:
+        counts: dict[Span2, list[int]] = {}
+        for index in left:
+            head, tail = pairs[index]
+            counts.setdefault(head, [0, 0])[1] += 1
+            for entity in {head, tail}:
+                counts.setdefault(entity, [0, 0])[0] += 1
+        subject = max(counts, key=lambda entity: (*counts[entity], tuple(-p for p in entity)))
+        chosen.setdefault(subject, []).extend(index for index in left if subject in pairs[index])
+        left = [index for index in left if subject not in pairs[index]]
+    return [(subject, sorted(indices)) for subject, indices in sorted(chosen.items())]

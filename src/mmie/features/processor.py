@@ -309,7 +309,11 @@ def levitated_relation_processor(
         featurizer = SubjectMarkerFeaturizer(tokenizer, labels, max_length=config.max_length, markers=markers)
     else:
         featurizer = LevitatedMarkerFeaturizer(
-            tokenizer, labels, max_length=config.max_length, entity_spans=config.text_reads_entities
+            tokenizer,
+            labels,
+            max_length=config.max_length,
+            entity_spans=config.text_reads_entities,
+            sides=config.packing == "cover",
         )
     chosen = config.model_copy(update={"markers": markers, "entity_markers": entity_markers})
     return Processor(chosen, tokenizer, featurizer, collator)

@@ -80,11 +80,14 @@ class LevitatedInputs(MarkerInputs):
         "tokens (or the batch's longest post's), each post reading only itself, so short posts share a row "
         "instead of being padded to the longest; null: one row per post",
     )
-    packing: Literal["post", "subject"] = Field(
+    packing: Literal["post", "subject", "cover"] = Field(
         "post",
         description="post: the text read once for all the post's pairs, every pair's four markers levitated "
         "after it (PURE's batch computation); subject: the text read once per head entity, that head marked "
-        "in the text and the two markers of each of its tails levitated (PL-Marker's subject-oriented packing)",
+        "in the text and the two markers of each of its tails levitated (PL-Marker's subject-oriented packing); "
+        "cover: as subject, but a pair may be read from its tail's segment by a second classifier, and a post's "
+        "marked entities are few that cover its pairs: A->B and B->A share one read; in training each pair is "
+        "read from its head or its tail, half and half",
     )
     text_reads_entities: bool = Field(
         False,
@@ -100,9 +103,9 @@ class LevitatedInputs(MarkerInputs):
 
     @model_validator(mode="after")
     def _one_way_to_show_the_entities(self) -> LevitatedInputs:
-        if self.packing == "subject" and self.text_reads_entities:
+        if self.packing != "post" and self.text_reads_entities:
             raise ValueError(
-                "text_reads_entities goes with packing: post (with subject, the head is marked in the text)"
+                f"text_reads_entities goes with packing: post (with {self.packing}, an entity is marked in the text)"
             )
         return self
 

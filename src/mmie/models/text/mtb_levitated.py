@@ -24,6 +24,14 @@ levitates its two markers, and r_k = [H_<s> ; H_<o>_k] takes the head's marker f
 
     row  = x_h ; o_1 ; ... ; o_K          x_h: the post with <s> head </s>; o_k = <o> </o> at tail k
 
+With ``packing: cover`` (an mmie extension of subject packing) a pair may also be read from its tail's
+segment, the tail marked in the text and the head levitated, by a second classifier:
+
+    p(r | x, pair k) = softmax(W' r_k + b')   r_k = [H_head_k ; H_tail_k], one of them in the text
+
+and a post's segments are those of a few entities that cover its pairs (the collator's greedy
+cover), so A->B and B->A are one segment, their partner's two markers levitated once.
+
 With ``text_reads_entities`` the post's entities (the spans its candidate pairs name) get markers of
 their own, which the text reads (an mmie extension, PL-Marker's solid markers made levitated):
 
@@ -76,6 +84,9 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         self.dropout = nn.Dropout(config.dropout)
         self.post_layer = nn.LayerNorm(width) if config.post_layer == "layer_norm" else nn.Identity()
         self.classifier = nn.Linear(width, len(labels))
+        # cover packing: a pair read from its tail's segment (tail marked, head levitated) gets its own
+        # classifier, W' of the module docstring; r keeps the order [head ; tail] either way
+        self.inverse_classifier = nn.Linear(width, len(labels)) if config.packing == "cover" else None
 
     def encode_rows(
         self,
@@ -104,6 +115,7 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         head_token: torch.Tensor,
         tail_token: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        inverse: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> RelationClassificationOutput:
         hidden = self.encode_rows(input_ids, attention_mask, position_ids, token_type_ids)  # [posts, L, d]
@@ -111,5 +123,10 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         if self.with_entities:
             parts += [hidden[pair_row, head_token], hidden[pair_row, tail_token]]  # H_hs_k, H_ts_k
         relation = self.post_layer(torch.cat(parts, dim=-1))  # [pairs, 2d] or [pairs, 4d]
-        logits = self.classifier(self.dropout(relation))
+        relation = self.dropout(relation)
+        logits = self.classifier(relation)
+        if self.inverse_classifier is not None:
+            if inverse is None:
+                raise ValueError("packing: cover needs the batch's inverse flags (the cover collator's)")
+            logits = torch.where(inverse[:, None], self.inverse_classifier(relation), logits)  # [pairs, labels]
         return RelationClassificationOutput(loss=self.loss(logits, labels), logits=logits)
