@@ -162,7 +162,8 @@ class ExtractSpeedResults(_Strict):
     warm_over_ner_alone: float
     warm_over_ner_alone_per_repeat: list[float]
     target_warm_over_ner_alone: float
-    one_pass: dict[str, Any] | None = None  # the pipeline with a one-pass RE model (--one-pass-re), same run
+    # the pipeline with a one-pass RE model (--one-pass-re), same run; a list with several models
+    one_pass: dict[str, Any] | list[dict[str, Any]] | None = None
 
 
 class ExtractRayEngine(_Strict):

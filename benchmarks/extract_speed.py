@@ -11,7 +11,8 @@ NER and GLRA for RE under demo_out/runs/; MiniLM + frozen EfficientNet-Lite0):
   warm), and the ratio warm pipeline / NER alone (target >= 0.6).
 * ``--one-pass-re``: the same for a second pipeline, the NER model with a one-pass relation model
   (``mtb_levitated``: each post encoded once for all its candidate pairs; trained by
-  ``mmie train configs/synthetic/mtb_levitated.yaml``), timed interleaved with the first and NER alone.
+  ``mmie train configs/synthetic/mtb_levitated.yaml``), timed interleaved with the first and NER alone;
+  repeated, several one-pass models in the same run (``one_pass`` is then a list).
 
     python benchmarks/extract_speed.py --ner demo_out/runs/mner_tpm_mi/model --re demo_out/runs/mre_glra/model \\
         --sample demo_out/synth_mre --posts 128 --one-pass-re demo_out/runs/mre_mtb_levitated/model
@@ -88,7 +89,13 @@ def main() -> None:
     parser.add_argument("--ner", type=Path, required=True)
     parser.add_argument("--re", type=Path, required=True)
     parser.add_argument("--sample", type=Path, required=True, help="a `mmie data synth --task mre` folder")
-    parser.add_argument("--one-pass-re", type=Path, default=None, help="a one-pass RE model folder (mtb_levitated)")
+    parser.add_argument(
+        "--one-pass-re",
+        type=Path,
+        action="append",
+        default=[],
+        help="a one-pass RE model folder (mtb_levitated); repeat it to time several in the same run",
+    )
     parser.add_argument("--posts", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--single", type=int, default=20, help="posts timed one by one for the p50")
@@ -106,7 +113,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     settings = {key: value for key, value in vars(args).items() if key != "out"}
     settings.update(ner=relative(args.ner), re=relative(args.re), sample=relative(args.sample))
-    settings["one_pass_re"] = relative(args.one_pass_re) if args.one_pass_re else None
+    folders = args.one_pass_re
+    settings["one_pass_re"] = (relative(folders[0]) if len(folders) == 1 else [relative(f) for f in folders]) or None
     with recorded_run(args.out, settings) as record:
         posts = synthetic_posts(args.sample, args.posts)
         pipeline = Extractor.from_pretrained(ner=args.ner, re=args.re, include_none=True)  # lists every candidate pair
@@ -124,19 +132,19 @@ def main() -> None:
         ner_only = Extractor(ner=pipeline.ner)
         rate(ner_only, posts, args.batch_size)  # warm its feature cache
         ner_alone = [rate(ner_only, posts, args.batch_size)]
-        one_pass = None
-        if args.one_pass_re:
-            one_pass = Extractor(ner=pipeline.ner, re=load_model(args.one_pass_re), include_none=True)
-            one_pass_results = list(one_pass.pipe(posts, batch_size=args.batch_size))  # warm (shared NER cache)
-            counters = count_text_tokens(one_pass)
-            one_pass_repeats = [rate(one_pass, posts, args.batch_size)]
-            one_pass_tokens = dict(counters)  # one warm pass
+        one_pass = []  # per one-pass model: its pipeline, its results, its rates, its tokens of one warm pass
+        for folder in folders:
+            extractor = Extractor(ner=pipeline.ner, re=load_model(folder), include_none=True)
+            found = list(extractor.pipe(posts, batch_size=args.batch_size))  # warm (shared NER cache)
+            counters = count_text_tokens(extractor)
+            rates = [rate(extractor, posts, args.batch_size)]
+            one_pass.append((extractor, found, rates, dict(counters)))
         repeats = [warm]
         for _ in range(args.repeats - 1):  # interleaved, so a busy moment of the machine hits all
             repeats.append(rate(pipeline, posts, args.batch_size))
             ner_alone.append(rate(ner_only, posts, args.batch_size))
-            if one_pass is not None:
-                one_pass_repeats.append(rate(one_pass, posts, args.batch_size))
+            for extractor, _, rates, _ in one_pass:
+                rates.append(rate(extractor, posts, args.batch_size))
         ratios = [pipe / alone for pipe, alone in zip(repeats, ner_alone)]
         record["results"] = result = {
             "benchmark": "extract_speed",
@@ -157,20 +165,23 @@ def main() -> None:
             "warm_over_ner_alone_per_repeat": [round(ratio, 3) for ratio in ratios],
             "target_warm_over_ner_alone": 0.6,
         }
-        if one_pass is not None:
-            one_pass_ratios = [pipe / alone for pipe, alone in zip(one_pass_repeats, ner_alone)]
-            result["one_pass"] = {
-                "re_model": with_relative_paths(one_pass.describe())["re"],
-                "posts_per_s_warm": round(statistics.median(one_pass_repeats), 2),
-                "candidate_pairs_per_post": round(sum(len(r["relations"]) for r in one_pass_results) / len(posts), 2),
-                "text_tokens_warm_pass": one_pass_tokens,
-                "warm_over_ner_alone": round(statistics.median(one_pass_ratios), 3),
-                "warm_over_ner_alone_per_repeat": [round(ratio, 3) for ratio in one_pass_ratios],
-                "warm_over_per_pair_pipeline": round(
-                    statistics.median(one_pass_repeats) / statistics.median(repeats), 3
-                ),
-                "target_warm_over_ner_alone": 0.6,
-            }
+        variants = []
+        for extractor, found, rates, tokens in one_pass:
+            ratios = [pipe / alone for pipe, alone in zip(rates, ner_alone)]
+            variants.append(
+                {
+                    "re_model": with_relative_paths(extractor.describe())["re"],
+                    "posts_per_s_warm": round(statistics.median(rates), 2),
+                    "candidate_pairs_per_post": round(sum(len(r["relations"]) for r in found) / len(posts), 2),
+                    "text_tokens_warm_pass": tokens,
+                    "warm_over_ner_alone": round(statistics.median(ratios), 3),
+                    "warm_over_ner_alone_per_repeat": [round(ratio, 3) for ratio in ratios],
+                    "warm_over_per_pair_pipeline": round(statistics.median(rates) / statistics.median(repeats), 3),
+                    "target_warm_over_ner_alone": 0.6,
+                }
+            )
+        if variants:
+            result["one_pass"] = variants[0] if len(variants) == 1 else variants
         print(json.dumps(result, indent=2))
 
 
