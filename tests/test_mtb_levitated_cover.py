@@ -90,13 +90,14 @@ def test_a_pair_and_its_reverse_are_one_segment_and_score_as_read_alone(by_cover
     torch.testing.assert_close(together, torch.cat([out.logits for out in alone]), rtol=1e-5, atol=1e-5)
 
 
-def test_training_reads_half_the_pairs_from_their_tail_and_trains_both_classifiers(by_cover):
+def test_training_reads_each_pair_from_the_side_its_posts_cover_gives_it(by_cover):
     model, processor, _ = by_cover
-    posts = [post_instances(f"p{k}") for k in range(6)]
-    features = processor.featurize([instance for post in posts for instance in post])
+    features = processor.featurize(post_instances())
     sides = [feature["inverse"] for feature in features]
-    assert 0 < sum(sides) < len(sides)  # both sides, by a hash of the instance
-    assert [f["inverse"] for f in processor.featurize(posts[0])] == sides[:4]  # the same every epoch
+    assert sides == [0, 0, 0, 1]  # as predicted: new york->bob read from bob's segment
+    # a training batch holding one of the post's pairs still reads it from its post's side
+    assert processor.collate([features[3]])["inverse"].tolist() == [True]
+    assert processor.collate([{k: v for k, v in features[3].items() if k != "labels"}])["inverse"].tolist() == [False]
     batch = processor.collate(features)
     assert batch["inverse"].tolist() == [bool(side) for side in sides]  # training keeps the named side
     model.train()

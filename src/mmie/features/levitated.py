@@ -27,7 +27,6 @@ itself), so a batch of short posts is not padded to its longest one.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -65,6 +64,14 @@ def check_spans(instance: RelationInstance) -> None:
             )
 
 
+def _by_post(records: Sequence[RelationInstance]) -> dict[tuple, list[int]]:
+    """The records' numbers per post (:func:`post_key`), in order."""
+    posts: dict[tuple, list[int]] = {}
+    for number, record in enumerate(records):
+        posts.setdefault(post_key(record), []).append(number)
+    return posts
+
+
 def subword_span(word_ids: Sequence[int | None], span: Span) -> tuple[int, int]:
     """``(first, last)`` sub-word positions of the words ``[span.start, span.end)``. Words cut by
     truncation (or that tokenize to nothing) are left out; a span with none left falls back to the
@@ -80,27 +87,33 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
     """Relation instances -> the post's plain sub-words (tokenized as an NER input, cut at
     ``max_length``) + the head's and tail's sub-word spans + label; with ``entity_spans``, also the
     sub-word spans of every entity of the post (those its instances in this call name, sorted); with
-    ``sides``, a labelled instance also names the side it is read from in training (``inverse``: 1
-    from its tail), by a hash of the instance, so half the pairs train each of the cover's classifiers."""
+    ``sides`` (cover packing), a labelled instance also names the side it is read from in training
+    (``inverse``: 1 from its tail): the side :func:`subject_cover` gives it among its post's pairs."""
 
     def __init__(
         self, tokenizer: Any, labels: Sequence[str], max_length: int, entity_spans: bool = False, sides: bool = False
     ) -> None:
         super().__init__(tokenizer, labels, max_length)
         self.entity_spans = entity_spans
-        self.sides = sides  # cover packing: a labelled instance names the side it is read from
+        self.sides = sides  # cover packing: a labelled instance names the side it is read from in training
 
     def featurize(self, records: Sequence[Any], with_labels: bool = True, images: Any = None) -> list[dict]:
         features = super().featurize(records, with_labels, images)
+        if self.sides and with_labels:
+            # Training reads each pair from the side the cover of its post's pairs reads it in prediction,
+            # though a training batch seldom holds all of a post's pairs.
+            for indices in _by_post(records).values():
+                pairs = {i: (tuple(features[i]["head_span"]), tuple(features[i]["tail_span"])) for i in indices}
+                for subject, covered in subject_cover(pairs, {}):
+                    for i in covered:
+                        features[i]["inverse"] = int(pairs[i][0] != subject)
         if self.entity_spans:
             # A post's entities are the spans its candidate pairs name: the instances of one post
             # (same tokens and images) given together, as the Extractor and the Predictor give them.
-            posts: dict[tuple, set[tuple[int, int]]] = {}
-            keys = [post_key(record) for record in records]
-            for key, feature in zip(keys, features):
-                posts.setdefault(key, set()).update({tuple(feature["head_span"]), tuple(feature["tail_span"])})
-            for key, feature in zip(keys, features):
-                feature["entity_spans"] = [list(span) for span in sorted(posts[key])]
+            for indices in _by_post(records).values():
+                spans = {tuple(features[i][side]) for i in indices for side in ("head_span", "tail_span")}
+                for i in indices:
+                    features[i]["entity_spans"] = [list(span) for span in sorted(spans)]
         return features
 
     @staticmethod
@@ -119,8 +132,6 @@ class LevitatedMarkerFeaturizer(NerFeaturizer):
         }
         if with_labels and instance.label is not None:
             feature["labels"] = relation_label_id(self.label_ids, instance)
-            if self.sides:  # half the pairs from their head, half from their tail, the same every epoch
-                feature["inverse"] = zlib.crc32(f"{instance.id} {instance.head} {instance.tail}".encode()) % 2
         feature[META_KEY] = {"id": instance.id}
         return feature
 

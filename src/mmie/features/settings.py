@@ -86,8 +86,8 @@ class LevitatedInputs(MarkerInputs):
         "after it (PURE's batch computation); subject: the text read once per head entity, that head marked "
         "in the text and the two markers of each of its tails levitated (PL-Marker's subject-oriented packing); "
         "cover: as subject, but a pair may be read from its tail's segment by a second classifier, and a post's "
-        "marked entities are few that cover its pairs: A->B and B->A share one read; in training each pair is "
-        "read from its head or its tail, half and half",
+        "marked entities are few that cover its pairs: A->B and B->A share one read; training reads each pair "
+        "from the side the cover of its post's pairs gives it",
     )
     text_reads_entities: bool = Field(
         False,
