@@ -388,22 +388,24 @@ class _Segment:
         return start
 
 
-Span2 = tuple[int, int]  # an entity's first and last sub-word
+SubwordSpan = tuple[int, int]  # an entity's first and last sub-word
 
 
-def subject_cover(pairs: Mapping[int, tuple[Span2, Span2]], sides: Mapping[int, bool]) -> list[tuple[Span2, list[int]]]:
+def subject_cover(
+    pairs: Mapping[int, tuple[SubwordSpan, SubwordSpan]], sides: Mapping[int, bool]
+) -> list[tuple[SubwordSpan, list[int]]]:
     """The marked entities (subjects) of one post's segments, each with the pairs it reads.
 
     ``pairs``: instance -> (head, tail). A pair with a side in ``sides`` is read from its head (False)
     or its tail (True). The others are covered greedily, so few segments read them all: first the
     entity in most of the pairs left, then the one heading most of them, then the first in the text;
     so a post with A->B and B->A is one segment, and a single pair is read from its head."""
-    chosen: dict[Span2, list[int]] = {}
+    chosen: dict[SubwordSpan, list[int]] = {}
     for index, side in sides.items():
         chosen.setdefault(pairs[index][side], []).append(index)
     left = [index for index in pairs if index not in sides]
     while left:
-        counts: dict[Span2, list[int]] = {}
+        counts: dict[SubwordSpan, list[int]] = {}
         for index in left:
             head, tail = pairs[index]
             counts.setdefault(head, [0, 0])[1] += 1
