@@ -11,6 +11,7 @@
               mtb_levitated_subject: one pass per head entity, the head marked in the text
               mtb_levitated_cover: one pass per entity of a cover of the post's pairs, a pair read from
               its head's or (second classifier) its tail's segment
+              mtb_levitated_cover_ends: the cover with each entity's start and end markers (PL-Marker's)
     PCNN      trained on MNRE train, selected on val; word-level, random word embeddings, the
               settings of configs/mnre/pcnn.yaml but the epochs
     text-only switches of the image models (model.use_images: false; docs/training.md): no vision
@@ -136,6 +137,19 @@ BASELINES = {
         "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
         "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
     },
+    # the cover packing with PL-Marker's pair vector: each entity's start and end markers
+    "mtb_levitated_cover_ends": {
+        "task": "re",
+        "model": {
+            "name": "mtb_levitated",
+            "encoder": "minilm",
+            "max_length": 128,
+            "packing": "cover",
+            "pair_representation": "start_and_end_markers",
+        },
+        "data": {"format": "mnre", "train": "mnre/mnre_train.txt", "dev": "mnre/mnre_val.txt"},
+        "training": {"batch_size": 16, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "warmup_ratio": 0.1},
+    },
     # PCNN: configs/mnre/pcnn.yaml's sizes and training (Zeng et al. Table 1; AdamW 1e-3, batch 50)
     "pcnn": {
         "task": "re",
@@ -171,6 +185,7 @@ ONE_PASS_VARIANTS = (
     "mtb_levitated_text_entities",
     "mtb_levitated_subject",
     "mtb_levitated_cover",
+    "mtb_levitated_cover_ends",
 )
 SMOKE_SIZES = {"train": 160, "dev": 80}
 ENCODER_NAMES = {

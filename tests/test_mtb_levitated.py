@@ -301,6 +301,42 @@ def test_entity_states_are_the_text_sub_words_and_keep_one_pass_equal_to_each_pa
         assert not torch.allclose(model(**batch).logits, packed)
 
 
+@pytest.mark.parametrize("packing", ["post", "subject", "cover"])
+def test_start_and_end_markers_read_each_entitys_two_markers(tiny_bert, packing):
+    """PL-Marker's pair vector: each entity's start and end markers, in the text (the marked subject's
+    ``<s> ... </s>``) or levitated (``<o> </o>`` at its first and last sub-word), under every packing."""
+    model, processor, tokenizer = build(tiny_bert, pair_representation="start_and_end_markers", packing=packing)
+    assert model.classifier.in_features == 4 * model.text_encoder.config.hidden_size
+    head_open, head_close, tail_open, tail_close = tokenizer.convert_tokens_to_ids(list(processor.config.markers))
+    closing = {head_open: head_close, tail_open: tail_close}
+    word_ids = tokenizer(TOKENS, is_split_into_words=True).word_ids()
+    features = processor.featurize(post_instances(), with_labels=False)
+    batch = processor.collate(features)
+    ids, positions = batch["input_ids"], batch["position_ids"]
+    for k, (head, tail) in enumerate(PAIRS):
+        row = batch["pair_row"][k]
+        for start, end, name in (("head_marker", "head_end_marker", head), ("tail_marker", "tail_end_marker", tail)):
+            first, last = batch[start][k], batch[end][k]
+            assert ids[row, last] == closing[int(ids[row, first])]  # <s> closes with </s>, <o> with </o>
+            subwords = sum(SPANS[name].start <= w < SPANS[name].end for w in word_ids if w is not None)
+            text_token = batch["head_token"][k]  # a text sub-word of the pair's segment
+            in_text = bool(batch["attention_mask"][row, text_token, first])  # the text reads it: a solid marker
+            # a solid pair encloses the entity's sub-words; a levitated one sits at its first and last
+            assert positions[row, last] - positions[row, first] == (subwords + 1 if in_text else subwords - 1)
+    with torch.no_grad():
+        packed = model(**batch).logits
+        alone = torch.cat([model(**processor.collate([feature])).logits for feature in features])
+    if packing != "cover":  # alone, a cover pair may be read from its other side
+        torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    # the end markers reach the scores: zeroing their weights changes them
+    width = model.text_encoder.config.hidden_size
+    with torch.no_grad():
+        for classifier in filter(None, (model.classifier, model.inverse_classifier)):
+            classifier.weight[:, width : 2 * width] = 0
+            classifier.weight[:, 3 * width :] = 0
+        assert not torch.allclose(model(**batch).logits, packed)
+
+
 def test_on_mpnet_packed_posts_read_as_alone_at_its_own_positions(tmp_path):
     """MPNet counts positions from padding_idx + 1 and adds a relative position bias its encoder takes
     from the row's indices: both are read from the position ids, so the text is the plain text's and a

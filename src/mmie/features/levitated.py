@@ -160,6 +160,8 @@ class SubjectMarkerFeaturizer(RelationFeaturizer):
         feature = {
             "input_ids": list(encoding["input_ids"][index]),
             "head_marker": word_ids.index(text.head_marker),
+            # the head's end marker (its start marker when a cut removed the end, as MTB's cut may)
+            "head_end_marker": word_ids.index(max(text.marker_indices)),
             "head_span": list(subword_span(tokens, instance.head)),
             "tail_span": list(subword_span(tokens, instance.tail)),
         }
@@ -203,7 +205,8 @@ class LevitatedMarkerCollator(Collator):
     Batch keys: ``input_ids``, ``position_ids``, ``token_type_ids`` (zeros, when the encoder takes
     them) ``[rows, L]``; ``attention_mask`` ``[rows, L, L]`` (True: the query may read the key);
     per instance ``pair_row`` (its post's row), ``head_marker`` / ``tail_marker`` (the positions of
-    its head and tail start markers in that row), ``head_token`` / ``tail_token`` (the positions of the
+    its head and tail start markers in that row), ``head_end_marker`` / ``tail_end_marker`` (their end
+    markers), ``head_token`` / ``tail_token`` (the positions of the
     head's and tail's first text sub-words in that row) and, with cover packing, ``inverse`` (read from
     its tail's segment) ``[pairs]``, and ``labels`` when given.
     """
@@ -265,9 +268,14 @@ class LevitatedMarkerCollator(Collator):
                 head, tail = features[index]["head_span"], features[index]["tail_span"]
                 marked = [head[0], head[1], tail[0], tail[1]][-len(self.levitated) :]  # each marker at its sub-word
                 start = segment.levitate(self.levitated, marked)
-                # the head's start marker: levitated, or (subject packing) where the text holds it
-                head_marker = start if self.packing == "post" else features[index]["head_marker"]
-                segment.pairs.append(_Pair(index, head_marker, start + len(self.levitated) - 2, head[0], tail[0]))
+                tail_marker = start + len(self.levitated) - 2
+                if self.packing == "post":
+                    head_marker, head_end_marker = start, start + 1
+                else:  # subject packing: the head's markers are in the text
+                    head_marker, head_end_marker = features[index]["head_marker"], features[index]["head_end_marker"]
+                segment.pairs.append(
+                    _Pair(index, head_marker, tail_marker, head[0], tail[0], head_end_marker, tail_marker + 1)
+                )
             segments.append(segment)
         return segments
 
@@ -300,9 +308,23 @@ class LevitatedMarkerCollator(Collator):
                     partner = head if inverse else tail
                     if partner not in partners:
                         partners[partner] = segment.levitate(object_markers, [shifted(partner[0]), shifted(partner[1])])
-                    solid = first  # the subject's start marker sits where its first sub-word was
-                    markers = (partners[partner], solid) if inverse else (solid, partners[partner])
-                    segment.pairs.append(_Pair(index, *markers, shifted(head[0]), shifted(tail[0]), inverse))
+                    # the subject's start marker sits where its first sub-word was, its end marker after its last
+                    solid, levitated = (first, last + 2), (partners[partner], partners[partner] + 1)
+                    (head_marker, head_end), (tail_marker, tail_end) = (
+                        (levitated, solid) if inverse else (solid, levitated)
+                    )
+                    segment.pairs.append(
+                        _Pair(
+                            index,
+                            head_marker,
+                            tail_marker,
+                            shifted(head[0]),
+                            shifted(tail[0]),
+                            head_end,
+                            tail_end,
+                            inverse,
+                        )
+                    )
                 segments.append(segment)
         return segments
 
@@ -351,12 +373,22 @@ class LevitatedMarkerCollator(Collator):
 class _Pair:
     """Where one instance reads its vectors in its segment (positions from the segment's start)."""
 
-    KEYS: ClassVar[tuple[str, ...]] = ("pair_row", "head_marker", "tail_marker", "head_token", "tail_token")
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "pair_row",
+        "head_marker",
+        "tail_marker",
+        "head_token",
+        "tail_token",
+        "head_end_marker",
+        "tail_end_marker",
+    )
     index: int  # the instance's place in the batch
     head_marker: int  # the head's start marker (in the text or levitated)
     tail_marker: int
     head_token: int  # the head's first text sub-word
     tail_token: int
+    head_end_marker: int  # the head's end marker (in the text or levitated)
+    tail_end_marker: int
     inverse: bool = False  # cover packing: read from its tail's segment
 
 

@@ -37,8 +37,9 @@ class MtbLevitatedConfig(MtbConfig, LevitatedInputs):
     """MTB's head over levitated markers: every pair of a post from one encoder pass."""
 
     name: str = "mtb_levitated"
-    pair_representation: Literal["markers", "markers_and_entities"] = Field(
+    pair_representation: Literal["markers", "markers_and_entities", "start_and_end_markers"] = Field(
         "markers",
-        description="r_k: the pair's head and tail start markers (MTB's), or those and the head's and tail's "
-        "first text sub-words (the entities as the post reads them, PURE's entity-span start)",
+        description="r_k: the pair's head and tail start markers (MTB's); or those and the head's and tail's "
+        "first text sub-words (the entities as the post reads them, PURE's entity-span start); or the head's "
+        "and tail's start and end markers (PL-Marker's)",
     )

@@ -15,6 +15,10 @@ Extraction", ACL 2022, sec. 3.2):
     r_k = [H_<s>_k ; H_<o>_k ; H_hs_k ; H_ts_k]   ``pair_representation: markers_and_entities``: and
                                           the head's and tail's first text sub-words, the entities as
                                           the post reads them (the start of PURE's span vector)
+    r_k = [H_<s>_k ; H_</s>_k ; H_<o>_k ; H_</o>_k]   ``pair_representation: start_and_end_markers``:
+                                          each entity's start and end markers, PL-Marker's pair vector
+                                          (its relation model concatenates both markers of the subject
+                                          and of the object)
     r_k = LayerNorm(r_k)                  optional (``post_layer: layer_norm``), as in MTB
     p(r | x, pair k) = softmax(W r_k + b)
 
@@ -79,8 +83,8 @@ class MtbLevitatedClassifier(MarkedRelationModel):
 
     def __init__(self, config: MtbLevitatedConfig, labels: list[str], text_encoder: PreTrainedModel) -> None:
         super().__init__(config, labels, text_encoder)
-        self.with_entities = config.pair_representation == "markers_and_entities"
-        width = (4 if self.with_entities else 2) * self.hidden_size
+        self.pair_representation = config.pair_representation
+        width = (2 if self.pair_representation == "markers" else 4) * self.hidden_size
         self.dropout = nn.Dropout(config.dropout)
         self.post_layer = nn.LayerNorm(width) if config.post_layer == "layer_norm" else nn.Identity()
         self.classifier = nn.Linear(width, len(labels))
@@ -114,14 +118,21 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         tail_marker: torch.Tensor,
         head_token: torch.Tensor,
         tail_token: torch.Tensor,
+        head_end_marker: torch.Tensor | None = None,
+        tail_end_marker: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         inverse: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> RelationClassificationOutput:
         hidden = self.encode_rows(input_ids, attention_mask, position_ids, token_type_ids)  # [posts, L, d]
         parts = [hidden[pair_row, head_marker], hidden[pair_row, tail_marker]]  # [pairs, d] each: H_<s>_k, H_<o>_k
-        if self.with_entities:
+        if self.pair_representation == "markers_and_entities":
             parts += [hidden[pair_row, head_token], hidden[pair_row, tail_token]]  # H_hs_k, H_ts_k
+        elif self.pair_representation == "start_and_end_markers":
+            if head_end_marker is None or tail_end_marker is None:
+                raise ValueError("start_and_end_markers needs the batch's end markers (the levitated collator's)")
+            ends = [hidden[pair_row, head_end_marker], hidden[pair_row, tail_end_marker]]  # H_</s>_k, H_</o>_k
+            parts = [parts[0], ends[0], parts[1], ends[1]]
         relation = self.post_layer(torch.cat(parts, dim=-1))  # [pairs, 2d] or [pairs, 4d]
         relation = self.dropout(relation)
         logits = self.classifier(relation)
