@@ -90,6 +90,7 @@ class TextBaselinesResults(_Strict):
     mtb_levitated_text_entities_vs_mtb: dict[str, Any] | None = None  # the same, the text reading entity markers
     mtb_levitated_subject_vs_mtb: dict[str, Any] | None = None  # the same, one pass per head (packing: subject)
     mtb_levitated_cover_vs_mtb: dict[str, Any] | None = None  # the same, one pass per covering entity (cover)
+    mtb_levitated_cover_ends_vs_mtb: dict[str, Any] | None = None  # the same, cover with start and end markers
     text_switches_vs_baseline: dict[str, Any] | None = None  # text-only switches beside BERT-CRF / MTB, same run
 
 

@@ -6,15 +6,21 @@ side, and the Extractor reading such a post once."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from conftest import write_splits
 from mmie.data.schema import Post, RelationInstance
+from mmie.errors import ConfigError
+from mmie.evaluation.predictions import read_predictions
 from mmie.features.levitated import subject_cover
 from mmie.inference.loading import load_model
 from mmie.inference.saving import save_model_folder
 from mmie.models import create_model, create_processor, create_vocabulary
 from mmie.pipeline import Extractor
+from mmie.training import train
 from test_mtb_levitated import SPANS, TOKENS, build, encoder_calls, post_instances
 
 A, B, C = (0, 0), (3, 4), (8, 9)  # entity sub-word spans (first, last)
@@ -125,3 +131,45 @@ def test_the_extractor_reads_a_post_with_a_pair_both_ways_once(tiny_bert, tmp_pa
     result = Extractor(re=loaded, include_none=True)(text, entities=entities)
     assert [(r["head"], r["tail"]) for r in result["relations"]] == [(0, 1), (1, 0)]
     assert calls == [1]  # alice->bob and bob->alice: one segment
+
+
+def test_training_both_sides_reads_each_pair_from_its_head_and_from_its_tail(tiny_bert, by_cover, tmp_path):
+    model, processor, _ = build(tiny_bert, packing="cover", cover_training="both")
+    instances = post_instances()
+    views = processor.featurize_training(instances)
+    assert [view["inverse"] for view in views] == [0, 1] * len(instances)
+    assert len(processor.featurize(instances)) == len(instances)  # dev and prediction: one read a pair
+    batch = processor.collate(views)
+    assert batch["inverse"].tolist() == [False, True] * len(instances)
+    # the head-side reads score as the cover model reads them from their head (same weights, seed 0)
+    cover_model, cover_processor, _ = by_cover
+    head_side = [{**feature, "inverse": 0} for feature in cover_processor.featurize(instances)]
+    with torch.no_grad():
+        both = model(**batch).logits
+        forward = cover_model(**cover_processor.collate(head_side)).logits
+    torch.testing.assert_close(both[0::2], forward, rtol=1e-5, atol=1e-5)
+    model.train()
+    model(**batch).loss.backward()
+    assert model.classifier.weight.grad.abs().sum() > 0 and model.inverse_classifier.weight.grad.abs().sum() > 0
+
+
+def test_cover_training_goes_with_cover_packing(tiny_bert):
+    with pytest.raises(ConfigError, match="cover_training: both goes with packing: cover"):
+        build(tiny_bert, packing="subject", cover_training="both")
+
+
+@pytest.mark.slow
+def test_a_run_with_both_sides_trains_on_two_reads_a_pair_and_predicts_one(tiny_bert, tmp_path):
+    paths = write_splits(tmp_path / "data", "re", {"train": 24, "dev": 8, "test": 8})
+    config = {
+        "task": "re",
+        "model": {"name": "mtb_levitated", "encoder": tiny_bert, "max_length": 32, "packing": "cover"},
+        "data": {split: str(path) for split, path in paths.items()},
+        "training": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0},
+    }
+    config["model"]["cover_training"] = "both"
+    result = train(config, output_dir=tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["train_examples"] == 2 * 24
+    predictions = read_predictions(tmp_path / "run" / "predictions" / "test.jsonl")
+    assert len(predictions) == 8 and result.metrics["test"]["n"] == 8

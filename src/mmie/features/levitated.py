@@ -168,6 +168,20 @@ class SubjectMarkerFeaturizer(RelationFeaturizer):
         return with_relation_label(feature, self.label_ids, instance, with_labels)
 
 
+def both_sides(features: list[dict]) -> list[dict]:
+    """Cover packing's training views with ``cover_training: both``: each labelled pair read from its head
+    (``inverse`` 0, the first classifier) and from its tail (1, the second), so that the second classifier
+    learns from every pair, not from the few the cover reads from their tail (PL-Marker also trains each
+    pair from its object's side)."""
+    views = []
+    for feature in features:
+        if "labels" in feature:
+            views += [{**feature, "inverse": 0}, {**feature, "inverse": 1}]
+        else:
+            views.append(feature)
+    return views
+
+
 def first_fit_decreasing(sizes: Sequence[int], limit: int) -> list[list[int]]:
     """Bin packing: the item numbers of each bin of at most ``limit``, the largest items placed first,
     each in the first bin it fits; in order within a bin."""

@@ -33,7 +33,12 @@ from mmie.features.image_text_words import (
 )
 from mmie.features.images import PostImageFeaturizer
 from mmie.features.imagetext import ImageTextFeaturizer
-from mmie.features.levitated import LevitatedMarkerCollator, LevitatedMarkerFeaturizer, SubjectMarkerFeaturizer
+from mmie.features.levitated import (
+    LevitatedMarkerCollator,
+    LevitatedMarkerFeaturizer,
+    SubjectMarkerFeaturizer,
+    both_sides,
+)
 from mmie.features.multiscale import MultiScaleRegionFeaturizer
 from mmie.features.query_regions import QueryRegionFeaturizer
 from mmie.features.regions import RelationImageFeaturizer
@@ -80,6 +85,8 @@ class Processor:
     tokenizer: TextVocabulary
     featurizer: Featurizer
     collator: Collator
+    # The training split's features -> what training reads (more than one view of an instance); None: as is
+    training_views: Callable[[list[dict]], list[dict]] | None = None
 
     @property
     def reads_images(self) -> bool:
@@ -106,6 +113,11 @@ class Processor:
         """Feature dicts of ``records``. ``images``: uploaded pictures by reference, for this call only
         (a processor made by :meth:`for_uploads`; text-only inputs ignore them)."""
         return self.featurizer.featurize(records, with_labels, images=images)
+
+    def featurize_training(self, records: Sequence[Any]) -> list[dict]:
+        """The training split's features: :meth:`featurize`'s, then the model's ``training_views`` of them."""
+        features = self.featurize(records)
+        return self.training_views(features) if self.training_views is not None else features
 
     def for_uploads(self, shared_caches: dict | None = None) -> Processor:
         """This processor for uploads: pictures given to each ``featurize`` call, features kept in memory
@@ -316,7 +328,8 @@ def levitated_relation_processor(
             sides=config.packing == "cover",
         )
     chosen = config.model_copy(update={"markers": markers, "entity_markers": entity_markers})
-    return Processor(chosen, tokenizer, featurizer, collator)
+    views = both_sides if config.packing == "cover" and config.cover_training == "both" else None
+    return Processor(chosen, tokenizer, featurizer, collator, training_views=views)
 
 
 def _marked_image_processor(

@@ -89,6 +89,12 @@ class LevitatedInputs(MarkerInputs):
         "marked entities are few that cover its pairs: A->B and B->A share one read; training reads each pair "
         "from the side the cover of its post's pairs gives it",
     )
+    cover_training: Literal["cover", "both"] = Field(
+        "cover",
+        description="packing cover: each training pair read from the side the cover of its post's pairs gives it "
+        "(on MNRE almost always its head, so the second classifier sees few pairs), or from both (from its head "
+        "by the first classifier and from its tail by the second: twice the training reads)",
+    )
     text_reads_entities: bool = Field(
         False,
         description="the post also gets two levitated markers per entity of its candidate pairs (its start and "
@@ -102,11 +108,13 @@ class LevitatedInputs(MarkerInputs):
     )
 
     @model_validator(mode="after")
-    def _one_way_to_show_the_entities(self) -> LevitatedInputs:
+    def _settings_that_go_together(self) -> LevitatedInputs:
         if self.packing != "post" and self.text_reads_entities:
             raise ValueError(
                 f"text_reads_entities goes with packing: post (with {self.packing}, an entity is marked in the text)"
             )
+        if self.cover_training != "cover" and self.packing != "cover":
+            raise ValueError(f"cover_training: {self.cover_training} goes with packing: cover (not {self.packing})")
         return self
 
 

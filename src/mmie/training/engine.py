@@ -366,7 +366,7 @@ def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> RunResult:
     processor = create_processor(config.model, tokenizer, labels, images=config.data.images)
     model = create_model(processor.config, labels, tokenizer=tokenizer)
     with _in_split(config, "train"):
-        train_features = processor.featurize(train_records)
+        train_features = processor.featurize_training(train_records)
     # Featurized once: the Trainer's dev evaluations and the final dev predictions both read these.
     with _in_split(config, "dev"):
         dev_features = processor.featurize(dev_records) if dev_records else None
