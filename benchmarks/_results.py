@@ -68,6 +68,8 @@ class TextBaselineFigures(_Strict):
     dev_precision: float
     dev_recall: float
     dev_accuracy: float | None = None
+    # cover packing: dev micro-F1 with every pair read from its head (W) and from its tail (W')
+    dev_f1_by_side: dict[str, float] | None = None
     seconds_per_epoch: float
     train_examples_per_second: float
     inference_examples_per_second: float

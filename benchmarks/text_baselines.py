@@ -64,7 +64,8 @@ import torch
 
 from _results import recorded_run, relative
 from mmie.data import read_dataset, write_dataset
-from mmie.inference.loading import load_model
+from mmie.evaluation.metrics import re_scores
+from mmie.inference.loading import LoadedModel, load_model
 from mmie.training import train
 from mmie.training.config import apply_overrides
 
@@ -263,6 +264,7 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
         "dev_precision": round(100 * dev["precision"], 2),
         "dev_recall": round(100 * dev["recall"], 2),
         **({"dev_accuracy": round(100 * dev["accuracy"], 2)} if "accuracy" in dev else {}),
+        **({"dev_f1_by_side": f1_by_side(model, dev_records)} if config["model"].get("packing") == "cover" else {}),
         "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 2),
         "train_examples_per_second": result.summary["train_examples_per_second"],
         "inference_examples_per_second": round(len(dev_records) / inference_seconds, 2),
@@ -270,6 +272,26 @@ def run(name: str, args: argparse.Namespace, scratch: Path) -> dict:
         "hyper_parameters": config["training"] | {"max_length": config["model"]["max_length"]},
         **({"overrides": args.set} if args.set else {}),
     }
+
+
+def f1_by_side(loaded: LoadedModel, records: list) -> dict[str, float]:
+    """A cover-packing model's dev micro-F1 with every pair read from its head (``W``) and from its tail
+    (``W'``, which answers B->A beside A->B in the pipeline). A labelled batch reads each pair from the
+    side its feature names (``inverse``), so the two readings are the features with that side set."""
+    features = loaded.processor.featurize(records)
+    device = next(loaded.model.parameters()).device
+    gold = [record.label for record in records]
+    scores = {}
+    for side, inverse in (("head", 0), ("tail", 1)):
+        predicted = []
+        for start in range(0, len(features), 64):
+            batch = loaded.processor.collate([{**f, "inverse": inverse} for f in features[start : start + 64]])
+            batch.pop("labels")
+            with torch.no_grad():
+                logits = loaded.model.eval()(**{key: value.to(device) for key, value in batch.items()}).logits
+            predicted += [loaded.labels[k] for k in logits.argmax(-1).tolist()]
+        scores[side] = round(100 * re_scores(gold, predicted)["f1"], 2)
+    return scores
 
 
 def _model_epochs(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, int]:
