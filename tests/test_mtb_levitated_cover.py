@@ -153,7 +153,16 @@ def test_training_both_sides_reads_each_pair_from_its_head_and_from_its_tail(tin
     assert model.classifier.weight.grad.abs().sum() > 0 and model.inverse_classifier.weight.grad.abs().sum() > 0
 
 
-def test_cover_training_goes_with_cover_packing(tiny_bert):
+def test_cover_packing_trains_both_sides_unless_told_to_train_the_cover_side_only(tiny_bert, by_cover):
+    instances = post_instances()
+    _, default, _ = by_cover
+    assert [view["inverse"] for view in default.featurize_training(instances)] == [0, 1] * len(instances)
+    _, cover_side, _ = build(tiny_bert, packing="cover", cover_training="cover")
+    views = cover_side.featurize_training(instances)
+    assert [view["inverse"] for view in views] == [feature["inverse"] for feature in cover_side.featurize(instances)]
+    # other packings read each training pair once, and take no cover_training
+    _, subject, _ = build(tiny_bert, packing="subject")
+    assert len(subject.featurize_training(instances)) == len(instances)
     with pytest.raises(ConfigError, match="cover_training: both goes with packing: cover"):
         build(tiny_bert, packing="subject", cover_training="both")
 

@@ -86,14 +86,15 @@ class LevitatedInputs(MarkerInputs):
         "after it (PURE's batch computation); subject: the text read once per head entity, that head marked "
         "in the text and the two markers of each of its tails levitated (PL-Marker's subject-oriented packing); "
         "cover: as subject, but a pair may be read from its tail's segment by a second classifier, and a post's "
-        "marked entities are few that cover its pairs: A->B and B->A share one read; training reads each pair "
-        "from the side the cover of its post's pairs gives it",
+        "marked entities are few that cover its pairs: A->B and B->A share one read (cover_training: how it "
+        "trains)",
     )
-    cover_training: Literal["cover", "both"] = Field(
-        "cover",
-        description="packing cover: each training pair read from the side the cover of its post's pairs gives it "
-        "(on MNRE almost always its head, so the second classifier sees few pairs), or from both (from its head "
-        "by the first classifier and from its tail by the second: twice the training reads)",
+    cover_training: Literal["cover", "both"] | None = Field(
+        None,
+        description="packing cover: each training pair read from both sides (both, the default: from its head by "
+        "the first classifier and from its tail by the second, which the pipeline asks about B->A beside A->B; "
+        "twice the training reads), or only from the side the cover of its post's pairs gives it (cover: on "
+        "MNRE nearly always its head, so the second classifier learns from a few dozen pairs)",
     )
     text_reads_entities: bool = Field(
         False,
@@ -113,7 +114,7 @@ class LevitatedInputs(MarkerInputs):
             raise ValueError(
                 f"text_reads_entities goes with packing: post (with {self.packing}, an entity is marked in the text)"
             )
-        if self.cover_training != "cover" and self.packing != "cover":
+        if self.cover_training is not None and self.packing != "cover":
             raise ValueError(f"cover_training: {self.cover_training} goes with packing: cover (not {self.packing})")
         return self
 
