@@ -8,6 +8,10 @@ printed as one line, never as a trace.
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -27,8 +31,26 @@ from mmie.cli import encoders_cmds  # noqa: F401
 from mmie.cli.typer_apps import app, data_app  # noqa: F401 - re-exported: `mmie.cli.app` as before
 from mmie.errors import MmieError
 
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _one_line_warnings(python_show: Callable[..., None]) -> Callable[..., None]:
+    """mmie's own warnings as one line (``warning: ...``), as its errors are; other packages' as Python shows them."""
+
+    def show(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        if str(Path(filename).resolve()).startswith(_PACKAGE):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            python_show(message, category, filename, lineno, file, line)
+
+    return show
+
 
 def main(argv: list[str] | None = None) -> None:
+    python_show = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(python_show)
     try:
         # Standalone mode: typer itself prints usage errors (missing or bad options) and exits 2.
         app(args=argv, prog_name="mmie")
@@ -38,3 +60,5 @@ def main(argv: list[str] | None = None) -> None:
     except MmieError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    finally:
+        warnings.showwarning = python_show

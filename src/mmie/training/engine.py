@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,6 +305,13 @@ def _has_accelerator() -> bool:
     )
 
 
+def _cpu_computes_bf16() -> bool:
+    """Whether this CPU has the instructions (AVX-512 or AMX on x86, bf16 on Arm) that make the CPU's bf16
+    autocast fast; without them oneDNN emulates it. Unknown (an older torch): assumed yes."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return True if check is None else bool(check())
+
+
 def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) -> Any:
     from transformers import TrainingArguments
 
@@ -313,6 +321,13 @@ def _training_arguments(config: ExperimentConfig, run_dir: Path, has_dev: bool) 
     on_cpu = settings.device == "cpu" or not _has_accelerator()
     if on_cpu and settings.mixed_precision == "fp16":
         raise ConfigError("training.mixed_precision: fp16 needs a CUDA GPU and this run is on the CPU; use bf16 or no")
+    if on_cpu and settings.mixed_precision == "bf16" and not _cpu_computes_bf16():
+        warnings.warn(
+            "training.mixed_precision: bf16 on a CPU without bf16 instructions "
+            f"({torch.backends.cpu.get_cpu_capability()}) is emulated, many times slower than fp32; use no",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return TrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS),
         num_train_epochs=settings.epochs,
