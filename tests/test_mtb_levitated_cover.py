@@ -153,6 +153,20 @@ def test_training_both_sides_reads_each_pair_from_its_head_and_from_its_tail(tin
     assert model.classifier.weight.grad.abs().sum() > 0 and model.inverse_classifier.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("cover_training", ["both", "probe"])
+def test_under_probe_tail_side_reads_train_the_second_classifier_alone(tiny_bert, cover_training):
+    model, processor, _ = build(tiny_bert, packing="cover", cover_training=cover_training)
+    instances = post_instances()
+    views = processor.featurize_training(instances)
+    assert [view["inverse"] for view in views] == [0, 1] * len(instances)  # probe reads both sides, as both
+    model.train()
+    model(**processor.collate(views[1::2])).loss.backward()  # the tail-side reads only
+    encoder = [p.grad for p in model.text_encoder.parameters() if p.requires_grad]
+    reached = sum(0.0 if grad is None else float(grad.abs().sum()) for grad in encoder)
+    assert model.inverse_classifier.weight.grad.abs().sum() > 0
+    assert (reached > 0) == (cover_training == "both")  # probe: the encoder learns from head-side reads alone
+
+
 def test_cover_packing_trains_both_sides_unless_told_to_train_the_cover_side_only(tiny_bert, by_cover):
     instances = post_instances()
     _, default, _ = by_cover

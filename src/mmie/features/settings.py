@@ -89,12 +89,14 @@ class LevitatedInputs(MarkerInputs):
         "marked entities are few that cover its pairs: A->B and B->A share one read (cover_training: how it "
         "trains)",
     )
-    cover_training: Literal["cover", "both"] | None = Field(
+    cover_training: Literal["cover", "both", "probe"] | None = Field(
         None,
         description="packing cover: each training pair read from both sides (both, the default: from its head by "
         "the first classifier and from its tail by the second, which the pipeline asks about B->A beside A->B; "
-        "twice the training reads), or only from the side the cover of its post's pairs gives it (cover: on "
-        "MNRE nearly always its head, so the second classifier learns from a few dozen pairs)",
+        "twice the training reads); as both, but the tail-side reads train the second classifier only (probe: "
+        "the encoder learns from head-side reads alone, as under subject packing); or only from the side the "
+        "cover of its post's pairs gives it (cover: on MNRE nearly always its head, so the second classifier "
+        "learns from a few dozen pairs)",
     )
     text_reads_entities: bool = Field(
         False,

@@ -34,7 +34,9 @@ segment, the tail marked in the text and the head levitated, by a second classif
     p(r | x, pair k) = softmax(W' r_k + b')   r_k = [H_head_k ; H_tail_k], one of them in the text
 
 and a post's segments are those of a few entities that cover its pairs (the collator's greedy
-cover), so A->B and B->A are one segment, their partner's two markers levitated once.
+cover), so A->B and B->A are one segment, their partner's two markers levitated once. Training reads
+each pair from both sides (``cover_training: both``); under ``probe`` the tail-side reads reach W'
+only (stop-gradient on r_k), so the encoder is tuned by head-side reads as under subject packing.
 
 With ``text_reads_entities`` the post's entities (the spans its candidate pairs name) get markers of
 their own, which the text reads (an mmie extension, PL-Marker's solid markers made levitated):
@@ -91,6 +93,8 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         # cover packing: a pair read from its tail's segment (tail marked, head levitated) gets its own
         # classifier, W' of the module docstring; r keeps the order [head ; tail] either way
         self.inverse_classifier = nn.Linear(width, len(labels)) if config.packing == "cover" else None
+        # cover_training: probe: W' learns from the encoder's vectors without changing them
+        self.inverse_reads_train_encoder = config.cover_training != "probe"
 
     def encode_rows(
         self,
@@ -139,5 +143,6 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         if self.inverse_classifier is not None:
             if inverse is None:
                 raise ValueError("packing: cover needs the batch's inverse flags (the cover collator's)")
-            logits = torch.where(inverse[:, None], self.inverse_classifier(relation), logits)  # [pairs, labels]
+            inverse_input = relation if self.inverse_reads_train_encoder else relation.detach()
+            logits = torch.where(inverse[:, None], self.inverse_classifier(inverse_input), logits)  # [pairs, labels]
         return RelationClassificationOutput(loss=self.loss(logits, labels), logits=logits)
