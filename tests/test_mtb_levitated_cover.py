@@ -153,8 +153,9 @@ def test_training_both_sides_reads_each_pair_from_its_head_and_from_its_tail(tin
     assert model.classifier.weight.grad.abs().sum() > 0 and model.inverse_classifier.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("cover_training", ["both", "probe"])
+@pytest.mark.parametrize("cover_training", ["both", "probe", None])
 def test_under_probe_tail_side_reads_train_the_second_classifier_alone(tiny_bert, cover_training):
+    # None: the default, probe
     model, processor, _ = build(tiny_bert, packing="cover", cover_training=cover_training)
     instances = post_instances()
     views = processor.featurize_training(instances)

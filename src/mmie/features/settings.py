@@ -91,12 +91,12 @@ class LevitatedInputs(MarkerInputs):
     )
     cover_training: Literal["cover", "both", "probe"] | None = Field(
         None,
-        description="packing cover: each training pair read from both sides (both, the default: from its head by "
-        "the first classifier and from its tail by the second, which the pipeline asks about B->A beside A->B; "
-        "twice the training reads); as both, but the tail-side reads train the second classifier only (probe: "
-        "the encoder learns from head-side reads alone, as under subject packing); or only from the side the "
-        "cover of its post's pairs gives it (cover: on MNRE nearly always its head, so the second classifier "
-        "learns from a few dozen pairs)",
+        description="packing cover: each training pair read from both sides, from its head by the first "
+        "classifier and from its tail by the second, which the pipeline asks about B->A beside A->B (twice the "
+        "training reads), the tail-side reads training the second classifier only (probe, the default: the "
+        "encoder learns from head-side reads alone, as under subject packing) or the encoder too (both); or "
+        "only from the side the cover of its post's pairs gives it (cover: on MNRE nearly always its head, so "
+        "the second classifier learns from a few dozen pairs)",
     )
     text_reads_entities: bool = Field(
         False,

@@ -35,8 +35,9 @@ segment, the tail marked in the text and the head levitated, by a second classif
 
 and a post's segments are those of a few entities that cover its pairs (the collator's greedy
 cover), so A->B and B->A are one segment, their partner's two markers levitated once. Training reads
-each pair from both sides (``cover_training: both``); under ``probe`` the tail-side reads reach W'
-only (stop-gradient on r_k), so the encoder is tuned by head-side reads as under subject packing.
+each pair from both sides; under ``cover_training: probe`` (the default) the tail-side reads reach W'
+only (stop-gradient on r_k), so the encoder is tuned by head-side reads as under subject packing and
+W' fits on its vectors (``both``: the tail-side reads train the encoder too).
 
 With ``text_reads_entities`` the post's entities (the spans its candidate pairs name) get markers of
 their own, which the text reads (an mmie extension, PL-Marker's solid markers made levitated):
@@ -93,8 +94,8 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         # cover packing: a pair read from its tail's segment (tail marked, head levitated) gets its own
         # classifier, W' of the module docstring; r keeps the order [head ; tail] either way
         self.inverse_classifier = nn.Linear(width, len(labels)) if config.packing == "cover" else None
-        # cover_training: probe: W' learns from the encoder's vectors without changing them
-        self.inverse_reads_train_encoder = config.cover_training != "probe"
+        # cover_training: probe (the default): W' learns from the encoder's vectors without changing them
+        self.inverse_reads_train_encoder = config.cover_training in ("cover", "both")
 
     def encode_rows(
         self,
