@@ -1,5 +1,5 @@
 """The extraction service on a real uvicorn server on 127.0.0.1: load (500 requests at concurrency 16,
-answers identical to the Python API's), every bad input gets its 4xx and the server keeps serving."""
+answers the Python API's, scores to 1e-5), every bad input gets its 4xx and the server keeps serving."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from PIL import Image
 from extraction_models import running_server, synthetic_images
 from mmie.pipeline import Extractor
 from mmie.pipeline.service import ServiceLimits, create_app
+from test_service_batching import assert_close
 
 TEXTS = [
     "alice visited paris today",
@@ -74,7 +75,9 @@ def test_load_500_requests_at_concurrency_16_match_the_python_api(server, extrac
     assert [status for _, status, _ in answers] == [200] * 500
     for k, _, body in answers:
         want = expected[k % len(cases)]
-        assert {**body, "id": None} == {**want, "id": None}, k  # ids are per call; all else identical
+        # ids are per call; all else as the Python API's, scores to the service's stated tolerance (a post
+        # batched with others may move a score in its last float bits: exactly equal on some CPUs, not all)
+        assert_close({**body, "id": None}, {**want, "id": None}, f"request {k}")
 
 
 def png_bomb() -> bytes:
