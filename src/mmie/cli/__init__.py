@@ -31,7 +31,7 @@ from mmie.cli import encoders_cmds  # noqa: F401
 from mmie.cli.typer_apps import app, data_app  # noqa: F401 - re-exported: `mmie.cli.app` as before
 from mmie.errors import MmieError
 
-_PACKAGE = str(Path(__file__).resolve().parents[1])
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def _one_line_warnings(python_show: Callable[..., None]) -> Callable[..., None]:
@@ -40,7 +40,7 @@ def _one_line_warnings(python_show: Callable[..., None]) -> Callable[..., None]:
     def show(
         message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
     ) -> None:
-        if str(Path(filename).resolve()).startswith(_PACKAGE):
+        if Path(filename).resolve().is_relative_to(_PACKAGE):
             typer.echo(f"warning: {message}", err=True)
         else:
             python_show(message, category, filename, lineno, file, line)

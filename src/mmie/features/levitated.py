@@ -171,8 +171,8 @@ class SubjectMarkerFeaturizer(RelationFeaturizer):
 def both_sides(features: list[dict]) -> list[dict]:
     """Cover packing's training views (``cover_training: probe``, its default, and ``both``): each labelled
     pair read from its head (``inverse`` 0, the first classifier) and from its tail (1, the second), so that
-    the second classifier learns from every pair, not from the few the cover reads from their tail (PL-Marker's training also
-    reads each relation (s, o, r) from o's packed instance, labelled r's inverse)."""
+    the second classifier learns from every pair, not from the few the cover reads from their tail
+    (PL-Marker's training also reads each relation (s, o, r) from o's packed instance, labelled r's inverse)."""
     views = []
     for feature in features:
         if "labels" in feature:
