@@ -21,7 +21,7 @@ METRICS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
 
 def challenge_tables(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """One table per challenge found in the runs' folders (none when there is no challenge file), as the
-    fields of :class:`mmie.reporting.report.Table`, each score cell the list of its seeds' fractions."""
+    fields of :class:`mmie.reporting.tables.Table`, each score cell the list of its seeds' fractions."""
     # challenge -> row -> ratio -> metrics of each seed
     scores: dict[str, dict[str, dict[float, list[dict]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     rows: dict[str, int] = {}
