@@ -8,6 +8,9 @@ share them (``docs/extraction.md``, "Limits").
 A running extraction checks a :class:`StopCheck` between steps (images, model batches): it raises
 :class:`ExtractionStopped` once the deadline has passed or the caller's ``threading.Event`` is set
 (the service sets it when the client disconnects), so the work stops within one batch.
+
+:class:`ServiceLimits` adds what one HTTP request to ``mmie serve`` may hold (body, images, text) and
+how the service queues the extractions; it hands the extraction's part on as ``ExtractionLimits``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
+from mmie.data.schema import MAX_IMAGES
 from mmie.errors import DataError, MmieError
 
 
@@ -65,3 +70,33 @@ class StopCheck:
         if self.deadline is not None and time.monotonic() > self.deadline:
             budget = f" of {self.timeout_s:g} s" if self.timeout_s is not None else ""
             raise ExtractionStopped("deadline", f"the extraction went past its deadline{budget} ({step})")
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """What one request may hold and cost; anything past these is refused with a 4xx/503 naming the limit."""
+
+    max_body_bytes: int = 16 * 2**20
+    max_images: int = MAX_IMAGES
+    max_image_pixels: int = 4096 * 4096
+    max_text_chars: int = 2000
+    max_entities: int = ExtractionLimits.max_entities
+    max_pairs: int = ExtractionLimits.max_pairs
+    timeout_s: float = 30.0  # from arrival: waiting + work
+    max_pending_bytes: int = 64 * 2**20  # request bodies waiting or in progress, together
+    mode: Literal["batch", "one-at-a-time"] = "batch"  # how the extractions run (mmie.pipeline.batching)
+    max_batch: int = 16  # batch: posts per micro-batch
+    max_wait_ms: float = 10.0  # batch: how long the first request of a micro-batch waits for others
+    max_queue: int = 32  # batch: requests waiting for a micro-batch; past it, 503 with Retry-After
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("batch", "one-at-a-time"):
+            raise MmieError(f"service mode: 'batch' or 'one-at-a-time', got {self.mode!r}")
+        if self.max_batch < 1 or self.max_queue < 1 or self.max_wait_ms < 0:
+            raise MmieError(
+                f"service limits: max_batch and max_queue must be >= 1 and max_wait_ms >= 0, got {self.max_batch}, "
+                f"{self.max_queue} and {self.max_wait_ms}"
+            )
+
+    def extraction_limits(self) -> ExtractionLimits:
+        return ExtractionLimits(max_entities=self.max_entities, max_pairs=self.max_pairs, timeout_s=self.timeout_s)

@@ -30,19 +30,16 @@ at once.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import copy
 import ctypes
 import ctypes.util
 import gc
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -50,60 +47,14 @@ from fastapi.staticfiles import StaticFiles
 
 from mmie._version import __version__
 from mmie.data.schema import MAX_IMAGES
-from mmie.errors import DataError, MmieError
+from mmie.errors import DataError
 from mmie.pipeline.batching import Job, MicroBatcher, OneAtATime, QueueFull
 from mmie.pipeline.extractor import Extractor
-from mmie.pipeline.limits import ExtractionLimits, ExtractionStopped
+from mmie.pipeline.limits import ExtractionStopped, ServiceLimits
+from mmie.pipeline.service_requests import RequestRefused, declared_size, drain, field_name, read_form, validate
 
 STATIC = resources.files("mmie.pipeline") / "static"
 POLL_SECONDS = 0.1  # how often a request's handler looks for a disconnected client or a passed deadline
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """What one request may hold and cost; anything past these is refused with a 4xx/503 naming the limit."""
-
-    max_body_bytes: int = 16 * 2**20
-    max_images: int = MAX_IMAGES
-    max_image_pixels: int = 4096 * 4096
-    max_text_chars: int = 2000
-    max_entities: int = ExtractionLimits.max_entities
-    max_pairs: int = ExtractionLimits.max_pairs
-    timeout_s: float = 30.0  # from arrival: waiting + work
-    max_pending_bytes: int = 64 * 2**20  # request bodies waiting or in progress, together
-    mode: Literal["batch", "one-at-a-time"] = "batch"  # how the extractions run (mmie.pipeline.batching)
-    max_batch: int = 16  # batch: posts per micro-batch
-    max_wait_ms: float = 10.0  # batch: how long the first request of a micro-batch waits for others
-    max_queue: int = 32  # batch: requests waiting for a micro-batch; past it, 503 with Retry-After
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("batch", "one-at-a-time"):
-            raise MmieError(f"service mode: 'batch' or 'one-at-a-time', got {self.mode!r}")
-        if self.max_batch < 1 or self.max_queue < 1 or self.max_wait_ms < 0:
-            raise MmieError(
-                f"service limits: max_batch and max_queue must be >= 1 and max_wait_ms >= 0, got {self.max_batch}, "
-                f"{self.max_queue} and {self.max_wait_ms}"
-            )
-
-    def extraction_limits(self) -> ExtractionLimits:
-        return ExtractionLimits(max_entities=self.max_entities, max_pairs=self.max_pairs, timeout_s=self.timeout_s)
-
-
-class RequestRefused(Exception):
-    """A request the service refuses: the HTTP status, a message and the field it is about."""
-
-    def __init__(
-        self, status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field, self.headers = status, message, field, headers
-
-
-@dataclass
-class _Form:
-    text: Any = None
-    images: list[tuple[str, Any]] = field(default_factory=list)  # (name for errors, raw bytes or base64 value)
-    entities: Any = None
 
 
 # ------------------------------------------------------------------------------ admission and the queue
@@ -234,15 +185,15 @@ def create_app(extractor: Extractor, limits: ServiceLimits | None = None) -> Fas
     async def extract(request: Request) -> JSONResponse:
         arrival = time.monotonic()
         content_type = request.headers.get("content-type", "")
-        size = _declared_size(request, limits.max_body_bytes)
+        size = declared_size(request, limits.max_body_bytes)
         if runner.full():  # refused before the body is read, as when it could not be queued
             counters.refused_busy += 1
-            await _drain(request, limits.max_body_bytes)
+            await drain(request, limits.max_body_bytes)
             idle.request_done()
             raise _queue_full(runner)
         if not admission.reserve(size):
             counters.refused_busy += 1
-            await _drain(request, limits.max_body_bytes)  # read and drop: the client gets the 503, not a reset
+            await drain(request, limits.max_body_bytes)  # read and drop: the client gets the 503, not a reset
             idle.request_done()
             why = (
                 f"{admission.reserved} bytes of requests are waiting or in progress (limit {limits.max_pending_bytes})"
@@ -250,14 +201,14 @@ def create_app(extractor: Extractor, limits: ServiceLimits | None = None) -> Fas
             raise _busy(runner, why, "body")
         names: list[tuple[str, Any]] = []  # the images' names for error messages (with their file names)
         try:
-            form = await _read_form(request, content_type, limits)
-            text, images, entities = _validate(form, limits)
+            form = await read_form(request, content_type, limits)
+            text, images, entities = validate(form, limits)
             names = [(name, None) for name, _ in form.images]
             del form  # the base64 strings: only the decoded bytes wait for the job
             job = Job(text, images, entities, deadline=arrival + limits.timeout_s)
             result = await _run(request, runner, job, limits, counters)
         except DataError as error:
-            raise RequestRefused(422, error.message, _field_name(error.field, names)) from None
+            raise RequestRefused(422, error.message, field_name(error.field, names)) from None
         finally:
             admission.release(size)
             idle.request_done()
@@ -328,238 +279,6 @@ async def _run(
         raise RequestRefused(
             504, f"{stopped.message}; send fewer entities or images, or raise --timeout", "deadline"
         ) from None
-
-
-def _declared_size(request: Request, limit: int) -> int:
-    """The body's declared size (413 past ``limit``); the limit itself when undeclared (chunked)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
-            raise RequestRefused(413, f"the request body is over the limit of {limit} bytes", "body")
-        return int(declared)
-    return limit
-
-
-async def _drain(request: Request, limit: int) -> None:
-    """Read and drop the body (up to ``limit`` bytes), so that an early answer reaches the client."""
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            break
-
-
-async def _chunks(request: Request, limit: int):
-    """The body's chunks, refused with 413 as soon as it is past ``limit``."""
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestRefused(413, f"the request body is over the limit of {limit} bytes", "body")
-        if chunk:
-            yield chunk
-
-
-async def _read_form(request: Request, content_type: str, limits: ServiceLimits) -> _Form:
-    """The request's fields, parsed as the body streams in (multipart parts are kept once, not copied)."""
-    kind = content_type.split(";")[0].strip().lower()
-    if kind == "application/json":
-        body = bytearray()
-        async for chunk in _chunks(request, limits.max_body_bytes):
-            body += chunk
-        return _parse_json(body)
-    if kind == "multipart/form-data":
-        collector = _MultipartForm(content_type, limits)
-        async for chunk in _chunks(request, limits.max_body_bytes):
-            collector.write(chunk)
-        return collector.finish()
-    await _drain(request, limits.max_body_bytes)
-    raise RequestRefused(415, "send multipart/form-data (text, images) or application/json", "content-type")
-
-
-def _parse_json(body: bytes | bytearray) -> _Form:
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise RequestRefused(422, f"the body is not UTF-8 (byte {error.start})", "body") from None
-    except RecursionError:
-        raise RequestRefused(422, "the JSON is nested too deeply (entities is a flat list)", "body") from None
-    except ValueError as error:
-        raise RequestRefused(422, f"the body is not valid JSON: {error}", "body") from None
-    if not isinstance(payload, dict):
-        raise RequestRefused(422, 'the body is a JSON object {"text": ..., "images": [base64, ...]}', "body")
-    unknown = set(payload) - {"text", "images", "entities"}
-    if unknown:
-        raise RequestRefused(422, f"unknown fields {sorted(unknown)} (text, images, entities)", sorted(unknown)[0])
-    images = payload.get("images", [])
-    if not isinstance(images, list):
-        raise RequestRefused(422, "images must be a list of base64 strings", "images")
-    return _Form(
-        payload.get("text"), [(f"images[{k}]", value) for k, value in enumerate(images)], payload.get("entities")
-    )
-
-
-class _MultipartForm:
-    """A multipart/form-data body parsed as it streams in: ``text``, ``images`` (files, or a plain field
-    holding the image's bytes), ``entities``. Each part's bytes are kept once; an unknown field or a
-    fifth image is refused when its headers arrive, before its data is kept."""
-
-    FIELDS = ("text", "images", "image", "entities")
-
-    def __init__(self, content_type: str, limits: ServiceLimits) -> None:
-        from python_multipart.multipart import MultipartParser, parse_options_header
-
-        _, options = parse_options_header(content_type)
-        boundary = options.get(b"boundary")
-        if not boundary:
-            raise RequestRefused(422, "malformed multipart body: no boundary in the content type", "body")
-        self.limits = limits
-        self.form = _Form()
-        self.texts: list[bytes] = []
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-        self._disposition = b""
-        self._data = bytearray()
-        self._name = ""
-        self._filename: str | None = None
-        self.ended = False
-        callbacks = {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: self._header_name.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": lambda data, start, end: self._data.extend(data[start:end]),
-            "on_part_end": self._part_end,
-            "on_end": self._end,
-        }
-        try:
-            self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-        except Exception as error:  # a boundary the parser refuses (too long)
-            raise RequestRefused(422, f"malformed multipart body: {error}", "body") from None
-
-    def write(self, chunk: bytes) -> None:
-        from python_multipart.exceptions import FormParserError
-
-        try:
-            self.parser.write(chunk)
-        except (FormParserError, ValueError) as error:
-            raise RequestRefused(422, f"malformed multipart body: {error}", "body") from None
-
-    def finish(self) -> _Form:
-        if not self.ended:
-            raise RequestRefused(422, "malformed multipart body: it ends before its closing boundary", "body")
-        if len(self.texts) > 1:
-            raise RequestRefused(422, "give one text", "text")
-        if self.texts:
-            try:
-                self.form.text = self.texts[0].decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise RequestRefused(422, f"the text is not UTF-8 (byte {error.start})", "text") from None
-        if isinstance(self.form.entities, bytes):
-            self.form.entities = _entities_json(self.form.entities)
-        return self.form
-
-    def _part_begin(self) -> None:
-        self._disposition, self._data = b"", bytearray()
-
-    def _header_end(self) -> None:
-        if bytes(self._header_name).strip().lower() == b"content-disposition":
-            self._disposition = bytes(self._header_value)
-        self._header_name, self._header_value = bytearray(), bytearray()
-
-    def _headers_finished(self) -> None:
-        from python_multipart.multipart import parse_options_header
-
-        _, options = parse_options_header(self._disposition)
-        self._name = options.get(b"name", b"").decode("latin-1")
-        filename = options.get(b"filename")
-        self._filename = filename.decode("utf-8", "replace") if filename is not None else None
-        if self._name not in self.FIELDS:
-            raise RequestRefused(422, f"unknown form field {self._name!r} (text, images, entities)", self._name)
-        if self._name in ("images", "image") and len(self.form.images) >= self.limits.max_images:
-            raise RequestRefused(
-                422, f"{len(self.form.images) + 1} images; a post has at most {self.limits.max_images}", "images"
-            )
-
-    def _part_end(self) -> None:
-        data, self._data = bytes(self._data), bytearray()
-        if self._name == "text":  # a browser may send a pasted text file as the text part
-            self.texts.append(data)
-        elif self._name == "entities":
-            self.form.entities = data
-        else:
-            label = f"images[{len(self.form.images)}]" + (f" ({self._filename})" if self._filename else "")
-            self.form.images.append((label, data))
-
-    def _end(self) -> None:
-        self.ended = True
-
-
-def _entities_json(data: bytes) -> Any:
-    try:
-        return json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise RequestRefused(
-            422, "entities is nested too deeply (a flat list of {start, end, type})", "entities"
-        ) from None
-    except ValueError:
-        raise RequestRefused(422, "entities must be a JSON list of {start, end, type}", "entities") from None
-
-
-def _validate(form: _Form, limits: ServiceLimits) -> tuple[str, list[bytes], Any]:
-    if form.text is None:
-        raise RequestRefused(422, "no text", "text")
-    if not isinstance(form.text, str):
-        raise RequestRefused(422, f"text must be a string, got {type(form.text).__name__}", "text")
-    if not form.text.strip():
-        raise RequestRefused(422, "the text is empty", "text")
-    if len(form.text) > limits.max_text_chars:
-        raise RequestRefused(
-            422, f"the text has {len(form.text)} characters, over the limit of {limits.max_text_chars}", "text"
-        )
-    try:
-        form.text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        code = ord(form.text[error.start])
-        raise RequestRefused(
-            422, f"the text holds a lone surrogate (U+{code:04X} at character {error.start}): not valid Unicode", "text"
-        ) from None
-    if form.entities is not None and not isinstance(form.entities, list):
-        raise RequestRefused(422, "entities must be a list of {start, end, type}", "entities")
-    if form.entities is not None and len(form.entities) > limits.max_entities:
-        raise RequestRefused(
-            422, f"{len(form.entities)} entities, over the limit of {limits.max_entities} per post", "entities"
-        )
-    images = form.images or []
-    if len(images) > limits.max_images:
-        raise RequestRefused(422, f"{len(images)} images; a post has at most {limits.max_images}", "images")
-    decoded = []
-    for name, value in images:
-        if isinstance(value, bytes):
-            decoded.append(value)
-            continue
-        if not isinstance(value, str):
-            raise RequestRefused(422, f"an image is a base64 string, got {type(value).__name__}", name)
-        try:
-            decoded.append(base64.b64decode(_strip_data_url(value), validate=True))
-        except (binascii.Error, ValueError):
-            raise RequestRefused(422, "not valid base64", name) from None
-    return form.text, decoded, form.entities
-
-
-def _strip_data_url(value: str) -> str:
-    """``data:image/png;base64,AAAA`` (what a browser's FileReader gives) -> ``AAAA``."""
-    return value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
-
-
-def _field_name(field: str | None, images: list[tuple[str, Any]]) -> str | None:
-    """The extractor names images ``images[k]``; the service adds the upload's file name when it has one."""
-    if field and field.startswith("images[") and images:
-        index = field[len("images[") : field.index("]")]
-        if index.isdigit() and int(index) < len(images):
-            return images[int(index)][0]
-    return field
 
 
 _EXTRACT_OPENAPI: dict = {
