@@ -328,7 +328,7 @@ def levitated_relation_processor(
             sides=config.packing == "cover",
         )
     chosen = config.model_copy(update={"markers": markers, "entity_markers": entity_markers})
-    views = both_sides if config.packing == "cover" and config.cover_training != "cover" else None
+    views = both_sides if config.cover_rule in ("both", "probe") else None
     return Processor(chosen, tokenizer, featurizer, collator, training_views=views)
 
 

@@ -120,6 +120,13 @@ class LevitatedInputs(MarkerInputs):
             raise ValueError(f"cover_training: {self.cover_training} goes with packing: cover (not {self.packing})")
         return self
 
+    @property
+    def cover_rule(self) -> Literal["cover", "both", "probe"] | None:
+        """How the cover packing trains, its default (probe) filled in; None for the other packings."""
+        if self.packing != "cover":
+            return None
+        return self.cover_training or "probe"
+
 
 ImageTextField = Literal["caption", "tags", "ocr"]
 

@@ -95,7 +95,7 @@ class MtbLevitatedClassifier(MarkedRelationModel):
         # classifier, W' of the module docstring; r keeps the order [head ; tail] either way
         self.inverse_classifier = nn.Linear(width, len(labels)) if config.packing == "cover" else None
         # cover_training: probe (the default): W' learns from the encoder's vectors without changing them
-        self.inverse_reads_train_encoder = config.cover_training in ("cover", "both")
+        self.inverse_reads_train_encoder = config.cover_rule != "probe"
 
     def encode_rows(
         self,
