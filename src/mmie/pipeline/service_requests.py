@@ -32,12 +32,16 @@ class _Form:
     entities: Any = None
 
 
+def _too_large(limit: int) -> RequestRefused:
+    return RequestRefused(413, f"the request body is over the limit of {limit} bytes", "body")
+
+
 def declared_size(request: Request, limit: int) -> int:
     """The body's declared size (413 past ``limit``); the limit itself when undeclared (chunked)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
-            raise RequestRefused(413, f"the request body is over the limit of {limit} bytes", "body")
+            raise _too_large(limit)
         return int(declared)
     return limit
 
@@ -57,7 +61,7 @@ async def _chunks(request: Request, limit: int):
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RequestRefused(413, f"the request body is over the limit of {limit} bytes", "body")
+            raise _too_large(limit)
         if chunk:
             yield chunk
 
