@@ -259,11 +259,8 @@ class Extractor:
         if source.entities is not None:
             if not isinstance(source.entities, list):
                 raise DataError("entities must be a list of {start, end, type}", field=f"{where}entities")
-            if len(source.entities) > self.limits.max_entities:
-                raise LimitExceeded(
-                    f"{len(source.entities)} entities, over the limit of {self.limits.max_entities} per post",
-                    field=f"{where}entities",
-                )
+            if refusal := self.limits.too_many_entities(len(source.entities)):
+                raise LimitExceeded(refusal, field=f"{where}entities")
         elif self._ner is None:
             raise DataError("no NER model is loaded: give the post's entities", field=f"{where}entities")
         pictures, sizes = [], []

@@ -41,6 +41,13 @@ class ExtractionLimits:
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise MmieError(f"limits: timeout_s must be positive or None, got {self.timeout_s}")
 
+    def too_many_entities(self, count: int) -> str | None:
+        """Why a post that gives ``count`` entities is refused, or None when they are within the limit
+        (the one wording of the Python API, ``mmie extract`` and the service's 422)."""
+        if count <= self.max_entities:
+            return None
+        return f"{count} entities, over the limit of {self.max_entities} per post"
+
 
 class LimitExceeded(DataError):
     """A post over one of the :class:`ExtractionLimits` (its field names what is over)."""

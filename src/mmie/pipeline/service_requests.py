@@ -233,10 +233,8 @@ def validate(form: _Form, limits: ServiceLimits) -> tuple[str, list[bytes], Any]
         ) from None
     if form.entities is not None and not isinstance(form.entities, list):
         raise RequestRefused(422, "entities must be a list of {start, end, type}", "entities")
-    if form.entities is not None and len(form.entities) > limits.max_entities:
-        raise RequestRefused(
-            422, f"{len(form.entities)} entities, over the limit of {limits.max_entities} per post", "entities"
-        )
+    if form.entities is not None and (refusal := limits.extraction_limits().too_many_entities(len(form.entities))):
+        raise RequestRefused(422, refusal, "entities")
     images = form.images or []
     if len(images) > limits.max_images:
         raise RequestRefused(422, f"{len(images)} images; a post has at most {limits.max_images}", "images")
