@@ -9,6 +9,7 @@ import yaml
 
 from mmie.errors import ConfigError
 from mmie.models import get_model_entry
+from mmie.training.compose import compose_yaml
 from mmie.training.config import apply_overrides, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,22 @@ def test_set_overrides_parse_values_as_yaml(tmp_path):
         load_config(write(tmp_path, BASE), ["training.epochs"])
     with pytest.raises(ConfigError, match="task is not a section"):
         apply_overrides(BASE, ["task.x=1"])
+
+
+def test_exponent_without_a_dot_is_a_float_in_files_and_overrides(tmp_path):
+    # PyYAML follows YAML 1.1, where 5e-5 (no dot) is the string "5e-5": a raw settings dict (recorded
+    # beside benchmark results) would carry a string although the validated config holds a float.
+    settings = apply_overrides(BASE, ["training.learning_rate=5e-5", "training.head_learning_rate=1E-3"])
+    assert settings["training"]["learning_rate"] == 5e-5 and settings["training"]["head_learning_rate"] == 1e-3
+    assert type(settings["training"]["learning_rate"]) is float
+    raw = apply_overrides(BASE, ["name=1e", "tag=e5", "epochs=7", "rate=5.0e-5", "seed=-2e+3", "ref=v1e5"])
+    assert (raw["name"], raw["tag"], raw["ref"]) == ("1e", "e5", "v1e5")  # not numbers: still strings
+    assert raw["epochs"] == 7 and type(raw["epochs"]) is int
+    assert raw["rate"] == 5e-5 and raw["seed"] == -2000.0
+    path = tmp_path / "exponent.yaml"
+    path.write_text("task: ner\ntraining: {learning_rate: 3e-5, epochs: 2}\n")
+    assert compose_yaml(path)["training"] == {"learning_rate": 3e-5, "epochs": 2}
+    assert type(compose_yaml(path)["training"]["learning_rate"]) is float
 
 
 def test_malformed_files(tmp_path):

@@ -17,6 +17,7 @@ This module imports nothing from the rest of mmie.training (config.py imports it
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,29 @@ import yaml
 from mmie.errors import ConfigError
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``5e-5`` as a float (YAML 1.2), not only ``5.0e-5`` (YAML 1.1):
+    a learning rate written the way papers write it must not stay a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),  # the exponent form without a dot; the rest is 1.1's
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML document (``yaml.safe_load`` rules, plus ``5e-5`` read as a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml_mapping(path: Path, kind: str, expected: str) -> dict:
     """The mapping a YAML ``kind`` file (config, sweep) holds; a ConfigError naming the file otherwise."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such {kind} file")
     try:
-        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+        settings = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if settings is None:

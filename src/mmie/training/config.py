@@ -9,8 +9,9 @@ Unknown keys and wrong types are :class:`mmie.errors.ConfigError` naming the key
 (``training.lerning_rate: unknown key``). The ``model`` section is checked against the config
 class of the named model (:mod:`mmie.models.registry`). Relative data paths are relative to the
 working directory. ``--set training.learning_rate=5e-5`` overrides one key; the value is read as
-YAML (``yaml.safe_load``), so numbers, booleans, lists and null work, after the file's ``base:``
-(another config file it extends, :mod:`mmie.training.compose`) is merged in.
+YAML (``yaml.safe_load``, with ``5e-5`` a float as in YAML 1.2), so numbers, booleans, lists and null
+work, after the file's ``base:`` (another config file it extends, :mod:`mmie.training.compose`) is
+merged in.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from mmie.errors import ConfigError, config_error
 from mmie.models.base import ModelConfig
 from mmie.models.registry import get_model_entry, model_config
-from mmie.training.compose import compose_yaml
+from mmie.training.compose import compose_yaml, load_yaml
 
 
 class _Strict(BaseModel):
@@ -113,7 +114,7 @@ def apply_overrides(settings: dict[str, Any], overrides: Iterable[str]) -> dict[
         if not sep or not key.strip():
             raise ConfigError(f"--set {override!r}: expected key=value, e.g. training.learning_rate=5e-5")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {key}: the value is not valid YAML: {error}") from None
         parts = key.strip().split(".")
