@@ -27,7 +27,7 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -344,6 +344,15 @@ def recorded_run(out: Path, settings: dict[str, Any]) -> Iterator[dict[str, Any]
         _close(out, run, "finished")
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a script's ``main``. A stop by Ctrl-C or SIGTERM, which :func:`recorded_run` has already
+    appended as ``stopped`` and said so, ends with exit status 130 instead of a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 def _close(out: Path, run: dict[str, Any], status: str) -> None:

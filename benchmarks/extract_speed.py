@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _results import recorded_run, relative
+from _results import recorded_run, relative, run_main
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -186,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import mode_of, recorded_run  # noqa: E402
+from _results import mode_of, recorded_run, run_main  # noqa: E402
 from mre_speed import merge_repeats, run_worker  # noqa: E402 - the shared timing helpers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
-from _results import recorded_run, relative
+from _results import recorded_run, relative, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "synthetic"
@@ -354,4 +354,4 @@ def _summarise(report: dict, runs: list[str], repeats: list[dict[str, dict]]) ->
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import mode_of, recorded_run
+from _results import mode_of, recorded_run, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "synthetic"
@@ -355,4 +355,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

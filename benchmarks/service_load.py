@@ -46,7 +46,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _results import recorded_run, relative
+from _results import recorded_run, relative, run_main
 from extract_speed import RESULTS, synthetic_posts
 
 MAX_SIDE = 4096
@@ -425,4 +425,4 @@ def run_case(args, name: str, mode: str, extra: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from _results import recorded_run, relative
+from _results import recorded_run, relative, run_main
 from mmie.data import read_dataset
 from mmie.data.synth import META_FILE, generate_dataset
 
@@ -255,4 +255,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,7 +27,8 @@
               configs/twitter2017/<model>.yaml but the epochs
 
 Appends one run to benchmarks/results/text_baselines.json (benchmarks/_results.py: the command,
-machine and settings with it; a run stopped by Ctrl-C or SIGTERM is kept, marked stopped): per model
+machine and settings with it; a run stopped by Ctrl-C or SIGTERM is kept, marked stopped, with the dev
+F1 of each evaluation that the models still in training had reached, ``dev_f1_so_far``): per model
 the dev scores of the selected epoch, seconds per epoch (training only, evaluation excluded),
 training and inference examples/s and the peak resident memory of the process. Data paths are
 relative to the data folder (default: shared/data beside the repository).
@@ -62,7 +63,7 @@ from pathlib import Path
 
 import torch
 
-from _results import recorded_run, relative
+from _results import recorded_run, relative, run_main
 from mmie.data import read_dataset, write_dataset
 from mmie.evaluation.metrics import re_scores
 from mmie.inference.loading import LoadedModel, load_model
@@ -379,17 +380,43 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         record["results"]["models"] = {}
         keys = {name: f"{name}_{args.tag}" if args.tag else name for name in settings["models"]}
-        if args.jobs > 1:  # each model in its own process, all recorded in this run
-            with ProcessPoolExecutor(args.jobs, initializer=_set_threads, initargs=(args.threads,)) as pool:
-                futures = {name: pool.submit(run, name, args, root) for name in settings["models"]}
-                for name, future in futures.items():
-                    record["results"]["models"][keys[name]] = future.result()
-                    print(json.dumps({keys[name]: record["results"]["models"][keys[name]]}, indent=2), flush=True)
-        for name in settings["models"] if args.jobs <= 1 else []:
-            record["results"]["models"][keys[name]] = run(name, args, root)
-            print(json.dumps({keys[name]: record["results"]["models"][keys[name]]}, indent=2), flush=True)
+        try:
+            run_models(args, settings["models"], keys, record["results"]["models"], root)
+        except KeyboardInterrupt:  # a stopped run keeps what the models still in training had reached
+            record["results"]["dev_f1_so_far"] = {
+                keys[name]: evaluations_so_far(root / f"run_{name}")
+                for name in settings["models"]
+                if keys[name] not in record["results"]["models"] and (root / f"run_{name}").is_dir()
+            }
+            raise
         compare_one_pass(record["results"], args.tag)
         compare_text_switches(record["results"], args.tag)
+
+
+def run_models(args: argparse.Namespace, names: list[str], keys: dict[str, str], models: dict, root: Path) -> None:
+    """Train and measure each of ``names``, storing its figures in ``models`` under its key as it ends."""
+    if args.jobs > 1:  # each model in its own process, all recorded in this run
+        with ProcessPoolExecutor(args.jobs, initializer=_set_threads, initargs=(args.threads,)) as pool:
+            futures = {name: pool.submit(run, name, args, root) for name in names}
+            for name, future in futures.items():
+                models[keys[name]] = future.result()
+                print(json.dumps({keys[name]: models[keys[name]]}, indent=2), flush=True)
+        return
+    for name in names:
+        models[keys[name]] = run(name, args, root)
+        print(json.dumps({keys[name]: models[keys[name]]}, indent=2), flush=True)
+
+
+def evaluations_so_far(run_dir: Path) -> dict[str, float]:
+    """Dev F1 by epoch of each evaluation a training reached, read from the Trainer's log history in its
+    newest checkpoint (one is saved at every evaluation); empty before the first."""
+    states = [path / "trainer_state.json" for path in (run_dir / "checkpoints").glob("checkpoint-*")]
+    states = [state for state in states if state.is_file()]  # the last file a checkpoint save writes
+    if not states:
+        return {}
+    newest = max(states, key=lambda state: int(state.parent.name.rpartition("-")[2]))
+    history = json.loads(newest.read_text(encoding="utf-8"))["log_history"]
+    return {str(round(entry["epoch"], 3)): round(100 * entry["eval_f1"], 2) for entry in history if "eval_f1" in entry}
 
 
 def compare_one_pass(results: dict, tag: str | None) -> None:
@@ -441,4 +468,4 @@ def compare_text_switches(results: dict, tag: str | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
