@@ -69,6 +69,7 @@ from mmie.evaluation.metrics import re_scores
 from mmie.inference.loading import LoadedModel, load_model
 from mmie.training import train
 from mmie.training.config import apply_overrides
+from mmie.training.run_folder import CHECKPOINTS, last_complete_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -409,13 +410,12 @@ def run_models(args: argparse.Namespace, names: list[str], keys: dict[str, str],
 
 def evaluations_so_far(run_dir: Path) -> dict[str, float]:
     """Dev F1 by epoch of each evaluation a training reached, read from the Trainer's log history in its
-    newest checkpoint (one is saved at every evaluation); empty before the first."""
-    states = [path / "trainer_state.json" for path in (run_dir / "checkpoints").glob("checkpoint-*")]
-    states = [state for state in states if state.is_file()]  # the last file a checkpoint save writes
-    if not states:
+    newest complete checkpoint (one is saved at every evaluation; the one a resume would take); empty
+    before the first."""
+    newest = last_complete_checkpoint(run_dir / CHECKPOINTS)
+    if newest is None:
         return {}
-    newest = max(states, key=lambda state: int(state.parent.name.rpartition("-")[2]))
-    history = json.loads(newest.read_text(encoding="utf-8"))["log_history"]
+    history = json.loads((newest / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
     return {str(round(entry["epoch"], 3)): round(100 * entry["eval_f1"], 2) for entry in history if "eval_f1" in entry}
 
 
